@@ -73,6 +73,7 @@ let package = Package(
         .testTarget(name: "CommandsTests", dependencies: ["Commands"]),
         .testTarget(name: "IntakeTests", dependencies: ["Intake", "TestSupport"]),
         .testTarget(name: "DatabaseTests", dependencies: ["Database", "TestSupport"]),
+        .testTarget(name: "QueueTests", dependencies: ["Queue", "Models", "Database", "TestSupport"]),
         .testTarget(name: "AsyncCodeAppTests", dependencies: [
             "AsyncCodeApp", "TestSupport", "Intake", "Queue", "OpenSSLCrypto",
             .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -1,0 +1,67 @@
+import Database
+import Foundation
+import Hummingbird
+import Intake
+import Logging
+import PostgresNIO
+import Queue
+import ServiceLifecycle
+
+/// Builds the `serve` application: HTTP routes, the PostgreSQL client, the delivery store, and
+/// migrations applied before the server starts taking requests.
+///
+/// Tests call this too, with their own configuration.
+public func buildApplication(
+    configuration: AppConfiguration,
+    logger: Logger,
+    onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+) throws -> some ApplicationProtocol {
+    let migrations: [Migration]
+    do {
+        migrations = try Migration.load(from: configuration.migrationsDirectory)
+    } catch {
+        throw ConfigurationError(setting: "ASYNCCODE_MIGRATIONS_DIR", problem: error.message)
+    }
+    var databaseLogger = logger
+    databaseLogger[metadataKey: "component"] = "database"
+    let client = PostgresClient(configuration: configuration.databaseURL.clientConfiguration(), backgroundLogger: databaseLogger)
+    let migrator = Migrator(client: client, migrations: migrations, logger: databaseLogger)
+    let store = DeliveryStore(client: client, logger: databaseLogger)
+
+    let router = Router()
+    WebhookController(
+        verifier: WebhookVerifier(secrets: configuration.webhookSecrets),
+        decoder: WebhookDecoder(settings: IntakeSettings(triggerLabel: configuration.triggerLabel)),
+        store: store,
+        logger: logger
+    ).addRoutes(to: router)
+    HealthController(readiness: DatabaseReadiness(client: client, migrator: migrator, logger: databaseLogger))
+        .addRoutes(to: router)
+
+    var app = Application(
+        router: router,
+        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
+        services: [client, store],
+        onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
+        logger: logger
+    )
+    app.beforeServerStarts {
+        let applied = try await migrator.migrate()
+        if !applied.isEmpty {
+            logger.info("migrations applied", metadata: ["migrations": "\(applied.map(String.init).joined(separator: ","))"])
+        }
+    }
+    return app
+}
+
+/// Applies the migrations and returns the versions applied (`asynccode migrate`).
+public func runMigrations(configuration: AppConfiguration, logger: Logger) async throws -> [Int] {
+    let migrations = try Migration.load(from: configuration.migrationsDirectory)
+    try await DatabaseProbe.check(configuration.databaseURL, logger: logger)
+    let client = PostgresClient(configuration: configuration.databaseURL.clientConfiguration(), backgroundLogger: logger)
+    return try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { await client.run() }
+        defer { group.cancelAll() }
+        return try await Migrator(client: client, migrations: migrations, logger: logger).migrate()
+    }
+}

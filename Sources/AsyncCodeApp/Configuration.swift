@@ -1,0 +1,184 @@
+import Database
+import Foundation
+import Logging
+
+/// A setting that is missing or malformed. The description names the setting, never its value.
+public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
+    public var setting: String
+    public var problem: String
+
+    public init(setting: String, problem: String) {
+        self.setting = setting
+        self.problem = problem
+    }
+
+    public var description: String { "\(setting): \(problem)" }
+}
+
+/// The process's settings, read from the environment and a `.env` file in the working directory.
+public struct AppConfiguration: Sendable {
+    public var databaseURL: DatabaseURL
+    public var webhookSecrets: [String]
+    public var appID: String?
+    /// The App's private key in PEM, when one is configured.
+    public var privateKeyPEM: String?
+    public var githubAPIURL: URL
+    public var host: String
+    public var port: Int
+    /// The YAML file for agents and defaults (`ASYNCCODE_CONFIG`).
+    public var configFilePath: String?
+    public var triggerLabel: String
+    public var logLevel: Logger.Level
+    /// Where the numbered SQL migrations are.
+    public var migrationsDirectory: URL
+
+    public init(
+        databaseURL: DatabaseURL, webhookSecrets: [String], appID: String? = nil, privateKeyPEM: String? = nil,
+        githubAPIURL: URL = URL(string: "https://api.github.com")!, host: String = "127.0.0.1", port: Int = 3000,
+        configFilePath: String? = nil, triggerLabel: String = "asynccode", logLevel: Logger.Level = .info,
+        migrationsDirectory: URL
+    ) {
+        self.databaseURL = databaseURL
+        self.webhookSecrets = webhookSecrets
+        self.appID = appID
+        self.privateKeyPEM = privateKeyPEM
+        self.githubAPIURL = githubAPIURL
+        self.host = host
+        self.port = port
+        self.configFilePath = configFilePath
+        self.triggerLabel = triggerLabel
+        self.logLevel = logLevel
+        self.migrationsDirectory = migrationsDirectory
+    }
+
+    /// Reads the settings.
+    ///
+    /// - Parameters:
+    ///   - environment: the process environment; it wins over `.env`.
+    ///   - dotEnvPath: the `.env` file to read too, if it exists.
+    ///   - requireWebhookSecret: whether `GITHUB_WEBHOOK_SECRET` must be set (it must for `serve`).
+    /// - Throws: ``ConfigurationError`` naming the first bad setting.
+    public static func load(
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        dotEnvPath: String? = FileManager.default.currentDirectoryPath + "/.env",
+        requireWebhookSecret: Bool = true
+    ) throws(ConfigurationError) -> AppConfiguration {
+        var values: [String: String] = [:]
+        if let dotEnvPath, FileManager.default.fileExists(atPath: dotEnvPath) {
+            values = try DotEnv.parse(path: dotEnvPath)
+        }
+        values.merge(environment) { _, process in process }
+        func value(_ name: String) -> String? {
+            guard let raw = values[name]?.trimmingCharacters(in: .whitespaces), !raw.isEmpty else { return nil }
+            return raw
+        }
+
+        guard let rawURL = value("DATABASE_URL") else {
+            throw ConfigurationError(setting: "DATABASE_URL", problem: "is not set (postgres://USER:PASSWORD@HOST:PORT/DATABASE)")
+        }
+        let databaseURL: DatabaseURL
+        do {
+            databaseURL = try DatabaseURL(rawURL)
+        } catch {
+            throw ConfigurationError(setting: "DATABASE_URL", problem: "is malformed: \(error.message)")
+        }
+
+        var secrets: [String] = []
+        if let secret = values["GITHUB_WEBHOOK_SECRET"], !secret.isEmpty { secrets.append(secret) }
+        if requireWebhookSecret, secrets.isEmpty {
+            throw ConfigurationError(setting: "GITHUB_WEBHOOK_SECRET", problem: "is not set (the App's webhook secret)")
+        }
+        if let previous = values["GITHUB_WEBHOOK_SECRET_PREVIOUS"], !previous.isEmpty { secrets.append(previous) }
+
+        let appID = value("GITHUB_APP_ID")
+        if let appID, !(appID.allSatisfy(\.isNumber) || appID.hasPrefix("Iv")) {
+            throw ConfigurationError(setting: "GITHUB_APP_ID", problem: "must be the App's numeric id or its client id (Iv...)")
+        }
+        var privateKeyPEM: String?
+        if let path = value("GITHUB_APP_PRIVATE_KEY_PATH") {
+            guard let pem = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw ConfigurationError(setting: "GITHUB_APP_PRIVATE_KEY_PATH", problem: "cannot read the key file")
+            }
+            privateKeyPEM = pem
+        } else if let inline = values["GITHUB_APP_PRIVATE_KEY"], !inline.isEmpty {
+            privateKeyPEM = inline.replacingOccurrences(of: "\\n", with: "\n")
+        }
+        if let pem = privateKeyPEM, !pem.contains("-----BEGIN") || !pem.contains("PRIVATE KEY-----") {
+            throw ConfigurationError(
+                setting: value("GITHUB_APP_PRIVATE_KEY_PATH") != nil ? "GITHUB_APP_PRIVATE_KEY_PATH" : "GITHUB_APP_PRIVATE_KEY",
+                problem: "does not hold a PEM private key")
+        }
+
+        let apiURLString = value("GITHUB_API_URL") ?? "https://api.github.com"
+        guard let apiURL = URL(string: apiURLString.hasSuffix("/") ? String(apiURLString.dropLast()) : apiURLString),
+              let scheme = apiURL.scheme, scheme == "https" || scheme == "http", apiURL.host != nil else {
+            throw ConfigurationError(setting: "GITHUB_API_URL", problem: "must be an http(s) URL such as https://api.github.com")
+        }
+
+        let host = value("HOST") ?? "127.0.0.1"
+        let port: Int
+        if let rawPort = value("PORT") {
+            guard let parsed = Int(rawPort), (0...65535).contains(parsed) else {
+                throw ConfigurationError(setting: "PORT", problem: "must be a number from 0 to 65535")
+            }
+            port = parsed
+        } else {
+            port = 3000
+        }
+
+        let configFilePath = value("ASYNCCODE_CONFIG")
+        if let configFilePath, !FileManager.default.isReadableFile(atPath: configFilePath) {
+            throw ConfigurationError(setting: "ASYNCCODE_CONFIG", problem: "cannot read \(configFilePath)")
+        }
+        let fileSettings = try FileSettings.load(path: configFilePath)
+
+        var logLevel = Logger.Level.info
+        if let rawLevel = value("LOG_LEVEL") {
+            guard let parsed = Logger.Level(rawValue: rawLevel.lowercased()) else {
+                throw ConfigurationError(setting: "LOG_LEVEL", problem: "must be trace, debug, info, notice, warning, error or critical")
+            }
+            logLevel = parsed
+        }
+
+        guard let migrations = Migration.locateDirectory(environment: values) else {
+            throw ConfigurationError(
+                setting: "ASYNCCODE_MIGRATIONS_DIR",
+                problem: "no migrations folder found; run from the project folder or set it")
+        }
+
+        return AppConfiguration(
+            databaseURL: databaseURL, webhookSecrets: secrets, appID: appID, privateKeyPEM: privateKeyPEM,
+            githubAPIURL: apiURL, host: host, port: port, configFilePath: configFilePath,
+            triggerLabel: fileSettings.triggerLabel ?? "asynccode", logLevel: logLevel, migrationsDirectory: migrations)
+    }
+}
+
+/// Reads `KEY=VALUE` lines: `#` comments, an optional `export `, and single or double quotes.
+enum DotEnv {
+    static func parse(path: String) throws(ConfigurationError) -> [String: String] {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ConfigurationError(setting: ".env", problem: "cannot be read")
+        }
+        return try parse(text: text)
+    }
+
+    static func parse(text: String) throws(ConfigurationError) -> [String: String] {
+        var values: [String: String] = [:]
+        for (number, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            var line = rawLine.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            if line.hasPrefix("export ") { line = String(line.dropFirst(7)).trimmingCharacters(in: .whitespaces) }
+            guard let equals = line.firstIndex(of: "=") else {
+                throw ConfigurationError(setting: ".env", problem: "line \(number + 1) is not KEY=VALUE")
+            }
+            let key = line[..<equals].trimmingCharacters(in: .whitespaces)
+            var value = line[line.index(after: equals)...].trimmingCharacters(in: .whitespaces)
+            if value.count >= 2, let first = value.first, first == "\"" || first == "'", value.last == first {
+                value = String(value.dropFirst().dropLast())
+                if first == "\"" { value = value.replacingOccurrences(of: "\\n", with: "\n") }
+            }
+            values[key] = value
+        }
+        return values
+    }
+}

@@ -1,0 +1,187 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Intake
+import Logging
+import Models
+import NIOCore
+import Queue
+
+/// What the webhook route needs from the database: record one delivery and say what came of it.
+public protocol DeliveryRecording: Sendable {
+    /// Records `plan` in one transaction and returns its outcome.
+    func record(_ plan: DeliveryPlan) async throws -> DeliveryOutcome
+}
+
+extension DeliveryStore: DeliveryRecording {}
+
+/// A refused webhook request, answered with its status and a short JSON message.
+struct WebhookRejection: HTTPResponseError {
+    var status: HTTPResponse.Status
+    var message: String
+
+    func response(from request: Request, context: some RequestContext) throws -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        let body = #"{"error":""# + WebhookResponse.escape(message) + #""}"# + "\n"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+}
+
+/// `POST /webhooks/github`: verify, decode, record, answer `202`, in milliseconds and with no GitHub call.
+public struct WebhookController<Store: DeliveryRecording>: Sendable {
+    /// GitHub caps webhook payloads at 25 MB.
+    public static var maxBodyBytes: Int { 25 * 1024 * 1024 }
+
+    let verifier: WebhookVerifier
+    let decoder: WebhookDecoder
+    let store: Store
+    let logger: Logger
+
+    public init(verifier: WebhookVerifier, decoder: WebhookDecoder, store: Store, logger: Logger) {
+        self.verifier = verifier
+        self.decoder = decoder
+        self.store = store
+        self.logger = logger
+    }
+
+    /// Adds the webhook route to `router`.
+    public func addRoutes<Context: RequestContext>(to router: Router<Context>) {
+        router.post("/webhooks/github") { request, context in
+            try await self.receive(request)
+        }
+    }
+
+    func receive(_ request: Request) async throws -> Response {
+        let started = ContinuousClock.now
+        let deliveryHeader = request.headers[.gitHubDelivery]
+        let eventHeader = request.headers[.gitHubEvent]
+        var metadata: Logger.Metadata = [:]
+        if let deliveryHeader, WebhookDecoder.isValidDeliveryID(deliveryHeader) { metadata["github.delivery"] = "\(deliveryHeader)" }
+        if let eventHeader, WebhookDecoder.isValidEventName(eventHeader) { metadata["github.event"] = "\(eventHeader)" }
+        func log(_ status: HTTPResponse.Status, _ outcome: String, level: Logger.Level = .info) {
+            var metadata = metadata
+            metadata["http.status"] = "\(status.code)"
+            metadata["outcome"] = "\(outcome)"
+            metadata["duration_ms"] = "\(Self.milliseconds(since: started))"
+            logger.log(level: level, "webhook delivery", metadata: metadata)
+        }
+        do {
+            let (response, plan, outcome) = try await handle(request, delivery: deliveryHeader, event: eventHeader)
+            if let action = plan.action { metadata["github.action"] = "\(action)" }
+            if case .queued(let tasks, let controls) = outcome {
+                metadata["task.ids"] = "\(tasks.map(String.init).joined(separator: ","))"
+                if !controls.isEmpty { metadata["control.ids"] = "\(controls.map(String.init).joined(separator: ","))" }
+            }
+            log(response.status, outcome.label)
+            return response
+        } catch let rejection as WebhookRejection {
+            log(rejection.status, rejection.message, level: rejection.status.code >= 500 ? .error : .info)
+            throw rejection
+        }
+    }
+
+    private func handle(
+        _ request: Request, delivery: String?, event: String?
+    ) async throws -> (Response, DeliveryPlan, DeliveryOutcome) {
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > Self.maxBodyBytes {
+            throw WebhookRejection(status: .contentTooLarge, message: "payload larger than 25 MB")
+        }
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: Self.maxBodyBytes)
+        } catch is NIOTooManyBytesError {
+            throw WebhookRejection(status: .contentTooLarge, message: "payload larger than 25 MB")
+        }
+        let bytes = Array(body.readableBytesView)
+        // The signature is checked before anything of the body is read.
+        guard verifier.isValid(signatureHeader: request.headers[.hubSignature256], body: bytes) else {
+            let message = request.headers[.hubSignature256] == nil
+                ? "missing X-Hub-Signature-256 (SHA-1 signatures are not accepted)" : "invalid signature"
+            throw WebhookRejection(status: .unauthorized, message: message)
+        }
+        guard let event, WebhookDecoder.isValidEventName(event) else {
+            throw WebhookRejection(status: .badRequest, message: "missing or invalid X-GitHub-Event")
+        }
+        guard let delivery, WebhookDecoder.isValidDeliveryID(delivery) else {
+            throw WebhookRejection(status: .badRequest, message: "missing or invalid X-GitHub-Delivery")
+        }
+        guard Self.isJSON(request.headers[.contentType]) else {
+            throw WebhookRejection(status: .unsupportedMediaType, message: "content type must be application/json; set it in the App's webhook settings")
+        }
+        let plan: DeliveryPlan
+        do {
+            plan = try decoder.plan(event: event, deliveryID: delivery, body: bytes)
+        } catch {
+            throw WebhookRejection(status: .badRequest, message: error.message)
+        }
+        let outcome: DeliveryOutcome
+        do {
+            outcome = try await store.record(plan)
+        } catch {
+            logger.error("could not record delivery", metadata: [
+                "github.delivery": "\(delivery)", "error": "\(String(reflecting: type(of: error)))",
+            ])
+            throw WebhookRejection(status: .serviceUnavailable, message: "the database is unavailable; retry the delivery")
+        }
+        return (WebhookResponse.accepted(outcome), plan, outcome)
+    }
+
+    static func isJSON(_ contentType: String?) -> Bool {
+        guard let contentType else { return false }
+        let mediaType = contentType.split(separator: ";", maxSplits: 1).first?.trimmingCharacters(in: .whitespaces)
+        return mediaType?.lowercased() == "application/json"
+    }
+
+    static func milliseconds(since start: ContinuousClock.Instant) -> String {
+        let elapsed = ContinuousClock.now - start
+        let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+        return String(format: "%.2f", ms)
+    }
+}
+
+/// The `202` bodies the intake answers with.
+enum WebhookResponse {
+    static func accepted(_ outcome: DeliveryOutcome) -> Response {
+        var body: String
+        switch outcome {
+        case .queued(let tasks, let controls):
+            body = #"{"status":"queued","tasks":["# + tasks.map(String.init).joined(separator: ",") + "]"
+            if !controls.isEmpty { body += #","commands":["# + controls.map(String.init).joined(separator: ",") + "]" }
+            body += "}"
+        case .recorded:
+            body = #"{"status":"recorded"}"#
+        case .duplicate:
+            body = #"{"status":"duplicate"}"#
+        case .ignored(let reason):
+            body = #"{"status":"ignored","reason":""# + escape(reason) + #""}"#
+        }
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        return Response(status: .accepted, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body + "\n")))
+    }
+
+    /// Escapes `text` for a JSON string.
+    static func escape(_ text: String) -> String {
+        var out = ""
+        out.reserveCapacity(text.utf8.count)
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
+    }
+}
+
+extension HTTPField.Name {
+    static let gitHubDelivery = Self("X-GitHub-Delivery")!
+    static let gitHubEvent = Self("X-GitHub-Event")!
+    static let hubSignature256 = Self("X-Hub-Signature-256")!
+}

@@ -1,0 +1,69 @@
+import Foundation
+import PostgresNIO
+
+/// A parsed `postgres://user:password@host:port/database` URL.
+///
+/// `host` may be a socket folder given as `?host=/path` (libpq's form); `sslmode=require` turns TLS on.
+public struct DatabaseURL: Sendable, CustomStringConvertible {
+    public var username: String
+    public var password: String?
+    public var host: String
+    public var port: Int
+    public var database: String
+    public var socketPath: String?
+    public var requireTLS: Bool
+
+    /// Parses `string`.
+    ///
+    /// - Throws: ``DatabaseError`` naming what is wrong, never echoing the password.
+    public init(_ string: String) throws(DatabaseError) {
+        guard let components = URLComponents(string: string),
+              let scheme = components.scheme, scheme == "postgres" || scheme == "postgresql" else {
+            throw DatabaseError(.invalidURL, "DATABASE_URL must look like postgres://USER:PASSWORD@HOST:PORT/DATABASE")
+        }
+        guard let user = components.percentEncodedUser.flatMap({ $0.removingPercentEncoding }), !user.isEmpty else {
+            throw DatabaseError(.invalidURL, "DATABASE_URL has no user name")
+        }
+        username = user
+        password = components.percentEncodedPassword?.removingPercentEncoding
+        host = components.host ?? ""
+        port = components.port ?? 5432
+        database = String(components.path.drop(while: { $0 == "/" }))
+        if database.isEmpty { database = user }
+        let query = components.queryItems ?? []
+        if let socketFolder = query.first(where: { $0.name == "host" })?.value, socketFolder.hasPrefix("/") {
+            socketPath = socketFolder + "/.s.PGSQL.\(port)"
+        }
+        guard !host.isEmpty || socketPath != nil else {
+            throw DatabaseError(.invalidURL, "DATABASE_URL has no host")
+        }
+        requireTLS = ["require", "verify-ca", "verify-full"].contains(query.first(where: { $0.name == "sslmode" })?.value ?? "")
+    }
+
+    /// Returns the configuration for a `PostgresClient` connecting with this URL.
+    public func clientConfiguration() -> PostgresClient.Configuration {
+        var configuration: PostgresClient.Configuration
+        if let socketPath {
+            configuration = .init(unixSocketPath: socketPath, username: username, password: password, database: database)
+        } else {
+            configuration = .init(
+                host: host, port: port, username: username, password: password, database: database,
+                tls: requireTLS ? .require(.makeClientConfiguration()) : .disable)
+        }
+        configuration.options.minimumConnections = 0
+        configuration.options.maximumConnections = 20
+        return configuration
+    }
+
+    /// Returns the URL with `database` swapped, for tests and administration.
+    public func with(database: String) -> DatabaseURL {
+        var copy = self
+        copy.database = database
+        return copy
+    }
+
+    /// The URL without its password.
+    public var description: String {
+        "postgres://\(username)@\(socketPath ?? "\(host):\(port)")/\(database)"
+    }
+}

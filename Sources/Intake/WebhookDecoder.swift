@@ -1,0 +1,347 @@
+import Commands
+import Foundation
+import Models
+
+/// Settings that shape what the intake derives from events.
+public struct IntakeSettings: Sendable {
+    /// The label that starts work on an issue, compared case-insensitively.
+    public var triggerLabel: String
+
+    public init(triggerLabel: String = "asynccode") {
+        self.triggerLabel = triggerLabel
+    }
+}
+
+/// Turns a verified webhook delivery into the writes it asks for, without I/O.
+public struct WebhookDecoder: Sendable {
+    public var settings: IntakeSettings
+    private let parser = CommandParser()
+
+    public init(settings: IntakeSettings = IntakeSettings()) {
+        self.settings = settings
+    }
+
+    /// Returns whether `deliveryID` is an acceptable `X-GitHub-Delivery` value.
+    public static func isValidDeliveryID(_ deliveryID: String) -> Bool {
+        (1...128).contains(deliveryID.utf8.count)
+            && deliveryID.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7f }
+    }
+
+    /// Returns whether `event` is an acceptable `X-GitHub-Event` value.
+    public static func isValidEventName(_ event: String) -> Bool {
+        (1...64).contains(event.utf8.count)
+            && event.utf8.allSatisfy { (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) || $0 == UInt8(ascii: "_") }
+    }
+
+    /// Returns the plan for one delivery.
+    ///
+    /// - Throws: ``IntakeError`` when the body is not JSON or lacks what `event` must carry.
+    public func plan(event: String, deliveryID: String, body: [UInt8]) throws(IntakeError) -> DeliveryPlan {
+        let data = Data(body)
+        let decoder = JSONDecoder()
+
+        func decode<T: Decodable>(_ type: T.Type) throws(IntakeError) -> (EnvelopePayload, T) {
+            do {
+                let delivery = try decoder.decode(Delivery<T>.self, from: data)
+                return (delivery.envelope, delivery.body)
+            } catch {
+                if (try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])) == nil {
+                    throw IntakeError(.invalidJSON, "the body is not valid JSON")
+                }
+                throw IntakeError(.unexpectedPayload, "the body is not a \(event) payload")
+            }
+        }
+
+        var plan = DeliveryPlan(deliveryID: deliveryID, event: event, action: nil, installationID: nil,
+                                repositoryID: nil, payload: body)
+        func start<T: Decodable>(_ type: T.Type) throws(IntakeError) -> (EnvelopePayload, T) {
+            let decoded = try decode(T.self)
+            plan.action = decoded.0.action
+            plan.installationID = decoded.0.installation?.id
+            plan.repositoryID = decoded.0.repository?.id
+            return decoded
+        }
+
+        switch event {
+        case "ping":
+            _ = try start(EmptyPayload.self)
+            plan.ignoredReason = "ping"
+        case "installation":
+            let (_, payload) = try start(InstallationEvent.self)
+            plan.installationID = payload.installation.id
+            applyInstallation(payload, to: &plan)
+        case "installation_repositories":
+            let (_, payload) = try start(InstallationRepositoriesEvent.self)
+            plan.installationID = payload.installation.id
+            applyInstallationRepositories(payload, to: &plan)
+        case "issue_comment":
+            let (envelope, payload) = try start(IssueCommentEvent.self)
+            guard payload.action == "created" else {
+                plan.ignoredReason = "issue_comment \(payload.action) does not start work"
+                break
+            }
+            addCommands(
+                body: payload.comment.body, author: payload.comment.user, envelope: envelope,
+                issueNumber: payload.issue.number, isPullRequest: payload.issue.pull_request != nil,
+                source: .issueComment, commentID: payload.comment.id, url: payload.comment.html_url, to: &plan)
+        case "pull_request_review":
+            let (envelope, payload) = try start(PullRequestReviewEvent.self)
+            guard payload.action == "submitted" else {
+                plan.ignoredReason = "pull_request_review \(payload.action) does not start work"
+                break
+            }
+            addCommands(
+                body: payload.review.body, author: payload.review.user, envelope: envelope,
+                issueNumber: payload.pull_request.number, isPullRequest: true, source: .review,
+                commentID: payload.review.id, url: payload.review.html_url, to: &plan)
+        case "pull_request_review_comment":
+            let (envelope, payload) = try start(PullRequestReviewCommentEvent.self)
+            guard payload.action == "created" else {
+                plan.ignoredReason = "pull_request_review_comment \(payload.action) does not start work"
+                break
+            }
+            addCommands(
+                body: payload.comment.body, author: payload.comment.user, envelope: envelope,
+                issueNumber: payload.pull_request.number, isPullRequest: true, source: .reviewComment,
+                commentID: payload.comment.id, url: payload.comment.html_url, to: &plan)
+        case "issues":
+            let (envelope, payload) = try start(IssuesEvent.self)
+            applyLabel(payload, envelope: envelope, to: &plan)
+        case "pull_request":
+            let (_, payload) = try start(PullRequestEvent.self)
+            applyPullRequest(payload, to: &plan)
+        default:
+            _ = try start(EmptyPayload.self)
+            plan.ignoredReason = "event \(event) is not handled"
+        }
+        return plan
+    }
+
+    // MARK: - Commands
+
+    private func addCommands(
+        body: String?, author: UserPayload?, envelope: EnvelopePayload, issueNumber: Int64, isPullRequest: Bool,
+        source: CommandSource, commentID: Int64, url: String?, to plan: inout DeliveryPlan
+    ) {
+        guard let body, !body.isEmpty else {
+            plan.ignoredReason = "no command"
+            return
+        }
+        // Cheap test first: an everyday comment costs no parse.
+        guard Self.mayHoldCommand(body) else {
+            plan.ignoredReason = "no command"
+            return
+        }
+        if let reason = botReason(sender: envelope.sender, author: author) {
+            plan.ignoredReason = reason
+            return
+        }
+        let parsed = parser.parse(body)
+        guard !parsed.commands.isEmpty else {
+            plan.ignoredReason = "no command"
+            return
+        }
+        guard let context = TaskContext(envelope: envelope, author: author) else {
+            plan.ignoredReason = "not an App delivery: no installation or repository"
+            return
+        }
+        var commands = parsed.commands
+        if parsed.overLimit > 0 {
+            commands.append(.invalid(problem: "only \(CommandGrammar.maxCommandsPerComment) commands run per comment; "
+                + "\(parsed.overLimit) more were not run"))
+        }
+        for (index, command) in commands.enumerated() {
+            let commandIndex = Int32(index)
+            switch command {
+            case .task(let task):
+                plan.tasks.append(TaskRequest(
+                    installationID: context.installationID, repository: context.repository,
+                    requester: context.requester, issueNumber: issueNumber, isPullRequest: isPullRequest,
+                    source: source, commentID: commentID, commandIndex: commandIndex, kind: task.kind,
+                    agent: task.agent, priority: task.priority, baseBranch: task.baseBranch, prompt: task.prompt,
+                    sourceURL: url))
+            case .control(let verb, let argument):
+                plan.controls.append(context.control(
+                    issueNumber: issueNumber, isPullRequest: isPullRequest, source: source, commentID: commentID,
+                    commandIndex: commandIndex, verb: verb, argument: argument))
+            case .invalid(let problem):
+                plan.controls.append(context.control(
+                    issueNumber: issueNumber, isPullRequest: isPullRequest, source: source, commentID: commentID,
+                    commandIndex: commandIndex, verb: .invalid, argument: problem))
+            }
+        }
+    }
+
+    /// Returns whether `body` holds the command prefix anywhere, in any case: a byte scan, no allocation.
+    static func mayHoldCommand(_ body: String) -> Bool {
+        let needle = Array(CommandGrammar.prefix.utf8)
+        var body = body
+        return body.withUTF8 { bytes in
+            guard bytes.count >= needle.count else { return false }
+            var index = 0
+            let last = bytes.count - needle.count
+            while index <= last {
+                if bytes[index] == needle[0] {
+                    var matched = true
+                    for offset in 1..<needle.count where bytes[index + offset] | 0x20 != needle[offset] {
+                        matched = false
+                        break
+                    }
+                    if matched { return true }
+                }
+                index += 1
+            }
+            return false
+        }
+    }
+
+    private func botReason(sender: UserPayload?, author: UserPayload?) -> String? {
+        for user in [sender, author].compactMap({ $0 }) where Self.isBot(user) {
+            return "sent by a bot (\(user.login.truncatedToUTF8(64)))"
+        }
+        return nil
+    }
+
+    static func isBot(_ user: UserPayload) -> Bool {
+        user.type?.lowercased() == "bot" || user.login.hasSuffix("[bot]")
+    }
+
+    // MARK: - Label
+
+    private func applyLabel(_ payload: IssuesEvent, envelope: EnvelopePayload, to plan: inout DeliveryPlan) {
+        guard payload.action == "labeled", let label = payload.label,
+              label.name.lowercased() == settings.triggerLabel.lowercased() else {
+            plan.ignoredReason = "issues \(payload.action) is not the trigger label"
+            return
+        }
+        if let sender = envelope.sender, Self.isBot(sender) {
+            plan.ignoredReason = "sent by a bot (\(sender.login.truncatedToUTF8(64)))"
+            return
+        }
+        guard let context = TaskContext(envelope: envelope, author: envelope.sender) else {
+            plan.ignoredReason = "not an App delivery: no installation or repository"
+            return
+        }
+        plan.tasks.append(TaskRequest(
+            installationID: context.installationID, repository: context.repository, requester: context.requester,
+            issueNumber: payload.issue.number, isPullRequest: payload.issue.pull_request != nil, source: .label,
+            commentID: nil, commandIndex: 0, kind: .code, agent: nil, priority: .medium, baseBranch: nil,
+            prompt: "", sourceURL: payload.issue.html_url))
+    }
+
+    // MARK: - Pull requests
+
+    private func applyPullRequest(_ payload: PullRequestEvent, to plan: inout DeliveryPlan) {
+        let pr = payload.pull_request
+        let state: PullRequestUpdate.State
+        switch payload.action {
+        case "closed":
+            state = (pr.merged == true || pr.merged_at != nil) ? .merged : .closed
+        case "reopened", "edited":
+            if pr.state == "closed" {
+                state = pr.merged_at != nil ? .merged : .closed
+            } else {
+                state = pr.draft == true ? .draft : .open
+            }
+        default:
+            plan.ignoredReason = "pull_request \(payload.action) is not handled"
+            return
+        }
+        plan.stateChanges.append(.pullRequestUpdated(PullRequestUpdate(
+            githubPRID: pr.id, state: state, title: pr.title, body: pr.body, mergedAt: pr.merged_at,
+            closedAt: pr.closed_at)))
+    }
+
+    // MARK: - Installations
+
+    private func applyInstallation(_ payload: InstallationEvent, to plan: inout DeliveryPlan) {
+        let id = payload.installation.id
+        switch payload.action {
+        case "created", "new_permissions_accepted":
+            guard let snapshot = Self.snapshot(payload.installation) else {
+                plan.ignoredReason = "installation without an account"
+                return
+            }
+            let repositories = (payload.repositories ?? []).map { Self.snapshot($0) }
+            plan.stateChanges.append(.installationCreated(snapshot, repositories: repositories))
+        case "deleted":
+            plan.stateChanges.append(.installationDeleted(installationID: id))
+        case "suspend":
+            plan.stateChanges.append(.installationSuspended(installationID: id))
+        case "unsuspend":
+            plan.stateChanges.append(.installationUnsuspended(installationID: id))
+        default:
+            plan.ignoredReason = "installation \(payload.action) is not handled"
+        }
+    }
+
+    private func applyInstallationRepositories(_ payload: InstallationRepositoriesEvent, to plan: inout DeliveryPlan) {
+        switch payload.action {
+        case "added":
+            guard let snapshot = Self.snapshot(payload.installation) else {
+                plan.ignoredReason = "installation without an account"
+                return
+            }
+            let added = (payload.repositories_added ?? []).map { Self.snapshot($0) }
+            plan.stateChanges.append(.repositoriesAdded(installation: snapshot, repositories: added))
+        case "removed":
+            let removed = (payload.repositories_removed ?? []).map(\.id)
+            plan.stateChanges.append(.repositoriesRemoved(installationID: payload.installation.id, repositoryIDs: removed))
+        default:
+            plan.ignoredReason = "installation_repositories \(payload.action) is not handled"
+        }
+    }
+
+    // MARK: - Snapshots
+
+    static func snapshot(_ user: UserPayload) -> AccountSnapshot {
+        AccountSnapshot(githubID: user.id, login: user.login, type: user.type ?? "User", avatarURL: user.avatar_url)
+    }
+
+    static func snapshot(_ installation: InstallationPayload) -> InstallationSnapshot? {
+        guard let account = installation.account else { return nil }
+        return InstallationSnapshot(
+            githubID: installation.id, account: snapshot(account), repositorySelection: installation.repository_selection)
+    }
+
+    static func snapshot(_ repository: InstallationRepositoryPayload) -> RepositorySnapshot {
+        let owner = repository.full_name.split(separator: "/").first.map(String.init) ?? ""
+        return RepositorySnapshot(
+            githubID: repository.id, fullName: repository.full_name, name: repository.name, ownerLogin: owner,
+            isPrivate: repository.private ?? true)
+    }
+
+    static func snapshot(_ repository: RepositoryPayload) -> RepositorySnapshot {
+        let owner = repository.owner?.login ?? repository.full_name.split(separator: "/").first.map(String.init) ?? ""
+        return RepositorySnapshot(
+            githubID: repository.id, fullName: repository.full_name, name: repository.name, ownerLogin: owner,
+            description: repository.description, isPrivate: repository.private ?? true,
+            defaultBranch: repository.default_branch, language: repository.language, htmlURL: repository.html_url,
+            cloneURL: repository.clone_url)
+    }
+}
+
+/// Who asked, where: what every task and control command of one delivery shares.
+private struct TaskContext {
+    var installationID: Int64
+    var repository: RepositorySnapshot
+    var requester: AccountSnapshot
+
+    init?(envelope: EnvelopePayload, author: UserPayload?) {
+        guard let installation = envelope.installation, let repository = envelope.repository,
+              let requester = author ?? envelope.sender else { return nil }
+        self.installationID = installation.id
+        self.repository = WebhookDecoder.snapshot(repository)
+        self.requester = WebhookDecoder.snapshot(requester)
+    }
+
+    func control(
+        issueNumber: Int64, isPullRequest: Bool, source: CommandSource, commentID: Int64, commandIndex: Int32,
+        verb: ControlVerb, argument: String
+    ) -> ControlRequest {
+        ControlRequest(
+            installationID: installationID, repository: repository, requester: requester, issueNumber: issueNumber,
+            isPullRequest: isPullRequest, source: source, commentID: commentID, commandIndex: commandIndex, verb: verb,
+            argument: argument)
+    }
+}

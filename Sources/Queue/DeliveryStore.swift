@@ -1,0 +1,181 @@
+import Logging
+import Models
+import NIOCore
+import PostgresNIO
+import ServiceLifecycle
+import Synchronization
+
+/// Records verified deliveries and the work they ask for, committing many deliveries per transaction.
+///
+/// Each ``record(_:)`` call waits until its delivery is committed and then returns its own outcome. While
+/// one transaction commits, new deliveries gather, so under load one commit answers many requests: the
+/// intake is not bounded by one fsync per delivery. A batch that fails on the server is retried one
+/// delivery at a time, so one bad delivery cannot fail its neighbours.
+public final class DeliveryStore: Service, Sendable {
+    /// Why a delivery could not be recorded.
+    public struct StoreError: Error, Sendable, CustomStringConvertible {
+        public var description: String
+    }
+
+    private struct Pending: Sendable {
+        var plan: DeliveryPlan
+        var continuation: CheckedContinuation<DeliveryOutcome, any Error>
+    }
+
+    private struct State: Sendable {
+        var pending: [Pending] = []
+        var idleFlushers: [CheckedContinuation<Void, Never>] = []
+        var stopped = false
+    }
+
+    private let client: PostgresClient
+    private let writer: DeliveryWriter
+    private let logger: Logger
+    private let maxBatch: Int
+    private let flushers: Int
+    private let commitTimeout: Duration
+    private let state = Mutex(State())
+
+    /// Creates a store writing through `client`.
+    ///
+    /// - Parameters:
+    ///   - maxBatch: the most deliveries committed in one transaction.
+    ///   - flushers: how many transactions may be in flight at once.
+    ///   - commitTimeout: how long a batch may wait for the database before its deliveries fail (and GitHub
+    ///     is answered 503, so it can deliver again), well inside GitHub's 10 s webhook timeout.
+    public init(client: PostgresClient, logger: Logger, maxBatch: Int = 64, flushers: Int = 2,
+                commitTimeout: Duration = .seconds(7)) {
+        self.client = client
+        self.writer = DeliveryWriter(logger: logger)
+        self.logger = logger
+        self.maxBatch = max(1, maxBatch)
+        self.flushers = max(1, flushers)
+        self.commitTimeout = commitTimeout
+    }
+
+    /// Records `plan` and returns what came of it once it is committed.
+    ///
+    /// - Throws: ``StoreError`` when the store is stopped, or the database error when the commit failed.
+    public func record(_ plan: DeliveryPlan) async throws -> DeliveryOutcome {
+        try await withCheckedThrowingContinuation { continuation in
+            enum Enqueued { case stopped, queued(CheckedContinuation<Void, Never>?) }
+            let enqueued = state.withLock { state -> Enqueued in
+                guard !state.stopped else { return .stopped }
+                state.pending.append(Pending(plan: plan, continuation: continuation))
+                return .queued(state.idleFlushers.popLast())
+            }
+            switch enqueued {
+            case .stopped:
+                continuation.resume(throwing: StoreError(description: "the delivery store is shutting down"))
+            case .queued(let flusher):
+                flusher?.resume()
+            }
+        }
+    }
+
+    /// Runs the flushers until graceful shutdown, then drains what is pending and returns.
+    public func run() async throws {
+        await withDiscardingTaskGroup { group in
+            for _ in 0..<flushers {
+                group.addTask { await self.flush() }
+            }
+            group.addTask {
+                try? await gracefulShutdown()
+                self.stop()
+            }
+        }
+    }
+
+    /// Stops taking deliveries; pending ones are still written.
+    public func stop() {
+        let idle = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.stopped = true
+            defer { state.idleFlushers = [] }
+            return state.idleFlushers
+        }
+        idle.forEach { $0.resume() }
+    }
+
+    private func flush() async {
+        while let batch = await nextBatch() {
+            await write(batch)
+        }
+    }
+
+    private func nextBatch() async -> [Pending]? {
+        while true {
+            enum Step { case batch([Pending]), finished, wait }
+            let step = state.withLock { state -> Step in
+                if !state.pending.isEmpty {
+                    let count = min(maxBatch, state.pending.count)
+                    let batch = Array(state.pending.prefix(count))
+                    state.pending.removeFirst(count)
+                    return .batch(batch)
+                }
+                return state.stopped ? .finished : .wait
+            }
+            switch step {
+            case .batch(let batch): return batch
+            case .finished: return nil
+            case .wait:
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    let resumeNow = state.withLock { state -> Bool in
+                        if !state.pending.isEmpty || state.stopped { return true }
+                        state.idleFlushers.append(continuation)
+                        return false
+                    }
+                    if resumeNow { continuation.resume() }
+                }
+            }
+        }
+    }
+
+    private func write(_ batch: [Pending]) async {
+        do {
+            let outcomes = try await commit(batch.map(\.plan))
+            for (item, outcome) in zip(batch, outcomes) { item.continuation.resume(returning: outcome) }
+        } catch where batch.count > 1 && Self.isServerRefusal(error) {
+            // The server refused something in the batch: isolate it by writing one delivery at a time.
+            logger.debug("batch refused, retrying one by one", metadata: ["batch.size": "\(batch.count)"])
+            for item in batch {
+                do {
+                    let outcome = try await commit([item.plan])
+                    item.continuation.resume(returning: outcome[0])
+                } catch {
+                    item.continuation.resume(throwing: error)
+                }
+            }
+        } catch {
+            for item in batch { item.continuation.resume(throwing: error) }
+        }
+    }
+
+    /// Returns whether the server refused a statement (as opposed to being unreachable).
+    static func isServerRefusal(_ error: any Error) -> Bool {
+        if let error = error as? PostgresTransactionError {
+            return [error.closureError, error.commitError].contains { $0.map(isServerRefusal) ?? false }
+        }
+        return (error as? PSQLError)?.serverInfo != nil
+    }
+
+    private func commit(_ plans: [DeliveryPlan]) async throws -> [DeliveryOutcome] {
+        // Waiting for a connection is cancellable: a database that is down fails the batch at the deadline.
+        // A commit already sent may still land; GitHub's redelivery then meets the GUID and is a duplicate.
+        try await withThrowingTaskGroup(of: [DeliveryOutcome].self) { group in
+            group.addTask {
+                try await self.client.withTransaction(logger: self.logger) { connection in
+                    try await self.writer.write(plans, on: connection)
+                }
+            }
+            group.addTask {
+                try await Task.sleep(for: self.commitTimeout)
+                throw StoreError(description: "the database did not answer within \(self.commitTimeout)")
+            }
+            defer { group.cancelAll() }
+            guard let outcomes = try await group.next() else {
+                throw StoreError(description: "the commit was cancelled")
+            }
+            return outcomes
+        }
+    }
+}

@@ -1,0 +1,330 @@
+import Logging
+import Models
+import NIOCore
+import PostgresNIO
+
+/// The notification channel that wakes workers when tasks or control commands are queued.
+public enum WorkNotifications {
+    /// `LISTEN` on this channel; the payload is `task:ID,ID` or `control:ID,ID`.
+    public static let channel = "asynccode_work"
+}
+
+/// Writes a batch of delivery plans inside one open transaction.
+struct DeliveryWriter: Sendable {
+    let logger: Logger
+
+    /// Writes `plans` on `connection` (in a transaction) and returns one outcome per plan, in order.
+    func write(_ plans: [DeliveryPlan], on connection: PostgresConnection) async throws -> [DeliveryOutcome] {
+        var outcomes = [DeliveryOutcome?](repeating: nil, count: plans.count)
+        // A GUID twice in one batch: the first one stands, the others are duplicates.
+        var firstIndex: [String: Int] = [:]
+        var unique: [Int] = []
+        for (index, plan) in plans.enumerated() {
+            if firstIndex[plan.deliveryID] == nil {
+                firstIndex[plan.deliveryID] = index
+                unique.append(index)
+            } else {
+                outcomes[index] = .duplicate
+            }
+        }
+        let inserted = try await insertDeliveries(unique.map { plans[$0] }, on: connection)
+        var queuedTasks: [Int64] = []
+        var queuedControls: [Int64] = []
+        for index in unique {
+            let plan = plans[index]
+            guard let deliveryRowID = inserted[plan.deliveryID] else {
+                outcomes[index] = .duplicate
+                continue
+            }
+            guard plan.hasEffects else {
+                outcomes[index] = .ignored(reason: plan.ignoredReason ?? "nothing to do")
+                continue
+            }
+            let outcome = try await applyEffects(of: plan, on: connection)
+            if outcome.label != Self.provisionalOutcome(plan) {
+                try await connection.query(
+                    "UPDATE webhook_deliveries SET outcome = \(outcome.label) WHERE id = \(deliveryRowID)",
+                    logger: logger)
+            }
+            if case .queued(let tasks, let controls) = outcome {
+                queuedTasks += tasks
+                queuedControls += controls
+            }
+            outcomes[index] = outcome
+        }
+        if !queuedTasks.isEmpty {
+            try await notify("task:" + queuedTasks.map(String.init).joined(separator: ","), on: connection)
+        }
+        if !queuedControls.isEmpty {
+            try await notify("control:" + queuedControls.map(String.init).joined(separator: ","), on: connection)
+        }
+        return outcomes.map { $0 ?? .duplicate }
+    }
+
+    static func provisionalOutcome(_ plan: DeliveryPlan) -> String {
+        if !plan.tasks.isEmpty || !plan.controls.isEmpty { return "queued" }
+        return plan.stateChanges.isEmpty ? "ignored" : "recorded"
+    }
+
+    /// Inserts the delivery rows in one statement; returns the row ids of those not seen before.
+    private func insertDeliveries(_ plans: [DeliveryPlan], on connection: PostgresConnection) async throws -> [String: Int64] {
+        guard !plans.isEmpty else { return [:] }
+        let guids = plans.map(\.deliveryID)
+        let events = plans.map(\.event)
+        let actions = plans.map { $0.action ?? "" }
+        let installations = plans.map { $0.installationID ?? 0 }
+        let repositories = plans.map { $0.repositoryID ?? 0 }
+        let outcomes = plans.map(Self.provisionalOutcome)
+        let payloads = plans.map { ByteBuffer(bytes: $0.payload) }
+        let rows = try await connection.query("""
+            INSERT INTO webhook_deliveries
+                (delivery_guid, event, action, installation_github_id, repository_github_id, outcome, payload)
+            SELECT g, e, NULLIF(a, ''), NULLIF(i, 0), NULLIF(r, 0), o, p
+            FROM unnest(\(guids)::text[], \(events)::text[], \(actions)::text[], \(installations)::int8[],
+                        \(repositories)::int8[], \(outcomes)::text[], \(payloads)::bytea[]) AS d(g, e, a, i, r, o, p)
+            ON CONFLICT (delivery_guid) DO NOTHING
+            RETURNING delivery_guid, id
+            """, logger: logger)
+        var inserted: [String: Int64] = [:]
+        for try await (guid, id) in rows.decode((String, Int64).self) { inserted[guid] = id }
+        return inserted
+    }
+
+    private func applyEffects(of plan: DeliveryPlan, on connection: PostgresConnection) async throws -> DeliveryOutcome {
+        var changedState = false
+        for change in plan.stateChanges {
+            if try await apply(change, on: connection) { changedState = true }
+        }
+        var taskIDs: [Int64] = []
+        for task in plan.tasks {
+            if let id = try await insertTask(task, deliveryID: plan.deliveryID, on: connection) { taskIDs.append(id) }
+        }
+        var controlIDs: [Int64] = []
+        for control in plan.controls {
+            if let id = try await insertControl(control, deliveryID: plan.deliveryID, on: connection) { controlIDs.append(id) }
+        }
+        if !taskIDs.isEmpty || !controlIDs.isEmpty { return .queued(taskIDs: taskIDs, controlIDs: controlIDs) }
+        if !plan.tasks.isEmpty || !plan.controls.isEmpty { return .duplicate }
+        if changedState { return .recorded }
+        return .ignored(reason: plan.ignoredReason ?? "no matching record")
+    }
+
+    // MARK: - State changes
+
+    /// Applies `change`; returns whether any row changed.
+    private func apply(_ change: StateChange, on connection: PostgresConnection) async throws -> Bool {
+        switch change {
+        case .installationCreated(let installation, let repositories):
+            let installationID = try await upsertInstallation(installation, reactivate: true, on: connection)
+            for repository in repositories {
+                _ = try await upsertRepository(repository, installationID: installationID, on: connection)
+            }
+            return true
+        case .repositoriesAdded(let installation, let repositories):
+            let installationID = try await upsertInstallation(installation, reactivate: false, on: connection)
+            for repository in repositories {
+                _ = try await upsertRepository(repository, installationID: installationID, on: connection)
+            }
+            return true
+        case .installationDeleted(let githubID):
+            let changed = try await count(connection.query("""
+                UPDATE installations SET deleted_at = now() WHERE github_id = \(githubID) RETURNING id
+                """, logger: logger))
+            try await connection.query("""
+                UPDATE repositories SET is_active = false
+                WHERE installation_id = (SELECT id FROM installations WHERE github_id = \(githubID))
+                """, logger: logger)
+            return changed > 0
+        case .installationSuspended(let githubID):
+            return try await count(connection.query("""
+                UPDATE installations SET suspended_at = now() WHERE github_id = \(githubID) RETURNING id
+                """, logger: logger)) > 0
+        case .installationUnsuspended(let githubID):
+            return try await count(connection.query("""
+                UPDATE installations SET suspended_at = NULL WHERE github_id = \(githubID) RETURNING id
+                """, logger: logger)) > 0
+        case .repositoriesRemoved(_, let repositoryIDs):
+            return try await count(connection.query("""
+                UPDATE repositories SET is_active = false WHERE github_id = ANY(\(repositoryIDs)::int8[]) RETURNING id
+                """, logger: logger)) > 0
+        case .pullRequestUpdated(let update):
+            return try await count(connection.query("""
+                UPDATE pull_requests SET
+                    status = \(update.state.rawValue)::pull_request_status,
+                    title = COALESCE(\(update.title), title),
+                    description = COALESCE(\(update.body), description),
+                    merged_at = \(update.mergedAt)::timestamptz,
+                    closed_at = \(update.closedAt)::timestamptz
+                WHERE github_pr_id = \(update.githubPRID)
+                RETURNING id
+                """, logger: logger)) > 0
+        }
+    }
+
+    private func count(_ rows: PostgresRowSequence) async throws -> Int {
+        var count = 0
+        for try await _ in rows { count += 1 }
+        return count
+    }
+
+    // MARK: - Upserts (only on the rare path: commands and installation changes)
+
+    /// Inserts or refreshes an account; writes nothing when nothing changed. Returns its row id.
+    private func upsertAccount(_ account: AccountSnapshot, on connection: PostgresConnection) async throws -> Int64 {
+        let rows = try await connection.query("""
+            WITH upserted AS (
+                INSERT INTO accounts (github_id, login, type, avatar_url)
+                VALUES (\(account.githubID), \(account.login), \(account.type), \(account.avatarURL))
+                ON CONFLICT (github_id) DO UPDATE
+                    SET login = EXCLUDED.login, type = EXCLUDED.type,
+                        avatar_url = COALESCE(EXCLUDED.avatar_url, accounts.avatar_url)
+                    WHERE (accounts.login, accounts.type) IS DISTINCT FROM (EXCLUDED.login, EXCLUDED.type)
+                       OR (EXCLUDED.avatar_url IS NOT NULL AND accounts.avatar_url IS DISTINCT FROM EXCLUDED.avatar_url)
+                RETURNING id
+            )
+            SELECT id FROM upserted
+            UNION ALL SELECT id FROM accounts WHERE github_id = \(account.githubID)
+            LIMIT 1
+            """, logger: logger)
+        return try await firstID(rows)
+    }
+
+    private func upsertInstallation(
+        _ installation: InstallationSnapshot, reactivate: Bool, on connection: PostgresConnection
+    ) async throws -> Int64 {
+        let accountID = try await upsertAccount(installation.account, on: connection)
+        let rows = try await connection.query("""
+            INSERT INTO installations (github_id, account_id, repository_selection)
+            VALUES (\(installation.githubID), \(accountID), \(installation.repositorySelection))
+            ON CONFLICT (github_id) DO UPDATE
+                SET account_id = EXCLUDED.account_id,
+                    repository_selection = COALESCE(EXCLUDED.repository_selection, installations.repository_selection),
+                    deleted_at = CASE WHEN \(reactivate) THEN NULL ELSE installations.deleted_at END
+            RETURNING id
+            """, logger: logger)
+        return try await firstID(rows)
+    }
+
+    /// Returns the row id of installation `githubID`, creating a bare row when it was never recorded.
+    private func ensureInstallation(_ githubID: Int64, on connection: PostgresConnection) async throws -> Int64 {
+        let rows = try await connection.query("""
+            WITH inserted AS (
+                INSERT INTO installations (github_id) VALUES (\(githubID))
+                ON CONFLICT (github_id) DO NOTHING
+                RETURNING id
+            )
+            SELECT id FROM inserted
+            UNION ALL SELECT id FROM installations WHERE github_id = \(githubID)
+            LIMIT 1
+            """, logger: logger)
+        return try await firstID(rows)
+    }
+
+    /// Inserts or refreshes a repository; fields the event lacks keep their stored values. Returns its row id.
+    private func upsertRepository(
+        _ repository: RepositorySnapshot, installationID: Int64, on connection: PostgresConnection
+    ) async throws -> Int64 {
+        let rows = try await connection.query("""
+            WITH upserted AS (
+                INSERT INTO repositories (github_id, installation_id, full_name, name, owner_login, description,
+                                          private, default_branch, language, html_url, clone_url, is_active)
+                VALUES (\(repository.githubID), \(installationID), \(repository.fullName), \(repository.name),
+                        \(repository.ownerLogin), \(repository.description), \(repository.isPrivate),
+                        \(repository.defaultBranch), \(repository.language), \(repository.htmlURL),
+                        \(repository.cloneURL), true)
+                ON CONFLICT (github_id) DO UPDATE SET
+                    installation_id = EXCLUDED.installation_id,
+                    full_name = EXCLUDED.full_name,
+                    name = EXCLUDED.name,
+                    owner_login = EXCLUDED.owner_login,
+                    description = COALESCE(EXCLUDED.description, repositories.description),
+                    private = EXCLUDED.private,
+                    default_branch = COALESCE(EXCLUDED.default_branch, repositories.default_branch),
+                    language = COALESCE(EXCLUDED.language, repositories.language),
+                    html_url = COALESCE(EXCLUDED.html_url, repositories.html_url),
+                    clone_url = COALESCE(EXCLUDED.clone_url, repositories.clone_url),
+                    is_active = true
+                WHERE (repositories.installation_id, repositories.full_name, repositories.private, repositories.is_active)
+                          IS DISTINCT FROM (EXCLUDED.installation_id, EXCLUDED.full_name, EXCLUDED.private, true)
+                   OR (EXCLUDED.default_branch IS NOT NULL AND repositories.default_branch IS DISTINCT FROM EXCLUDED.default_branch)
+                   OR (EXCLUDED.clone_url IS NOT NULL AND repositories.clone_url IS DISTINCT FROM EXCLUDED.clone_url)
+                   OR (EXCLUDED.description IS NOT NULL AND repositories.description IS DISTINCT FROM EXCLUDED.description)
+                   OR (EXCLUDED.language IS NOT NULL AND repositories.language IS DISTINCT FROM EXCLUDED.language)
+                   OR (EXCLUDED.html_url IS NOT NULL AND repositories.html_url IS DISTINCT FROM EXCLUDED.html_url)
+                RETURNING id
+            )
+            SELECT id FROM upserted
+            UNION ALL SELECT id FROM repositories WHERE github_id = \(repository.githubID)
+            LIMIT 1
+            """, logger: logger)
+        return try await firstID(rows)
+    }
+
+    private func firstID(_ rows: PostgresRowSequence) async throws -> Int64 {
+        for try await id in rows.decode(Int64.self) { return id }
+        throw DeliveryStore.StoreError(description: "an upsert returned no row")
+    }
+
+    // MARK: - Work
+
+    private struct Thread {
+        var installationID: Int64
+        var repositoryID: Int64
+        var requesterID: Int64
+    }
+
+    private func thread(
+        installationGitHubID: Int64, repository: RepositorySnapshot, requester: AccountSnapshot,
+        on connection: PostgresConnection
+    ) async throws -> Thread {
+        let installationID = try await ensureInstallation(installationGitHubID, on: connection)
+        let repositoryID = try await upsertRepository(repository, installationID: installationID, on: connection)
+        let requesterID = try await upsertAccount(requester, on: connection)
+        return Thread(installationID: installationID, repositoryID: repositoryID, requesterID: requesterID)
+    }
+
+    /// Inserts a task; returns its id, or `nil` when the same command already made one.
+    private func insertTask(_ task: TaskRequest, deliveryID: String, on connection: PostgresConnection) async throws -> Int64? {
+        let thread = try await thread(
+            installationGitHubID: task.installationID, repository: task.repository, requester: task.requester,
+            on: connection)
+        let rows = try await connection.query("""
+            INSERT INTO tasks (repository_id, installation_id, requested_by, issue_number, is_pull_request, source,
+                               comment_id, command_index, source_url, delivery_id, kind, priority, agent, prompt,
+                               target_branch, chat_messages)
+            VALUES (\(thread.repositoryID), \(thread.installationID), \(thread.requesterID), \(task.issueNumber),
+                    \(task.isPullRequest), \(task.source.rawValue), \(task.commentID), \(task.commandIndex),
+                    \(task.sourceURL), \(deliveryID), \(task.kind.rawValue)::task_kind, \(task.priority.rank),
+                    \(task.agent), \(task.prompt), \(task.baseBranch),
+                    jsonb_build_array(jsonb_build_object('role', 'user', 'content', \(task.prompt)::text,
+                                                         'author', \(task.requester.login)::text,
+                                                         'timestamp', now())))
+            ON CONFLICT ON CONSTRAINT tasks_one_per_command DO NOTHING
+            RETURNING id
+            """, logger: logger)
+        for try await id in rows.decode(Int64.self) { return id }
+        return nil
+    }
+
+    /// Inserts a control command; returns its id, or `nil` when the same command was recorded before.
+    private func insertControl(_ control: ControlRequest, deliveryID: String, on connection: PostgresConnection) async throws -> Int64? {
+        let thread = try await thread(
+            installationGitHubID: control.installationID, repository: control.repository, requester: control.requester,
+            on: connection)
+        let rows = try await connection.query("""
+            INSERT INTO control_commands (repository_id, installation_id, requested_by, issue_number, is_pull_request,
+                                          source, comment_id, command_index, verb, argument, delivery_id)
+            VALUES (\(thread.repositoryID), \(thread.installationID), \(thread.requesterID), \(control.issueNumber),
+                    \(control.isPullRequest), \(control.source.rawValue), \(control.commentID), \(control.commandIndex),
+                    \(control.verb.rawValue), \(control.argument), \(deliveryID))
+            ON CONFLICT ON CONSTRAINT control_commands_one_per_command DO NOTHING
+            RETURNING id
+            """, logger: logger)
+        for try await id in rows.decode(Int64.self) { return id }
+        return nil
+    }
+
+    private func notify(_ payload: String, on connection: PostgresConnection) async throws {
+        try await connection.query("SELECT pg_notify(\(WorkNotifications.channel), \(payload))", logger: logger)
+    }
+}

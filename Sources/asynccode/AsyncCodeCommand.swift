@@ -1,0 +1,80 @@
+import ArgumentParser
+import AsyncCodeApp
+import Database
+import Foundation
+import Logging
+
+/// The `asynccode` command line.
+@main
+struct AsyncCodeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "asynccode",
+        abstract: "A self-hosted GitHub App that turns /asynccode commands on issues into pull requests.",
+        subcommands: [Serve.self, Migrate.self],
+        defaultSubcommand: Serve.self
+    )
+}
+
+/// Loads the configuration, or exits with one line naming the bad setting.
+func loadConfiguration(requireWebhookSecret: Bool) -> AppConfiguration {
+    do {
+        return try AppConfiguration.load(requireWebhookSecret: requireWebhookSecret)
+    } catch {
+        fail("configuration error: \(error)")
+    }
+}
+
+/// Prints `message` to standard error and exits with status 1.
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data(("asynccode: " + message + "\n").utf8))
+    exit(1)
+}
+
+func makeLogger(level: Logger.Level) -> Logger {
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = level
+        return handler
+    }
+    return Logger(label: "asynccode")
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve webhooks (and, once configured, run the workers). Applies migrations first.")
+
+    func run() async throws {
+        let configuration = loadConfiguration(requireWebhookSecret: true)
+        let logger = makeLogger(level: configuration.logLevel)
+        do {
+            try await DatabaseProbe.check(configuration.databaseURL, logger: logger)
+            let app = try buildApplication(configuration: configuration, logger: logger) { port in
+                logger.info("serving", metadata: ["http.host": "\(configuration.host)", "http.port": "\(port)"])
+            }
+            try await app.runService()
+        } catch let error as ConfigurationError {
+            fail("configuration error: \(error)")
+        } catch let error as DatabaseError {
+            fail("database error: \(error.message)")
+        } catch {
+            fail("stopped: \(describe(error))")
+        }
+    }
+}
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Apply the database migrations and exit.")
+
+    func run() async throws {
+        let configuration = loadConfiguration(requireWebhookSecret: false)
+        let logger = makeLogger(level: configuration.logLevel)
+        do {
+            let applied = try await runMigrations(configuration: configuration, logger: logger)
+            print(applied.isEmpty ? "migrations: up to date" : "migrations: applied \(applied.map(String.init).joined(separator: ", "))")
+        } catch let error as DatabaseError {
+            fail("database error: \(error.message)")
+        } catch {
+            fail("migrate failed: \(describe(error))")
+        }
+    }
+}

@@ -1,0 +1,148 @@
+@testable import AsyncCodeApp
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Intake
+import Logging
+import Models
+import Testing
+import TestSupport
+
+struct FailingStore: DeliveryRecording {
+    struct Down: Error {}
+    func record(_ plan: DeliveryPlan) async throws -> DeliveryOutcome { throw Down() }
+}
+
+@Suite struct WebhookControllerTests {
+    @Test func databaseFailureIs503() async throws {
+        let router = Router()
+        var logger = Logger(label: "t")
+        logger.logLevel = .critical
+        WebhookController(verifier: WebhookVerifier(secrets: [secret]), decoder: WebhookDecoder(),
+                          store: FailingStore(), logger: logger).addRoutes(to: router)
+        let app = Application(router: router, logger: logger)
+        try await app.test(.router) { client in
+            let response = try await client.deliver(body: try commentPayload("/asynccode fix"))
+            #expect(response.status == .serviceUnavailable)
+            #expect((response.json["error"] as? String)?.contains("retry") == true)
+        }
+    }
+}
+
+@Suite struct ConfigurationTests {
+    let base = ["DATABASE_URL": "postgres://u:dbpass@127.0.0.1:5432/db", "GITHUB_WEBHOOK_SECRET": "whsecret",
+                "ASYNCCODE_MIGRATIONS_DIR": TestEnvironment.migrationsDirectory.path]
+
+    func load(_ overrides: [String: String?]) throws(ConfigurationError) -> AppConfiguration {
+        var environment = base
+        for (key, value) in overrides { environment[key] = value }
+        return try AppConfiguration.load(environment: environment, dotEnvPath: nil)
+    }
+
+    @Test func defaults() throws {
+        let configuration = try load([:])
+        #expect(configuration.host == "127.0.0.1")
+        #expect(configuration.port == 3000)
+        #expect(configuration.githubAPIURL.absoluteString == "https://api.github.com")
+        #expect(configuration.webhookSecrets == ["whsecret"])
+        #expect(configuration.triggerLabel == "asynccode")
+    }
+
+    @Test func rotationAndEnterprise() throws {
+        let configuration = try load(["GITHUB_WEBHOOK_SECRET_PREVIOUS": "old", "GITHUB_API_URL": "https://ghe.example/api/v3/",
+                                      "PORT": "8080", "HOST": "0.0.0.0"])
+        #expect(configuration.webhookSecrets == ["whsecret", "old"])
+        #expect(configuration.githubAPIURL.absoluteString == "https://ghe.example/api/v3")
+        #expect(configuration.port == 8080)
+    }
+
+    @Test(arguments: [
+        ("DATABASE_URL", nil as String?), ("DATABASE_URL", "mysql://u:dbpass@h/d"), ("GITHUB_WEBHOOK_SECRET", nil),
+        ("PORT", "http"), ("PORT", "70000"), ("GITHUB_API_URL", "ftp://x"), ("GITHUB_APP_ID", "abc"),
+        ("GITHUB_APP_PRIVATE_KEY_PATH", "/nonexistent/key.pem"), ("GITHUB_APP_PRIVATE_KEY", "not a pem"),
+        ("LOG_LEVEL", "loud"), ("ASYNCCODE_CONFIG", "/nonexistent.yml"),
+    ])
+    func badSettingIsNamedWithoutItsValue(setting: String, value: String?) {
+        do {
+            _ = try load([setting: value])
+            Issue.record("accepted \(setting)=\(value ?? "nil")")
+        } catch {
+            #expect(error.setting == setting)
+            let text = error.description
+            #expect(!text.contains("dbpass"))
+            #expect(!text.contains("whsecret"))
+            #expect(!text.contains("\n"))
+        }
+    }
+
+    @Test func dotEnvIsReadAndEnvironmentWins() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("env-\(UUID().uuidString)").path
+        try """
+            # comment
+            export DATABASE_URL="postgres://u:p@127.0.0.1/fromfile"
+            GITHUB_WEBHOOK_SECRET='file-secret'
+            PORT=4000
+            GITHUB_APP_PRIVATE_KEY="-----BEGIN RSA PRIVATE KEY-----\\nabc\\n-----END RSA PRIVATE KEY-----"
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let configuration = try AppConfiguration.load(
+            environment: ["PORT": "5000", "ASYNCCODE_MIGRATIONS_DIR": TestEnvironment.migrationsDirectory.path], dotEnvPath: path)
+        #expect(configuration.databaseURL.database == "fromfile")
+        #expect(configuration.webhookSecrets == ["file-secret"])
+        #expect(configuration.port == 5000)
+        #expect(configuration.privateKeyPEM?.contains("\nabc\n") == true)
+    }
+
+    @Test func yamlTriggerLabel() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("c-\(UUID().uuidString).yml").path
+        try "triggerLabel: ai-fix\n".write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        #expect(try load(["ASYNCCODE_CONFIG": path]).triggerLabel == "ai-fix")
+        try "triggerLabel: [unclosed\n".write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(throws: ConfigurationError.self) { try load(["ASYNCCODE_CONFIG": path]) }
+    }
+}
+
+@Suite struct ExecutableTests {
+    static let binary = TestEnvironment.packageRoot.appendingPathComponent(".build/debug/asynccode")
+
+    func run(_ arguments: [String], environment: [String: String]) throws -> (status: Int32, stderr: String) {
+        let process = Process()
+        process.executableURL = Self.binary
+        process.arguments = arguments
+        process.environment = environment
+        process.currentDirectoryURL = FileManager.default.temporaryDirectory
+        let errorPipe = Pipe()
+        process.standardError = errorPipe
+        process.standardOutput = Pipe()
+        try process.run()
+        let data = errorPipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    @Test func missingSettingStopsWithOneLine() throws {
+        let result = try run(["serve"], environment: ["PATH": "/usr/bin:/bin", "GITHUB_WEBHOOK_SECRET": "whsecret"])
+        #expect(result.status == 1)
+        #expect(result.stderr == "asynccode: configuration error: DATABASE_URL: is not set (postgres://USER:PASSWORD@HOST:PORT/DATABASE)\n")
+        let malformed = try run(["serve"], environment: [
+            "PATH": "/usr/bin:/bin", "DATABASE_URL": "postgres://u:topsecret@127.0.0.1/x", "GITHUB_WEBHOOK_SECRET": "whsecret",
+            "PORT": "eighty",
+        ])
+        #expect(malformed.status == 1)
+        #expect(malformed.stderr.split(separator: "\n").count == 1)
+        #expect(malformed.stderr.contains("PORT"))
+        #expect(!malformed.stderr.contains("topsecret"))
+    }
+
+    @Test func migrateReportsAnUnreachableDatabaseInOneLine() throws {
+        let result = try run(["migrate"], environment: [
+            "PATH": "/usr/bin:/bin", "DATABASE_URL": "postgres://u:topsecret@127.0.0.1:1/x",
+            "ASYNCCODE_MIGRATIONS_DIR": TestEnvironment.migrationsDirectory.path,
+        ])
+        #expect(result.status == 1)
+        #expect(result.stderr.hasPrefix("asynccode: "))
+        #expect(!result.stderr.contains("topsecret"))
+        #expect(result.stderr.split(separator: "\n").count == 1)
+    }
+}

@@ -1,0 +1,266 @@
+import Foundation
+import Intake
+import Models
+import Testing
+import TestSupport
+
+/// Payload examples of the events the intake handles, as `event/file`.
+let handledExamples: [String] = {
+    let events = ["ping", "installation", "installation_repositories", "issue_comment", "issues", "pull_request",
+                  "pull_request_review", "pull_request_review_comment"]
+    var paths: [String] = []
+    for event in events {
+        let folder = TestEnvironment.fixturesDirectory.appendingPathComponent("webhooks/\(event)")
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
+        paths += files.filter { $0.hasSuffix(".json") }.sorted().map { "\(event)/\($0)" }
+    }
+    return paths
+}()
+
+/// Returns a fixture as a JSON object, edited by `edit`.
+func editedFixture(_ path: String, _ edit: (inout [String: Any]) -> Void) throws -> [UInt8] {
+    var object = try JSONSerialization.jsonObject(with: Data(TestEnvironment.fixture("webhooks/" + path))) as! [String: Any]
+    edit(&object)
+    return Array(try JSONSerialization.data(withJSONObject: object))
+}
+
+func setPath(_ object: inout [String: Any], _ keys: [String], _ value: Any) {
+    guard let first = keys.first else { return }
+    if keys.count == 1 {
+        object[first] = value
+        return
+    }
+    var child = object[first] as? [String: Any] ?? [:]
+    setPath(&child, Array(keys.dropFirst()), value)
+    object[first] = child
+}
+
+@Suite struct WebhookDecoderTests {
+    let decoder = WebhookDecoder()
+
+    @Test func everyHandledEventHasExamples() {
+        #expect(handledExamples.count >= 70)
+    }
+
+    @Test(arguments: handledExamples)
+    func decodesEveryExample(_ path: String) throws {
+        let event = String(path.split(separator: "/")[0])
+        let body = try TestEnvironment.fixture("webhooks/" + path)
+        let plan = try decoder.plan(event: event, deliveryID: "d-1", body: body)
+        #expect(plan.event == event)
+        #expect(plan.payload == body)
+        if event != "ping" {
+            let action = String(path.split(separator: "/")[1].split(separator: ".")[0])
+            #expect(plan.action == action)
+        }
+        // No example holds a command: none may queue work.
+        #expect(plan.tasks.isEmpty)
+        #expect(plan.controls.isEmpty)
+    }
+
+    @Test func commentWithCommandMakesTask() throws {
+        let body = try editedFixture("issue_comment/created.with-installation.payload.json") {
+            setPath(&$0, ["comment", "body"], "Thanks!\n/asynccode --agent codex fix readme\nmore context")
+        }
+        let plan = try decoder.plan(event: "issue_comment", deliveryID: "guid-1", body: body)
+        #expect(plan.tasks.count == 1)
+        let task = try #require(plan.tasks.first)
+        #expect(task.kind == .code)
+        #expect(task.agent == "codex")
+        #expect(task.prompt == "fix readme\n\nmore context")
+        #expect(task.installationID == 1)
+        #expect(task.repository.fullName == "Codertocat/Hello-World")
+        #expect(task.repository.cloneURL == "https://github.com/Codertocat/Hello-World.git")
+        #expect(task.repository.defaultBranch == "master")
+        #expect(task.requester.login == "Codertocat")
+        #expect(task.issueNumber == 1)
+        #expect(task.isPullRequest == false)
+        #expect(task.source == .issueComment)
+        #expect(task.commentID == 492700400)
+        #expect(task.commandIndex == 0)
+        #expect(plan.installationID == 1)
+        #expect(plan.repositoryID == 186853002)
+    }
+
+    @Test func controlAndInvalidCommandsAreRecorded() throws {
+        let body = try editedFixture("issue_comment/created.with-installation.payload.json") {
+            setPath(&$0, ["comment", "body"], "/asynccode cancel\n/asynccode --priority asap go\n/asynccode ask why")
+        }
+        let plan = try decoder.plan(event: "issue_comment", deliveryID: "guid-1", body: body)
+        #expect(plan.controls.map(\.verb) == [.cancel, .invalid])
+        #expect(plan.controls.map(\.commandIndex) == [0, 1])
+        #expect(plan.tasks.map(\.commandIndex) == [2])
+        #expect(plan.tasks.first?.kind == .ask)
+    }
+
+    @Test func overLimitCommandsAreReported() throws {
+        let body = try editedFixture("issue_comment/created.with-installation.payload.json") {
+            setPath(&$0, ["comment", "body"], "/asynccode a\n/asynccode b\n/asynccode c\n/asynccode d")
+        }
+        let plan = try decoder.plan(event: "issue_comment", deliveryID: "guid-1", body: body)
+        #expect(plan.tasks.count == 3)
+        #expect(plan.controls.count == 1)
+        #expect(plan.controls.first?.verb == .invalid)
+        #expect(plan.controls.first?.argument.contains("only 3 commands") == true)
+    }
+
+    @Test func commentOnPullRequestIsMarked() throws {
+        let body = try editedFixture("issue_comment/created.with-installation.payload.json") {
+            setPath(&$0, ["comment", "body"], "/asynccode address the review")
+            setPath(&$0, ["issue", "pull_request"], ["url": "https://api.github.com/repos/o/r/pulls/1"])
+        }
+        let plan = try decoder.plan(event: "issue_comment", deliveryID: "g", body: body)
+        #expect(plan.tasks.first?.isPullRequest == true)
+    }
+
+    @Test func botsAreIgnored() throws {
+        for (keys, value) in [(["sender", "type"], "Bot"), (["comment", "user", "type"], "Bot"),
+                              (["sender", "login"], "asynccode[bot]")] {
+            let body = try editedFixture("issue_comment/created.with-installation.payload.json") {
+                setPath(&$0, ["comment", "body"], "/asynccode fix")
+                setPath(&$0, keys, value)
+            }
+            let plan = try decoder.plan(event: "issue_comment", deliveryID: "g", body: body)
+            #expect(plan.tasks.isEmpty)
+            #expect(plan.ignoredReason?.contains("bot") == true)
+        }
+    }
+
+    @Test func editedCommentsDoNotStartWork() throws {
+        let body = try editedFixture("issue_comment/edited.payload.json") {
+            setPath(&$0, ["comment", "body"], "/asynccode fix")
+            setPath(&$0, ["installation"], ["id": 1])
+        }
+        let plan = try decoder.plan(event: "issue_comment", deliveryID: "g", body: body)
+        #expect(plan.tasks.isEmpty)
+        #expect(plan.ignoredReason == "issue_comment edited does not start work")
+    }
+
+    @Test func commandWithoutInstallationIsIgnored() throws {
+        let body = try editedFixture("issue_comment/created.payload.json") {
+            setPath(&$0, ["comment", "body"], "/asynccode fix")
+        }
+        let plan = try decoder.plan(event: "issue_comment", deliveryID: "g", body: body)
+        #expect(plan.tasks.isEmpty)
+        #expect(plan.ignoredReason?.contains("not an App delivery") == true)
+    }
+
+    @Test func triggerLabelMakesTask() throws {
+        let body = try editedFixture("issues/labeled.payload.json") {
+            setPath(&$0, ["label", "name"], "AsyncCode")
+            setPath(&$0, ["installation"], ["id": 7])
+        }
+        let plan = try decoder.plan(event: "issues", deliveryID: "g", body: body)
+        let task = try #require(plan.tasks.first)
+        #expect(task.source == .label)
+        #expect(task.commentID == nil)
+        #expect(task.installationID == 7)
+        #expect(task.issueNumber == 1)
+
+        let other = try editedFixture("issues/labeled.payload.json") { setPath(&$0, ["installation"], ["id": 7]) }
+        #expect(try decoder.plan(event: "issues", deliveryID: "g", body: other).tasks.isEmpty)
+        let custom = WebhookDecoder(settings: IntakeSettings(triggerLabel: "bug"))
+        #expect(try custom.plan(event: "issues", deliveryID: "g", body: other).tasks.count == 1)
+    }
+
+    @Test func reviewAndReviewCommentCommands() throws {
+        let review = try editedFixture("pull_request_review/submitted.payload.json") {
+            setPath(&$0, ["review", "body"], "/asynccode handle the nits")
+        }
+        let reviewPlan = try decoder.plan(event: "pull_request_review", deliveryID: "g", body: review)
+        #expect(reviewPlan.tasks.first?.source == .review)
+        #expect(reviewPlan.tasks.first?.isPullRequest == true)
+        #expect(reviewPlan.tasks.first?.issueNumber == 2)
+
+        let comment = try editedFixture("pull_request_review_comment/created.payload.json") {
+            setPath(&$0, ["comment", "body"], "/asynccode rename this")
+            setPath(&$0, ["installation"], ["id": 1])
+        }
+        let commentPlan = try decoder.plan(event: "pull_request_review_comment", deliveryID: "g", body: comment)
+        #expect(commentPlan.tasks.first?.source == .reviewComment)
+        #expect(commentPlan.tasks.first?.prompt == "rename this")
+    }
+
+    @Test func pullRequestStates() throws {
+        func state(_ path: String) throws -> PullRequestUpdate.State? {
+            let plan = try decoder.plan(event: "pull_request", deliveryID: "g", body: TestEnvironment.fixture("webhooks/" + path))
+            if case .pullRequestUpdated(let update)? = plan.stateChanges.first { return update.state }
+            return nil
+        }
+        #expect(try state("pull_request/closed.payload.json") == .closed)
+        #expect(try state("pull_request/closed.merged.payload.json") == .merged)
+        #expect(try state("pull_request/reopened.payload.json") == .open)
+        #expect(try state("pull_request/opened.payload.json") == nil)
+    }
+
+    @Test func installationEvents() throws {
+        let created = try decoder.plan(event: "installation", deliveryID: "g",
+                                       body: TestEnvironment.fixture("webhooks/installation/created.payload.json"))
+        guard case .installationCreated(let installation, let repositories)? = created.stateChanges.first else {
+            Issue.record("expected installationCreated")
+            return
+        }
+        #expect(installation.account.login == "Codertocat")
+        #expect(!repositories.isEmpty)
+        let deleted = try decoder.plan(event: "installation", deliveryID: "g",
+                                       body: TestEnvironment.fixture("webhooks/installation/deleted.payload.json"))
+        #expect(deleted.stateChanges.count == 1)
+        let removed = try decoder.plan(event: "installation_repositories", deliveryID: "g",
+                                       body: TestEnvironment.fixture("webhooks/installation_repositories/removed.payload.json"))
+        guard case .repositoriesRemoved(_, let ids)? = removed.stateChanges.first else {
+            Issue.record("expected repositoriesRemoved")
+            return
+        }
+        #expect(!ids.isEmpty)
+    }
+
+    @Test func malformedBodies() {
+        #expect(throws: IntakeError(.invalidJSON, "the body is not valid JSON")) {
+            try decoder.plan(event: "issue_comment", deliveryID: "g", body: Array("{not json".utf8))
+        }
+        #expect(throws: IntakeError(.unexpectedPayload, "the body is not a issue_comment payload")) {
+            try decoder.plan(event: "issue_comment", deliveryID: "g", body: Array(#"{"action":"created"}"#.utf8))
+        }
+        #expect(throws: IntakeError(.unexpectedPayload, "the body is not a ping payload")) {
+            try decoder.plan(event: "ping", deliveryID: "g", body: Array("[1,2]".utf8))
+        }
+    }
+
+    @Test func unknownEventsAreIgnored() throws {
+        let plan = try decoder.plan(event: "star", deliveryID: "g", body: Array(#"{"action":"created"}"#.utf8))
+        #expect(plan.ignoredReason == "event star is not handled")
+        #expect(plan.action == "created")
+    }
+
+    @Test func headerValidation() {
+        #expect(WebhookDecoder.isValidDeliveryID("72d3162e-cc78-11e3-81ab-4c9367dc0958"))
+        #expect(!WebhookDecoder.isValidDeliveryID(""))
+        #expect(!WebhookDecoder.isValidDeliveryID("has space"))
+        #expect(!WebhookDecoder.isValidDeliveryID(String(repeating: "a", count: 129)))
+        #expect(WebhookDecoder.isValidEventName("pull_request_review"))
+        #expect(!WebhookDecoder.isValidEventName("Issue-Comment"))
+    }
+}
+
+@Suite struct WebhookVerifierTests {
+    @Test func acceptsCurrentAndPreviousSecret() {
+        let body = Array(#"{"a":1}"#.utf8)
+        let verifier = WebhookVerifier(secrets: ["new", "old"])
+        #expect(verifier.isValid(signatureHeader: WebhookVerifier.signature(for: body, secret: "new"), body: body))
+        #expect(verifier.isValid(signatureHeader: WebhookVerifier.signature(for: body, secret: "old"), body: body))
+        #expect(!verifier.isValid(signatureHeader: WebhookVerifier.signature(for: body, secret: "other"), body: body))
+    }
+
+    @Test func refusesMalformedHeaders() {
+        let body = Array("x".utf8)
+        let verifier = WebhookVerifier(secrets: ["s"])
+        let good = WebhookVerifier.signature(for: body, secret: "s")
+        #expect(verifier.isValid(signatureHeader: good, body: body))
+        #expect(verifier.isValid(signatureHeader: "SHA256=" + good.dropFirst(7).uppercased(), body: body))
+        for bad in [nil, "", "sha256=", "sha1=" + good.dropFirst(7), String(good.dropLast()), good + "00",
+                    "sha256=" + String(repeating: "z", count: 64)] {
+            #expect(!verifier.isValid(signatureHeader: bad, body: body), "\(bad ?? "nil")")
+        }
+        #expect(!WebhookVerifier(secrets: []).isValid(signatureHeader: good, body: body))
+    }
+}
