@@ -120,7 +120,7 @@ public struct WebhookController<Store: DeliveryRecording>: Sendable {
             outcome = try await store.record(plan)
         } catch {
             logger.error("could not record delivery", metadata: [
-                "github.delivery": "\(delivery)", "error": "\(String(reflecting: type(of: error)))",
+                "github.delivery": "\(delivery)", "error": "\(describe(error))",
             ])
             throw WebhookRejection(status: .serviceUnavailable, message: "the database is unavailable; retry the delivery")
         }

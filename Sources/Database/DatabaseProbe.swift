@@ -8,15 +8,7 @@ public enum DatabaseProbe {
     ///
     /// - Throws: ``DatabaseError`` with `.unreachable`, naming the host (never the password) and the reason.
     public static func check(_ url: DatabaseURL, timeout: TimeAmount = .seconds(5), logger: Logger) async throws(DatabaseError) {
-        var configuration: PostgresConnection.Configuration
-        if let socketPath = url.socketPath {
-            configuration = .init(unixSocketPath: socketPath, username: url.username, password: url.password, database: url.database)
-        } else {
-            configuration = .init(
-                host: url.host, port: url.port, username: url.username, password: url.password, database: url.database,
-                tls: url.requireTLS ? .require(try! .init(configuration: .makeClientConfiguration())) : .disable)
-        }
-        configuration.options.connectTimeout = timeout
+        let configuration = url.connectionConfiguration(connectTimeout: timeout)
         do {
             let connection = try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
             do {
@@ -31,8 +23,14 @@ public enum DatabaseProbe {
         }
     }
 
-    /// Returns a short reason for a connection failure.
+    /// Returns a short reason for a database failure: the server's message, or why the connection failed.
+    /// Transaction errors are unwrapped. Never holds a password.
     public static func reason(_ error: any Error) -> String {
+        if let error = error as? PostgresTransactionError {
+            if let closureError = error.closureError { return reason(closureError) }
+            if let commitError = error.commitError { return reason(commitError) }
+            if let beginError = error.beginError { return reason(beginError) }
+        }
         if let error = error as? PSQLError {
             if let message = error.serverInfo?[.message] { return message }
             if let underlying = error.underlying { return "\(underlying)" }

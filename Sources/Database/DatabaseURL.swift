@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import PostgresNIO
 
 /// A parsed `postgres://user:password@host:port/database` URL.
@@ -52,6 +53,20 @@ public struct DatabaseURL: Sendable, CustomStringConvertible {
         }
         configuration.options.minimumConnections = 0
         configuration.options.maximumConnections = 20
+        return configuration
+    }
+
+    /// Returns the configuration for a single `PostgresConnection`.
+    public func connectionConfiguration(connectTimeout: TimeAmount = .seconds(10)) -> PostgresConnection.Configuration {
+        var configuration: PostgresConnection.Configuration
+        if let socketPath {
+            configuration = .init(unixSocketPath: socketPath, username: username, password: password, database: database)
+        } else {
+            configuration = .init(
+                host: host, port: port, username: username, password: password, database: database,
+                tls: requireTLS ? .require(try! .init(configuration: .makeClientConfiguration())) : .disable)
+        }
+        configuration.options.connectTimeout = connectTimeout
         return configuration
     }
 

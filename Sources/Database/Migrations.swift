@@ -126,7 +126,7 @@ public struct Migrator: Sendable {
                 }
             } catch {
                 throw DatabaseError(.migrationFailed,
-                    "migration \(migration.version)_\(migration.name) failed: \(Self.serverMessage(error))")
+                    "migration \(migration.version)_\(migration.name) failed: \(DatabaseProbe.reason(error))")
             }
             logger.info("applied migration", metadata: ["migration.version": "\(migration.version)", "migration.name": "\(migration.name)"])
             applied.append(migration.version)
@@ -156,19 +156,6 @@ public struct Migrator: Sendable {
             throw DatabaseError(.migrationMissingFile,
                 "the database has migration \(version) applied but no file provides it; is this binary older than the database?")
         }
-    }
-
-    /// Returns the server's message for a failed statement, unwrapping transaction errors.
-    static func serverMessage(_ error: any Error) -> String {
-        if let error = error as? PostgresTransactionError {
-            if let closureError = error.closureError { return serverMessage(closureError) }
-            if let commitError = error.commitError { return serverMessage(commitError) }
-            if let beginError = error.beginError { return serverMessage(beginError) }
-        }
-        if let error = error as? PSQLError {
-            return error.serverInfo?[.message] ?? "\(error.code)"
-        }
-        return "\(error)"
     }
 
     private static func recorded(on connection: PostgresConnection, logger: Logger) async throws -> [Int: String] {

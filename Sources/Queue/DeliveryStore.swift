@@ -1,3 +1,4 @@
+import Database
 import Logging
 import Models
 import NIOCore
@@ -29,11 +30,13 @@ public final class DeliveryStore: Service, Sendable {
     }
 
     private let client: PostgresClient
+    private let fallbackURL: DatabaseURL?
     private let writer: DeliveryWriter
     private let logger: Logger
     private let maxBatch: Int
     private let flushers: Int
     private let commitTimeout: Duration
+    private let leaseBudget: Duration
     private let state = Mutex(State())
 
     /// Creates a store writing through `client`.
@@ -43,14 +46,20 @@ public final class DeliveryStore: Service, Sendable {
     ///   - flushers: how many transactions may be in flight at once.
     ///   - commitTimeout: how long a batch may wait for the database before its deliveries fail (and GitHub
     ///     is answered 503, so it can deliver again), well inside GitHub's 10 s webhook timeout.
+    ///   - fallbackURL: where to open a connection of its own when the pool cannot lend one (after an outage
+    ///     the pool waits up to a minute between attempts; the database may be back long before).
+    ///   - leaseBudget: how long to wait for the pool before using the fallback.
     public init(client: PostgresClient, logger: Logger, maxBatch: Int = 64, flushers: Int = 2,
-                commitTimeout: Duration = .seconds(7)) {
+                commitTimeout: Duration = .seconds(7), fallbackURL: DatabaseURL? = nil,
+                leaseBudget: Duration = .seconds(2)) {
         self.client = client
+        self.fallbackURL = fallbackURL
         self.writer = DeliveryWriter(logger: logger)
         self.logger = logger
         self.maxBatch = max(1, maxBatch)
         self.flushers = max(1, flushers)
         self.commitTimeout = commitTimeout
+        self.leaseBudget = leaseBudget
     }
 
     /// Records `plan` and returns what came of it once it is committed.
@@ -150,6 +159,70 @@ public final class DeliveryStore: Service, Sendable {
         }
     }
 
+    private struct LeaseTimeout: Error {}
+
+    /// A flag one task sets and another reads.
+    private final class Flag: Sendable {
+        private let value = Mutex(false)
+        func set() { value.withLock { $0 = true } }
+        var isSet: Bool { value.withLock { $0 } }
+    }
+
+    /// Writes `plans` in one transaction on a pooled connection; when the pool cannot lend one within
+    /// `leaseBudget` (the database is down, or back but the pool is still backing off), on a connection of
+    /// its own instead.
+    private func transaction(_ plans: [DeliveryPlan]) async throws -> [DeliveryOutcome] {
+        do {
+            return try await pooledTransaction(plans)
+        } catch where !Self.isServerRefusal(error) && !Task.isCancelled {
+            guard let fallbackURL else { throw error }
+            // Safe to repeat: a batch that did commit meets its own GUIDs and answers duplicate.
+            logger.debug("pool cannot lend a connection, using a direct one", metadata: [
+                "error": "\(DatabaseProbe.reason(error))",
+            ])
+            let connection = try await PostgresConnection.connect(
+                configuration: fallbackURL.connectionConfiguration(connectTimeout: .seconds(2)), id: -1, logger: logger)
+            do {
+                let outcomes = try await connection.withTransaction(logger: logger) { connection in
+                    try await self.writer.write(plans, on: connection)
+                }
+                try? await connection.close()
+                return outcomes
+            } catch {
+                try? await connection.close()
+                throw error
+            }
+        }
+    }
+
+    private func pooledTransaction(_ plans: [DeliveryPlan]) async throws -> [DeliveryOutcome] {
+        guard fallbackURL != nil else {
+            return try await client.withTransaction(logger: logger) { try await self.writer.write(plans, on: $0) }
+        }
+        let leased = Flag()
+        return try await withThrowingTaskGroup(of: [DeliveryOutcome]?.self) { group in
+            group.addTask {
+                try await self.client.withConnection { connection in
+                    leased.set()
+                    return try await connection.withTransaction(logger: self.logger) { connection in
+                        try await self.writer.write(plans, on: connection)
+                    }
+                }
+            }
+            group.addTask {
+                try await Task.sleep(for: self.leaseBudget)
+                return nil
+            }
+            defer { group.cancelAll() }
+            while let result = try await group.next() {
+                if let outcomes = result { return outcomes }
+                // The budget passed: give up only on a lease still waiting, never on a running transaction.
+                if !leased.isSet { throw LeaseTimeout() }
+            }
+            throw LeaseTimeout()
+        }
+    }
+
     /// Returns whether the server refused a statement (as opposed to being unreachable).
     static func isServerRefusal(_ error: any Error) -> Bool {
         if let error = error as? PostgresTransactionError {
@@ -162,11 +235,7 @@ public final class DeliveryStore: Service, Sendable {
         // Waiting for a connection is cancellable: a database that is down fails the batch at the deadline.
         // A commit already sent may still land; GitHub's redelivery then meets the GUID and is a duplicate.
         try await withThrowingTaskGroup(of: [DeliveryOutcome].self) { group in
-            group.addTask {
-                try await self.client.withTransaction(logger: self.logger) { connection in
-                    try await self.writer.write(plans, on: connection)
-                }
-            }
+            group.addTask { try await self.transaction(plans) }
             group.addTask {
                 try await Task.sleep(for: self.commitTimeout)
                 throw StoreError(description: "the database did not answer within \(self.commitTimeout)")

@@ -118,6 +118,32 @@ func withStore(_ db: TestDatabase, maxBatch: Int = 64, _ body: @Sendable (Delive
         #expect(ContinuousClock.now - started < .seconds(5))
     }
 
+    /// After an outage the pool backs off up to a minute between attempts; when it cannot lend a connection
+    /// within the lease budget the store writes through a connection of its own.
+    @Test func directConnectionWhenThePoolCannotLendOne() async throws {
+        try await TestDatabase.with { db in
+            var logger = Logger(label: "t")
+            logger.logLevel = .critical
+            let dead = try DatabaseURL("postgres://nobody:pw@127.0.0.1:1/none")
+            let deadPool = PostgresClient(configuration: dead.clientConfiguration(), backgroundLogger: logger)
+            let store = DeliveryStore(client: deadPool, logger: logger, commitTimeout: .seconds(10), fallbackURL: db.url,
+                                      leaseBudget: .milliseconds(300))
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await deadPool.run() }
+                group.addTask { try await store.run() }
+                defer { group.cancelAll() }
+                let outcome = try await store.record(plan("via-fallback", tasks: [taskRequest(commentID: 1)]))
+                guard case .queued(let ids, _) = outcome else {
+                    Issue.record("expected queued, got \(outcome)")
+                    return
+                }
+                #expect(ids.count == 1)
+                store.stop()
+            }
+            #expect(try await db.count("webhook_deliveries WHERE delivery_guid = 'via-fallback'") == 1)
+        }
+    }
+
     @Test func stoppedStoreRefuses() async throws {
         try await TestDatabase.with { db in
             let store = DeliveryStore(client: db.client, logger: db.logger)
