@@ -151,23 +151,18 @@ public struct WebhookDecoder: Sendable {
                 + "\(parsed.overLimit) more were not run"))
         }
         for (index, command) in commands.enumerated() {
-            let commandIndex = Int32(index)
+            let origin = context.origin(
+                issueNumber: issueNumber, isPullRequest: isPullRequest, source: source, commentID: commentID,
+                commandIndex: Int32(index))
             switch command {
             case .task(let task):
                 plan.tasks.append(TaskRequest(
-                    installationID: context.installationID, repository: context.repository,
-                    requester: context.requester, issueNumber: issueNumber, isPullRequest: isPullRequest,
-                    source: source, commentID: commentID, commandIndex: commandIndex, kind: task.kind,
-                    agent: task.agent, priority: task.priority, baseBranch: task.baseBranch, prompt: task.prompt,
-                    sourceURL: url))
+                    origin: origin, kind: task.kind, agent: task.agent, priority: task.priority,
+                    baseBranch: task.baseBranch, prompt: task.prompt, sourceURL: url))
             case .control(let verb, let argument):
-                plan.controls.append(context.control(
-                    issueNumber: issueNumber, isPullRequest: isPullRequest, source: source, commentID: commentID,
-                    commandIndex: commandIndex, verb: verb, argument: argument))
+                plan.controls.append(ControlRequest(origin: origin, verb: verb, argument: argument))
             case .invalid(let problem):
-                plan.controls.append(context.control(
-                    issueNumber: issueNumber, isPullRequest: isPullRequest, source: source, commentID: commentID,
-                    commandIndex: commandIndex, verb: .invalid, argument: problem))
+                plan.controls.append(ControlRequest(origin: origin, verb: .invalid, argument: problem))
             }
         }
     }
@@ -222,11 +217,12 @@ public struct WebhookDecoder: Sendable {
             plan.ignoredReason = "not an App delivery: no installation or repository"
             return
         }
-        plan.tasks.append(TaskRequest(
-            installationID: context.installationID, repository: context.repository, requester: context.requester,
+        let origin = context.origin(
             issueNumber: payload.issue.number, isPullRequest: payload.issue.pull_request != nil, source: .label,
-            commentID: nil, commandIndex: 0, kind: .code, agent: nil, priority: .medium, baseBranch: nil,
-            prompt: "", sourceURL: payload.issue.html_url))
+            commentID: nil, commandIndex: 0)
+        plan.tasks.append(TaskRequest(
+            origin: origin, kind: .code, agent: nil, priority: .medium, baseBranch: nil, prompt: "",
+            sourceURL: payload.issue.html_url))
     }
 
     // MARK: - Pull requests
@@ -335,13 +331,11 @@ private struct TaskContext {
         self.requester = WebhookDecoder.snapshot(requester)
     }
 
-    func control(
-        issueNumber: Int64, isPullRequest: Bool, source: CommandSource, commentID: Int64, commandIndex: Int32,
-        verb: ControlVerb, argument: String
-    ) -> ControlRequest {
-        ControlRequest(
+    func origin(
+        issueNumber: Int64, isPullRequest: Bool, source: CommandSource, commentID: Int64?, commandIndex: Int32
+    ) -> CommandOrigin {
+        CommandOrigin(
             installationID: installationID, repository: repository, requester: requester, issueNumber: issueNumber,
-            isPullRequest: isPullRequest, source: source, commentID: commentID, commandIndex: commandIndex, verb: verb,
-            argument: argument)
+            isPullRequest: isPullRequest, source: source, commentID: commentID, commandIndex: commandIndex)
     }
 }

@@ -1,5 +1,5 @@
-/// A task the intake derived from one command, ready to be queued.
-public struct TaskRequest: Sendable, Hashable {
+/// Who asked, where, and in which comment: what a task and a control command share.
+public struct CommandOrigin: Sendable, Hashable {
     public var installationID: Int64
     public var repository: RepositorySnapshot
     public var requester: AccountSnapshot
@@ -10,6 +10,25 @@ public struct TaskRequest: Sendable, Hashable {
     public var commentID: Int64?
     /// The command's position among the commands of its comment (0-based).
     public var commandIndex: Int32
+
+    public init(
+        installationID: Int64, repository: RepositorySnapshot, requester: AccountSnapshot, issueNumber: Int64,
+        isPullRequest: Bool, source: CommandSource, commentID: Int64?, commandIndex: Int32
+    ) {
+        self.installationID = installationID
+        self.repository = repository
+        self.requester = requester
+        self.issueNumber = issueNumber
+        self.isPullRequest = isPullRequest
+        self.source = source
+        self.commentID = commentID
+        self.commandIndex = commandIndex
+    }
+}
+
+/// A task the intake derived from one command, ready to be queued.
+public struct TaskRequest: Sendable, Hashable {
+    public var origin: CommandOrigin
     public var kind: TaskKind
     public var agent: String?
     public var priority: TaskPriority
@@ -21,18 +40,10 @@ public struct TaskRequest: Sendable, Hashable {
     public var sourceURL: String?
 
     public init(
-        installationID: Int64, repository: RepositorySnapshot, requester: AccountSnapshot, issueNumber: Int64,
-        isPullRequest: Bool, source: CommandSource, commentID: Int64?, commandIndex: Int32, kind: TaskKind,
-        agent: String?, priority: TaskPriority, baseBranch: String?, prompt: String, sourceURL: String?
+        origin: CommandOrigin, kind: TaskKind, agent: String?, priority: TaskPriority, baseBranch: String?,
+        prompt: String, sourceURL: String?
     ) {
-        self.installationID = installationID
-        self.repository = repository
-        self.requester = requester
-        self.issueNumber = issueNumber
-        self.isPullRequest = isPullRequest
-        self.source = source
-        self.commentID = commentID
-        self.commandIndex = commandIndex
+        self.origin = origin
         self.kind = kind
         self.agent = agent
         self.priority = priority
@@ -44,31 +55,13 @@ public struct TaskRequest: Sendable, Hashable {
 
 /// A control command (`cancel`, `retry`, `status`, `help`, or an unparseable one) for the executor.
 public struct ControlRequest: Sendable, Hashable {
-    public var installationID: Int64
-    public var repository: RepositorySnapshot
-    public var requester: AccountSnapshot
-    public var issueNumber: Int64
-    public var isPullRequest: Bool
-    public var source: CommandSource
-    public var commentID: Int64?
-    public var commandIndex: Int32
+    public var origin: CommandOrigin
     public var verb: ControlVerb
     /// The text after the verb, or for `invalid` the problem found.
     public var argument: String
 
-    public init(
-        installationID: Int64, repository: RepositorySnapshot, requester: AccountSnapshot, issueNumber: Int64,
-        isPullRequest: Bool, source: CommandSource, commentID: Int64?, commandIndex: Int32, verb: ControlVerb,
-        argument: String
-    ) {
-        self.installationID = installationID
-        self.repository = repository
-        self.requester = requester
-        self.issueNumber = issueNumber
-        self.isPullRequest = isPullRequest
-        self.source = source
-        self.commentID = commentID
-        self.commandIndex = commandIndex
+    public init(origin: CommandOrigin, verb: ControlVerb, argument: String) {
+        self.origin = origin
         self.verb = verb
         self.argument = argument
     }

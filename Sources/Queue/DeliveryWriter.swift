@@ -273,31 +273,27 @@ struct DeliveryWriter: Sendable {
         var requesterID: Int64
     }
 
-    private func thread(
-        installationGitHubID: Int64, repository: RepositorySnapshot, requester: AccountSnapshot,
-        on connection: PostgresConnection
-    ) async throws -> Thread {
-        let installationID = try await ensureInstallation(installationGitHubID, on: connection)
-        let repositoryID = try await upsertRepository(repository, installationID: installationID, on: connection)
-        let requesterID = try await upsertAccount(requester, on: connection)
+    private func thread(of origin: CommandOrigin, on connection: PostgresConnection) async throws -> Thread {
+        let installationID = try await ensureInstallation(origin.installationID, on: connection)
+        let repositoryID = try await upsertRepository(origin.repository, installationID: installationID, on: connection)
+        let requesterID = try await upsertAccount(origin.requester, on: connection)
         return Thread(installationID: installationID, repositoryID: repositoryID, requesterID: requesterID)
     }
 
     /// Inserts a task; returns its id, or `nil` when the same command already made one.
     private func insertTask(_ task: TaskRequest, deliveryID: String, on connection: PostgresConnection) async throws -> Int64? {
-        let thread = try await thread(
-            installationGitHubID: task.installationID, repository: task.repository, requester: task.requester,
-            on: connection)
+        let origin = task.origin
+        let thread = try await thread(of: origin, on: connection)
         let rows = try await connection.query("""
             INSERT INTO tasks (repository_id, installation_id, requested_by, issue_number, is_pull_request, source,
                                comment_id, command_index, source_url, delivery_id, kind, priority, agent, prompt,
                                target_branch, chat_messages)
-            VALUES (\(thread.repositoryID), \(thread.installationID), \(thread.requesterID), \(task.issueNumber),
-                    \(task.isPullRequest), \(task.source.rawValue), \(task.commentID), \(task.commandIndex),
+            VALUES (\(thread.repositoryID), \(thread.installationID), \(thread.requesterID), \(origin.issueNumber),
+                    \(origin.isPullRequest), \(origin.source.rawValue), \(origin.commentID), \(origin.commandIndex),
                     \(task.sourceURL), \(deliveryID), \(task.kind.rawValue)::task_kind, \(task.priority.rank),
                     \(task.agent), \(task.prompt), \(task.baseBranch),
                     jsonb_build_array(jsonb_build_object('role', 'user', 'content', \(task.prompt)::text,
-                                                         'author', \(task.requester.login)::text,
+                                                         'author', \(origin.requester.login)::text,
                                                          'timestamp', now())))
             ON CONFLICT ON CONSTRAINT tasks_one_per_command DO NOTHING
             RETURNING id
@@ -308,14 +304,13 @@ struct DeliveryWriter: Sendable {
 
     /// Inserts a control command; returns its id, or `nil` when the same command was recorded before.
     private func insertControl(_ control: ControlRequest, deliveryID: String, on connection: PostgresConnection) async throws -> Int64? {
-        let thread = try await thread(
-            installationGitHubID: control.installationID, repository: control.repository, requester: control.requester,
-            on: connection)
+        let origin = control.origin
+        let thread = try await thread(of: origin, on: connection)
         let rows = try await connection.query("""
             INSERT INTO control_commands (repository_id, installation_id, requested_by, issue_number, is_pull_request,
                                           source, comment_id, command_index, verb, argument, delivery_id)
-            VALUES (\(thread.repositoryID), \(thread.installationID), \(thread.requesterID), \(control.issueNumber),
-                    \(control.isPullRequest), \(control.source.rawValue), \(control.commentID), \(control.commandIndex),
+            VALUES (\(thread.repositoryID), \(thread.installationID), \(thread.requesterID), \(origin.issueNumber),
+                    \(origin.isPullRequest), \(origin.source.rawValue), \(origin.commentID), \(origin.commandIndex),
                     \(control.verb.rawValue), \(control.argument), \(deliveryID))
             ON CONFLICT ON CONSTRAINT control_commands_one_per_command DO NOTHING
             RETURNING id

@@ -71,7 +71,7 @@ func commentPayload(_ text: String, commentID: Int = 492700400, senderType: Stri
 
 @Suite struct IntakeHTTPTests {
     @Test func everyExampleIsAccepted() async throws {
-        let examples = handledExamplePaths()
+        let examples = TestEnvironment.handledWebhookExamples()
         #expect(examples.count >= 70)
         try await withIntake { client, db in
             for path in examples {
@@ -313,16 +313,4 @@ func commentPayload(_ text: String, commentID: Int = 492700400, senderType: Stri
             #expect(ready.status == .ok)
         }
     }
-}
-
-func handledExamplePaths() -> [String] {
-    let events = ["ping", "installation", "installation_repositories", "issue_comment", "issues", "pull_request",
-                  "pull_request_review", "pull_request_review_comment"]
-    var paths: [String] = []
-    for event in events {
-        let folder = TestEnvironment.fixturesDirectory.appendingPathComponent("webhooks/\(event)")
-        let files = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
-        paths += files.filter { $0.hasSuffix(".json") }.sorted().map { "\(event)/\($0)" }
-    }
-    return paths
 }

@@ -4,18 +4,7 @@ import Models
 import Testing
 import TestSupport
 
-/// Payload examples of the events the intake handles, as `event/file`.
-let handledExamples: [String] = {
-    let events = ["ping", "installation", "installation_repositories", "issue_comment", "issues", "pull_request",
-                  "pull_request_review", "pull_request_review_comment"]
-    var paths: [String] = []
-    for event in events {
-        let folder = TestEnvironment.fixturesDirectory.appendingPathComponent("webhooks/\(event)")
-        let files = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
-        paths += files.filter { $0.hasSuffix(".json") }.sorted().map { "\(event)/\($0)" }
-    }
-    return paths
-}()
+let handledExamples = TestEnvironment.handledWebhookExamples()
 
 /// Returns a fixture as a JSON object, edited by `edit`.
 func editedFixture(_ path: String, _ edit: (inout [String: Any]) -> Void) throws -> [UInt8] {
@@ -68,16 +57,16 @@ func setPath(_ object: inout [String: Any], _ keys: [String], _ value: Any) {
         #expect(task.kind == .code)
         #expect(task.agent == "codex")
         #expect(task.prompt == "fix readme\n\nmore context")
-        #expect(task.installationID == 1)
-        #expect(task.repository.fullName == "Codertocat/Hello-World")
-        #expect(task.repository.cloneURL == "https://github.com/Codertocat/Hello-World.git")
-        #expect(task.repository.defaultBranch == "master")
-        #expect(task.requester.login == "Codertocat")
-        #expect(task.issueNumber == 1)
-        #expect(task.isPullRequest == false)
-        #expect(task.source == .issueComment)
-        #expect(task.commentID == 492700400)
-        #expect(task.commandIndex == 0)
+        #expect(task.origin.installationID == 1)
+        #expect(task.origin.repository.fullName == "Codertocat/Hello-World")
+        #expect(task.origin.repository.cloneURL == "https://github.com/Codertocat/Hello-World.git")
+        #expect(task.origin.repository.defaultBranch == "master")
+        #expect(task.origin.requester.login == "Codertocat")
+        #expect(task.origin.issueNumber == 1)
+        #expect(task.origin.isPullRequest == false)
+        #expect(task.origin.source == .issueComment)
+        #expect(task.origin.commentID == 492700400)
+        #expect(task.origin.commandIndex == 0)
         #expect(plan.installationID == 1)
         #expect(plan.repositoryID == 186853002)
     }
@@ -88,8 +77,8 @@ func setPath(_ object: inout [String: Any], _ keys: [String], _ value: Any) {
         }
         let plan = try decoder.plan(event: "issue_comment", deliveryID: "guid-1", body: body)
         #expect(plan.controls.map(\.verb) == [.cancel, .invalid])
-        #expect(plan.controls.map(\.commandIndex) == [0, 1])
-        #expect(plan.tasks.map(\.commandIndex) == [2])
+        #expect(plan.controls.map(\.origin.commandIndex) == [0, 1])
+        #expect(plan.tasks.map(\.origin.commandIndex) == [2])
         #expect(plan.tasks.first?.kind == .ask)
     }
 
@@ -110,7 +99,7 @@ func setPath(_ object: inout [String: Any], _ keys: [String], _ value: Any) {
             setPath(&$0, ["issue", "pull_request"], ["url": "https://api.github.com/repos/o/r/pulls/1"])
         }
         let plan = try decoder.plan(event: "issue_comment", deliveryID: "g", body: body)
-        #expect(plan.tasks.first?.isPullRequest == true)
+        #expect(plan.tasks.first?.origin.isPullRequest == true)
     }
 
     @Test func botsAreIgnored() throws {
@@ -152,10 +141,10 @@ func setPath(_ object: inout [String: Any], _ keys: [String], _ value: Any) {
         }
         let plan = try decoder.plan(event: "issues", deliveryID: "g", body: body)
         let task = try #require(plan.tasks.first)
-        #expect(task.source == .label)
-        #expect(task.commentID == nil)
-        #expect(task.installationID == 7)
-        #expect(task.issueNumber == 1)
+        #expect(task.origin.source == .label)
+        #expect(task.origin.commentID == nil)
+        #expect(task.origin.installationID == 7)
+        #expect(task.origin.issueNumber == 1)
 
         let other = try editedFixture("issues/labeled.payload.json") { setPath(&$0, ["installation"], ["id": 7]) }
         #expect(try decoder.plan(event: "issues", deliveryID: "g", body: other).tasks.isEmpty)
@@ -168,16 +157,16 @@ func setPath(_ object: inout [String: Any], _ keys: [String], _ value: Any) {
             setPath(&$0, ["review", "body"], "/asynccode handle the nits")
         }
         let reviewPlan = try decoder.plan(event: "pull_request_review", deliveryID: "g", body: review)
-        #expect(reviewPlan.tasks.first?.source == .review)
-        #expect(reviewPlan.tasks.first?.isPullRequest == true)
-        #expect(reviewPlan.tasks.first?.issueNumber == 2)
+        #expect(reviewPlan.tasks.first?.origin.source == .review)
+        #expect(reviewPlan.tasks.first?.origin.isPullRequest == true)
+        #expect(reviewPlan.tasks.first?.origin.issueNumber == 2)
 
         let comment = try editedFixture("pull_request_review_comment/created.payload.json") {
             setPath(&$0, ["comment", "body"], "/asynccode rename this")
             setPath(&$0, ["installation"], ["id": 1])
         }
         let commentPlan = try decoder.plan(event: "pull_request_review_comment", deliveryID: "g", body: comment)
-        #expect(commentPlan.tasks.first?.source == .reviewComment)
+        #expect(commentPlan.tasks.first?.origin.source == .reviewComment)
         #expect(commentPlan.tasks.first?.prompt == "rename this")
     }
 

@@ -14,11 +14,12 @@ func plan(_ guid: String, event: String = "issue_comment", tasks: [TaskRequest] 
 
 func taskRequest(commentID: Int64, index: Int32 = 0) -> TaskRequest {
     TaskRequest(
-        installationID: 1,
-        repository: RepositorySnapshot(githubID: 2, fullName: "o/r", name: "r", ownerLogin: "o", isPrivate: false,
-                                       defaultBranch: "main", cloneURL: "https://example.invalid/o/r.git"),
-        requester: AccountSnapshot(githubID: 3, login: "alice", type: "User", avatarURL: nil),
-        issueNumber: 4, isPullRequest: false, source: .issueComment, commentID: commentID, commandIndex: index,
+        origin: CommandOrigin(
+            installationID: 1,
+            repository: RepositorySnapshot(githubID: 2, fullName: "o/r", name: "r", ownerLogin: "o", isPrivate: false,
+                                           defaultBranch: "main", cloneURL: "https://example.invalid/o/r.git"),
+            requester: AccountSnapshot(githubID: 3, login: "alice", type: "User", avatarURL: nil),
+            issueNumber: 4, isPullRequest: false, source: .issueComment, commentID: commentID, commandIndex: index),
         kind: .code, agent: nil, priority: .medium, baseBranch: nil, prompt: "fix", sourceURL: nil)
 }
 

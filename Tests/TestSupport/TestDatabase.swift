@@ -18,6 +18,19 @@ public enum TestEnvironment {
         Array(try Data(contentsOf: fixturesDirectory.appendingPathComponent(path)))
     }
 
+    /// Returns the payload examples of the events the intake handles, as `event/file`.
+    public static func handledWebhookExamples() -> [String] {
+        let events = ["ping", "installation", "installation_repositories", "issue_comment", "issues", "pull_request",
+                      "pull_request_review", "pull_request_review_comment"]
+        var paths: [String] = []
+        for event in events {
+            let folder = fixturesDirectory.appendingPathComponent("webhooks/\(event)")
+            let files = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
+            paths += files.filter { $0.hasSuffix(".json") }.sorted().map { "\(event)/\($0)" }
+        }
+        return paths
+    }
+
     /// The administrative URL: `ASYNCCODE_TEST_DATABASE_URL`, or the one `scripts/setup` wrote.
     public static func adminURL() throws -> DatabaseURL {
         if let url = ProcessInfo.processInfo.environment["ASYNCCODE_TEST_DATABASE_URL"], !url.isEmpty {
