@@ -62,13 +62,15 @@ import TestSupport
 
     @Test func appliesOnceAndIsIdempotent() async throws {
         try await TestDatabase.with(migrated: false) { db in
-            let migrator = Migrator(client: db.client, migrations: try migrations(), logger: db.logger)
+            let all = try migrations()
+            #expect(all.map(\.version) == Array(1...all.count))
+            let migrator = Migrator(client: db.client, migrations: all, logger: db.logger)
             let first = try await migrator.migrate()
-            #expect(first == [1])
+            #expect(first == all.map(\.version))
             let second = try await migrator.migrate()
             #expect(second.isEmpty)
             #expect(try await migrator.pending().isEmpty)
-            #expect(try await db.count("schema_migrations") == 1)
+            #expect(try await db.count("schema_migrations") == all.count)
             for table in ["accounts", "installations", "repositories", "user_repository_access", "ai_models", "tasks",
                           "control_commands", "task_results", "pull_requests", "credit_transactions", "task_analytics",
                           "task_events", "webhook_deliveries"] {
@@ -88,8 +90,8 @@ import TestSupport
                 for try await versions in group { all += versions }
                 return all
             }
-            #expect(applied == [1])
-            #expect(try await db.count("schema_migrations") == 1)
+            #expect(applied.sorted() == list.map(\.version))
+            #expect(try await db.count("schema_migrations") == list.count)
         }
     }
 

@@ -1,0 +1,176 @@
+import Logging
+import Models
+import PostgresNIO
+
+/// A task a worker holds a lease on.
+public struct ClaimedTask: Sendable, Hashable {
+    public var id: Int64
+    public var kind: TaskKind
+    public var repositoryID: Int64
+    public var issueNumber: Int64
+    public var isPullRequest: Bool
+    public var agent: String?
+    public var prompt: String
+    public var targetBranch: String?
+    /// How many times the task has been claimed, this time included.
+    public var attempt: Int
+    public var maxAttempts: Int
+}
+
+/// What happened to a task whose lease ran out.
+public struct ReapedTask: Sendable, Hashable {
+    public var id: Int64
+    /// `pending` (it will run again) or `failed` (attempts exhausted).
+    public var status: String
+
+    public init(id: Int64, status: String) {
+        self.id = id
+        self.status = status
+    }
+}
+
+/// The task queue in PostgreSQL: claim with `FOR UPDATE SKIP LOCKED`, leases, retries, one running task per
+/// issue or pull request.
+///
+/// Every write by a worker names the worker: a worker that lost its lease (it stalled past the expiry and
+/// another claimed the task) changes nothing.
+public struct TaskQueue: Sendable {
+    private let client: PostgresClient
+    private let logger: Logger
+    /// How long a claim holds before another worker may take the task; workers renew well before.
+    public let leaseDuration: Duration
+
+    public init(client: PostgresClient, logger: Logger, leaseDuration: Duration = .seconds(60)) {
+        self.client = client
+        self.logger = logger
+        self.leaseDuration = leaseDuration
+    }
+
+    private var leaseSeconds: Double {
+        Double(leaseDuration.components.seconds) + Double(leaseDuration.components.attoseconds) / 1e18
+    }
+
+    /// Claims the next runnable task for `worker`: highest priority first, then oldest, only tasks whose
+    /// `run_after` has passed and whose issue or pull request has no running task. Returns `nil` when none.
+    public func claim(worker: String) async throws -> ClaimedTask? {
+        do {
+            let rows = try await client.query("""
+                WITH next AS (
+                    SELECT t.id FROM tasks t
+                    WHERE t.status = 'pending' AND t.run_after <= now()
+                      AND NOT EXISTS (
+                          SELECT 1 FROM tasks r
+                          WHERE r.repository_id = t.repository_id AND r.issue_number = t.issue_number
+                            AND r.status = 'running')
+                    ORDER BY t.priority DESC, t.created_at, t.id
+                    FOR UPDATE SKIP LOCKED
+                    LIMIT 1
+                )
+                UPDATE tasks SET
+                    status = 'running', attempts = tasks.attempts + 1, lease_owner = \(worker),
+                    lease_expires_at = now() + make_interval(secs => \(leaseSeconds)),
+                    started_at = COALESCE(tasks.started_at, now()), error = NULL
+                FROM next WHERE tasks.id = next.id
+                RETURNING tasks.id, tasks.kind::text, tasks.repository_id, tasks.issue_number, tasks.is_pull_request,
+                          tasks.agent, tasks.prompt, tasks.target_branch, tasks.attempts, tasks.max_attempts
+                """, logger: logger)
+            for try await (id, kind, repositoryID, issueNumber, isPullRequest, agent, prompt, targetBranch, attempts, maxAttempts)
+                in rows.decode((Int64, String, Int64, Int64, Bool, String?, String, String?, Int, Int).self) {
+                return ClaimedTask(
+                    id: id, kind: TaskKind(rawValue: kind) ?? .code, repositoryID: repositoryID, issueNumber: issueNumber,
+                    isPullRequest: isPullRequest, agent: agent, prompt: prompt, targetBranch: targetBranch,
+                    attempt: attempts, maxAttempts: maxAttempts)
+            }
+            return nil
+        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
+            // Another worker started a task of the same thread at the same moment: that thread waits.
+            return nil
+        }
+    }
+
+    /// Extends `worker`'s lease on `taskID`; returns `false` when the lease was lost (stop working on it).
+    public func renewLease(taskID: Int64, worker: String) async throws -> Bool {
+        let rows = try await client.query("""
+            UPDATE tasks SET lease_expires_at = now() + make_interval(secs => \(leaseSeconds))
+            WHERE id = \(taskID) AND lease_owner = \(worker) AND status = 'running'
+            RETURNING id
+            """, logger: logger)
+        return try await Self.any(rows)
+    }
+
+    /// Marks the task completed; returns `false` when `worker` no longer holds it.
+    @discardableResult
+    public func complete(taskID: Int64, worker: String) async throws -> Bool {
+        let rows = try await client.query("""
+            UPDATE tasks SET status = 'completed', completed_at = now(), lease_owner = NULL, lease_expires_at = NULL
+            WHERE id = \(taskID) AND lease_owner = \(worker) AND status = 'running'
+            RETURNING id
+            """, logger: logger)
+        return try await Self.any(rows)
+    }
+
+    /// Records a failure: a retryable one with attempts left goes back to `pending` after `retryDelay`
+    /// (the caller's backoff); any other ends `failed`. Returns the status the task ended in, or `nil` when
+    /// `worker` no longer holds it.
+    @discardableResult
+    public func fail(
+        taskID: Int64, worker: String, error message: String, retryable: Bool, retryDelay: Duration = .zero
+    ) async throws -> String? {
+        let delay = Double(retryDelay.components.seconds) + Double(retryDelay.components.attoseconds) / 1e18
+        let rows = try await client.query("""
+            UPDATE tasks SET
+                status = CASE WHEN \(retryable) AND attempts < max_attempts THEN 'pending'::task_status
+                              ELSE 'failed'::task_status END,
+                run_after = now() + make_interval(secs => \(delay)),
+                completed_at = CASE WHEN \(retryable) AND attempts < max_attempts THEN NULL ELSE now() END,
+                error = \(message), lease_owner = NULL, lease_expires_at = NULL
+            WHERE id = \(taskID) AND lease_owner = \(worker) AND status = 'running'
+            RETURNING status::text
+            """, logger: logger)
+        for try await status in rows.decode(String.self) { return status }
+        return nil
+    }
+
+    /// Gives a task back without counting the attempt (a graceful stop before it finished).
+    @discardableResult
+    public func release(taskID: Int64, worker: String) async throws -> Bool {
+        let rows = try await client.query("""
+            UPDATE tasks SET status = 'pending', attempts = GREATEST(attempts - 1, 0), run_after = now(),
+                             lease_owner = NULL, lease_expires_at = NULL
+            WHERE id = \(taskID) AND lease_owner = \(worker) AND status = 'running'
+            RETURNING id
+            """, logger: logger)
+        return try await Self.any(rows)
+    }
+
+    /// Takes back tasks whose lease expired (their worker died): to `pending` while attempts remain, else
+    /// `failed`. Returns what it changed, so the caller can finalize the failed ones' comments.
+    public func reapExpiredLeases() async throws -> [ReapedTask] {
+        let rows = try await client.query("""
+            UPDATE tasks SET
+                status = CASE WHEN attempts < max_attempts THEN 'pending'::task_status ELSE 'failed'::task_status END,
+                completed_at = CASE WHEN attempts < max_attempts THEN NULL ELSE now() END,
+                error = CASE WHEN attempts < max_attempts THEN error
+                             ELSE 'the worker running it stopped and no attempts remain' END,
+                run_after = now(), lease_owner = NULL, lease_expires_at = NULL
+            WHERE id IN (SELECT id FROM tasks WHERE status = 'running' AND lease_expires_at < now()
+                         FOR UPDATE SKIP LOCKED)
+            RETURNING id, status::text
+            """, logger: logger)
+        var reaped: [ReapedTask] = []
+        for try await (id, status) in rows.decode((Int64, String).self) { reaped.append(ReapedTask(id: id, status: status)) }
+        return reaped
+    }
+
+    /// Appends a step to the task's history (`task_events`).
+    public func appendEvent(taskID: Int64, step: String, detail: String = "") async throws {
+        try await client.query("""
+            INSERT INTO task_events (task_id, step, detail) VALUES (\(taskID), \(step), \(detail))
+            """, logger: logger)
+    }
+
+    private static func any(_ rows: PostgresRowSequence) async throws -> Bool {
+        for try await _ in rows { return true }
+        return false
+    }
+}

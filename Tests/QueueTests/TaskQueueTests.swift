@@ -1,0 +1,177 @@
+import Foundation
+import Models
+import PostgresNIO
+import Queue
+import Testing
+import TestSupport
+
+/// Inserts tasks for `issues` (one task per entry, issue numbers as given); returns their ids in order.
+@discardableResult
+func insertTasks(_ db: TestDatabase, issues: [Int64], priority: Int32 = 2, runAfter: String = "now()",
+                 maxAttempts: Int32 = 3) async throws -> [Int64] {
+    try await db.client.query("""
+        INSERT INTO accounts (github_id, login) VALUES (1, 'alice') ON CONFLICT DO NOTHING
+        """, logger: db.logger)
+    try await db.client.query("INSERT INTO installations (github_id) VALUES (1) ON CONFLICT DO NOTHING", logger: db.logger)
+    try await db.client.query("""
+        INSERT INTO repositories (github_id, installation_id, full_name, name, owner_login)
+        SELECT 1, id, 'o/r', 'r', 'o' FROM installations WHERE github_id = 1 ON CONFLICT DO NOTHING
+        """, logger: db.logger)
+    let rows = try await db.client.query(PostgresQuery(unsafeSQL: """
+        INSERT INTO tasks (repository_id, installation_id, requested_by, issue_number, source, comment_id,
+                           command_index, priority, run_after, max_attempts, prompt)
+        SELECT r.id, r.installation_id, a.id, issue, 'issue_comment', nextval('tasks_id_seq') + 1000000, 0,
+               \(priority), \(runAfter), \(maxAttempts), 'do ' || issue
+        FROM unnest(ARRAY[\(issues.map(String.init).joined(separator: ","))]::int8[]) WITH ORDINALITY AS i(issue, n),
+             repositories r, accounts a
+        WHERE r.github_id = 1 AND a.github_id = 1
+        ORDER BY n
+        RETURNING id
+        """), logger: db.logger)
+    var ids: [Int64] = []
+    for try await id in rows.decode(Int64.self) { ids.append(id) }
+    return ids
+}
+
+@Suite struct TaskQueueTests {
+    @Test func claimsByPriorityThenAgeAndRespectsRunAfter() async throws {
+        try await TestDatabase.with { db in
+            let queue = TaskQueue(client: db.client, logger: db.logger)
+            let low = try await insertTasks(db, issues: [1], priority: 1)
+            let old = try await insertTasks(db, issues: [2])
+            let new = try await insertTasks(db, issues: [3])
+            let high = try await insertTasks(db, issues: [4], priority: 3)
+            _ = try await insertTasks(db, issues: [5], priority: 3, runAfter: "now() + interval '1 hour'")
+            var order: [Int64] = []
+            while let task = try await queue.claim(worker: "w") { order.append(task.id) }
+            #expect(order == high + old + new + low)
+        }
+    }
+
+    @Test func oneRunningTaskPerThread() async throws {
+        try await TestDatabase.with { db in
+            let queue = TaskQueue(client: db.client, logger: db.logger)
+            let ids = try await insertTasks(db, issues: [7, 7, 8])
+            let first = try #require(try await queue.claim(worker: "a"))
+            let second = try #require(try await queue.claim(worker: "b"))
+            #expect(first.id == ids[0])
+            #expect(second.id == ids[2]) // issue 7's second task waits
+            #expect(try await queue.claim(worker: "c") == nil)
+            #expect(try await queue.complete(taskID: first.id, worker: "a"))
+            let third = try #require(try await queue.claim(worker: "c"))
+            #expect(third.id == ids[1])
+        }
+    }
+
+    @Test func concurrentClaimsOfOneThreadNeverRunTwo() async throws {
+        try await TestDatabase.with { db in
+            let queue = TaskQueue(client: db.client, logger: db.logger)
+            try await insertTasks(db, issues: Array(repeating: 9, count: 20))
+            let claimed = try await withThrowingTaskGroup(of: ClaimedTask?.self) { group in
+                for worker in 0..<10 { group.addTask { try await queue.claim(worker: "w\(worker)") } }
+                var all: [ClaimedTask] = []
+                for try await task in group { if let task { all.append(task) } }
+                return all
+            }
+            #expect(claimed.count == 1)
+            #expect(try await db.count("tasks WHERE status = 'running'") == 1)
+        }
+    }
+
+    @Test func lostLeaseCannotWrite() async throws {
+        try await TestDatabase.with { db in
+            let queue = TaskQueue(client: db.client, logger: db.logger, leaseDuration: .milliseconds(50))
+            try await insertTasks(db, issues: [1])
+            let task = try #require(try await queue.claim(worker: "dead"))
+            #expect(task.attempt == 1)
+            // Poll until the lease has expired and the reaper took it back.
+            let deadline = ContinuousClock.now + .seconds(10)
+            var reaped: [ReapedTask] = []
+            while reaped.isEmpty, ContinuousClock.now < deadline { reaped = try await queue.reapExpiredLeases() }
+            #expect(reaped == [ReapedTask(id: task.id, status: "pending")])
+            let again = try #require(try await queue.claim(worker: "alive"))
+            #expect(again.id == task.id)
+            #expect(again.attempt == 2)
+            #expect(try await queue.complete(taskID: task.id, worker: "dead") == false)
+            #expect(try await queue.renewLease(taskID: task.id, worker: "dead") == false)
+            #expect(try await queue.renewLease(taskID: task.id, worker: "alive"))
+            #expect(try await queue.complete(taskID: task.id, worker: "alive"))
+            #expect(try await db.scalar("SELECT status::text FROM tasks", as: String.self) == "completed")
+        }
+    }
+
+    @Test func exhaustedAttemptsEndFailed() async throws {
+        try await TestDatabase.with { db in
+            let queue = TaskQueue(client: db.client, logger: db.logger, leaseDuration: .milliseconds(20))
+            try await insertTasks(db, issues: [1], maxAttempts: 1)
+            _ = try #require(try await queue.claim(worker: "dead"))
+            let deadline = ContinuousClock.now + .seconds(10)
+            var reaped: [ReapedTask] = []
+            while reaped.isEmpty, ContinuousClock.now < deadline { reaped = try await queue.reapExpiredLeases() }
+            #expect(reaped.first?.status == "failed")
+            #expect(try await queue.claim(worker: "w") == nil)
+            #expect(try await db.scalar("SELECT error FROM tasks", as: String.self)?.contains("no attempts remain") == true)
+        }
+    }
+
+    @Test func retryableFailuresWaitAndPermanentOnesEnd() async throws {
+        try await TestDatabase.with { db in
+            let queue = TaskQueue(client: db.client, logger: db.logger)
+            let ids = try await insertTasks(db, issues: [1, 2])
+            let first = try #require(try await queue.claim(worker: "w"))
+            #expect(try await queue.fail(taskID: first.id, worker: "w", error: "GitHub 502", retryable: true,
+                                         retryDelay: .seconds(3600)) == "pending")
+            let second = try #require(try await queue.claim(worker: "w"))
+            #expect(second.id == ids[1])
+            #expect(try await queue.fail(taskID: second.id, worker: "w", error: "not permitted", retryable: false) == "failed")
+            #expect(try await queue.claim(worker: "w") == nil) // the first waits for its retry time
+            #expect(try await db.count("tasks WHERE status = 'pending' AND run_after > now() + interval '59 minutes'") == 1)
+        }
+    }
+
+    @Test func releaseDoesNotCountTheAttempt() async throws {
+        try await TestDatabase.with { db in
+            let queue = TaskQueue(client: db.client, logger: db.logger)
+            try await insertTasks(db, issues: [1])
+            let task = try #require(try await queue.claim(worker: "w"))
+            #expect(try await queue.release(taskID: task.id, worker: "w"))
+            let again = try #require(try await queue.claim(worker: "w2"))
+            #expect(again.attempt == 1)
+        }
+    }
+
+    @Test func fourWorkersRunTwoHundredTasksExactlyOnce() async throws {
+        try await TestDatabase.with { db in
+            let queue = TaskQueue(client: db.client, logger: db.logger)
+            // 180 threads of one task and 10 threads of two: exclusivity is exercised too.
+            let issues = (1...180).map(Int64.init) + (181...190).flatMap { [Int64($0), Int64($0)] }
+            try await insertTasks(db, issues: issues)
+            let runs = try await withThrowingTaskGroup(of: [Int64].self) { group in
+                for worker in 0..<4 {
+                    group.addTask {
+                        var done: [Int64] = []
+                        var idle = 0
+                        while idle < 3 {
+                            guard let task = try await queue.claim(worker: "w\(worker)") else {
+                                idle += 1
+                                continue
+                            }
+                            idle = 0
+                            try await queue.appendEvent(taskID: task.id, step: "ran", detail: "w\(worker)")
+                            #expect(try await queue.complete(taskID: task.id, worker: "w\(worker)"))
+                            done.append(task.id)
+                        }
+                        return done
+                    }
+                }
+                var all: [Int64] = []
+                for try await done in group { all += done }
+                return all
+            }
+            #expect(runs.count == 200)
+            #expect(Set(runs).count == 200)
+            #expect(try await db.count("tasks WHERE status = 'completed' AND attempts = 1") == 200)
+            #expect(try await db.count("task_events") == 200)
+        }
+    }
+}
