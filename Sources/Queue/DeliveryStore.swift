@@ -161,12 +161,6 @@ public final class DeliveryStore: Service, Sendable {
 
     private struct LeaseTimeout: Error {}
 
-    /// A flag one task sets and another reads.
-    private final class Flag: Sendable {
-        private let value = Mutex(false)
-        func set() { value.withLock { $0 = true } }
-        var isSet: Bool { value.withLock { $0 } }
-    }
 
     /// Writes `plans` in one transaction on a pooled connection; when the pool cannot lend one within
     /// `leaseBudget` (the database is down, or back but the pool is still backing off), on a connection of

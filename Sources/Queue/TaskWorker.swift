@@ -1,0 +1,130 @@
+import Logging
+import ServiceLifecycle
+
+/// What a worker does with a claimed task; the executor implements it.
+public protocol TaskHandling: Sendable {
+    /// Runs `task` and says how it ended. Cancellation means the worker is stopping: return promptly.
+    func handle(_ task: ClaimedTask) async -> TaskOutcome
+}
+
+/// How a task run ended.
+public enum TaskOutcome: Sendable, Hashable {
+    case completed
+    /// A failure; a retryable one runs again after `retryAfter` while attempts remain.
+    case failed(reason: String, retryable: Bool, retryAfter: Duration)
+    /// Stopped before it finished because the worker is shutting down: another worker takes it.
+    case interrupted
+}
+
+/// A worker: claims tasks one at a time, renews its lease while the handler runs, and records the outcome.
+///
+/// On graceful shutdown it stops claiming, gives a running task `gracePeriod` to finish, then cancels it
+/// and releases it for another worker: a clean stop leaves nothing `running`.
+public struct TaskWorker<Handler: TaskHandling>: Service {
+    public let name: String
+    private let queue: TaskQueue
+    private let signal: WorkSignal
+    private let handler: Handler
+    private let logger: Logger
+    private let pollInterval: Duration
+    private let gracePeriod: Duration
+
+    public init(
+        name: String, queue: TaskQueue, signal: WorkSignal, handler: Handler, logger: Logger,
+        pollInterval: Duration = .seconds(5), gracePeriod: Duration = .seconds(30)
+    ) {
+        self.name = name
+        self.queue = queue
+        self.signal = signal
+        self.handler = handler
+        self.logger = logger
+        self.pollInterval = pollInterval
+        self.gracePeriod = gracePeriod
+    }
+
+    public func run() async throws {
+        let stopping = Flag()
+        try await withGracefulShutdownHandler {
+            while !stopping.isSet, !Task.isCancelled {
+                let generation = signal.generation
+                let task: ClaimedTask?
+                do {
+                    for reaped in try await queue.reapExpiredLeases() {
+                        logger.notice("took back a task whose worker stopped", metadata: [
+                            "task.id": "\(reaped.id)", "task.status": "\(reaped.status)",
+                        ])
+                    }
+                    task = try await queue.claim(worker: name)
+                } catch {
+                    logger.error("cannot claim tasks", metadata: ["error": "\(error)"])
+                    await signal.wait(after: generation &+ 1, timeout: pollInterval)
+                    continue
+                }
+                guard let task else {
+                    await signal.wait(after: generation, timeout: pollInterval)
+                    continue
+                }
+                await run(task, stopping: stopping)
+            }
+        } onGracefulShutdown: {
+            stopping.set()
+            signal.notify()
+        }
+    }
+
+    private func run(_ task: ClaimedTask, stopping: Flag) async {
+        var logger = self.logger
+        logger[metadataKey: "task.id"] = "\(task.id)"
+        let outcome = await withTaskGroup(of: TaskOutcome?.self) { group in
+            group.addTask { await handler.handle(task) }
+            group.addTask { await renewLease(task) }
+            group.addTask { await enforceGracePeriod(stopping) }
+            defer { group.cancelAll() }
+            while let result = await group.next() {
+                if let result { return result }
+                // The lease was lost or the grace period ran out: stop the handler.
+                group.cancelAll()
+            }
+            return .interrupted
+        }
+        do {
+            switch outcome {
+            case .completed:
+                try await queue.complete(taskID: task.id, worker: name)
+            case .failed(let reason, let retryable, let retryAfter):
+                let status = try await queue.fail(
+                    taskID: task.id, worker: name, error: reason, retryable: retryable, retryDelay: retryAfter)
+                logger.error("task failed", metadata: ["task.status": "\(status ?? "lease lost")", "error": "\(reason)"])
+            case .interrupted:
+                try await queue.release(taskID: task.id, worker: name)
+            }
+        } catch {
+            // The lease runs out and the task is taken back: nothing is lost.
+            logger.error("cannot record the task's outcome", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Renews the lease every third of its duration; returns `nil` when it was lost.
+    private func renewLease(_ task: ClaimedTask) async -> TaskOutcome? {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: queue.leaseDuration / 3)
+            if Task.isCancelled { break }
+            if let renewed = try? await queue.renewLease(taskID: task.id, worker: name), !renewed {
+                logger.error("lease lost", metadata: ["task.id": "\(task.id)"])
+                return nil
+            }
+        }
+        return nil
+    }
+
+    /// Returns `nil` once the worker is stopping and the grace period has passed.
+    private func enforceGracePeriod(_ stopping: Flag) async -> TaskOutcome? {
+        while !Task.isCancelled, !stopping.isSet {
+            try? await Task.sleep(for: .milliseconds(200))
+        }
+        if Task.isCancelled { return nil }
+        try? await Task.sleep(for: gracePeriod)
+        if Task.isCancelled { return nil }
+        return nil
+    }
+}

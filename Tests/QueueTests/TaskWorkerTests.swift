@@ -1,0 +1,139 @@
+import Foundation
+import Logging
+import Models
+import PostgresNIO
+import Queue
+import ServiceLifecycle
+import Synchronization
+import Testing
+import TestSupport
+
+/// Records the tasks it ran; sleeps `delay` in each (cancellable).
+final class RecordingHandler: TaskHandling {
+    let ran = Mutex<[Int64]>([])
+    let delay: Duration
+
+    init(delay: Duration = .zero) { self.delay = delay }
+
+    func handle(_ task: ClaimedTask) async -> TaskOutcome {
+        ran.withLock { $0.append(task.id) }
+        if delay > .zero {
+            do { try await Task.sleep(for: delay) } catch { return .interrupted }
+        }
+        return .completed
+    }
+}
+
+func poll(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async throws -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    return false
+}
+
+@Suite struct WorkSignalTests {
+    @Test func notifyWakesAndGenerationClosesTheGap() async {
+        let signal = WorkSignal()
+        let before = signal.generation
+        signal.notify()
+        let start = ContinuousClock.now
+        await signal.wait(after: before, timeout: .seconds(30)) // already notified: returns at once
+        #expect(ContinuousClock.now - start < .seconds(1))
+
+        let generation = signal.generation
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await signal.wait(after: generation, timeout: .seconds(30)) }
+            group.addTask {
+                try? await Task.sleep(for: .milliseconds(50))
+                signal.notify()
+            }
+        }
+        #expect(ContinuousClock.now - start < .seconds(5))
+
+        let timed = ContinuousClock.now
+        await signal.wait(after: signal.generation, timeout: .milliseconds(100))
+        #expect(ContinuousClock.now - timed >= .milliseconds(100))
+    }
+}
+
+@Suite struct TaskWorkerTests {
+    @Test func notificationStartsAnIdleWorkerAtOnce() async throws {
+        try await TestDatabase.with { db in
+            let queue = TaskQueue(client: db.client, logger: db.logger)
+            let signal = WorkSignal()
+            let handler = RecordingHandler()
+            let listener = WorkListener(url: db.url, signal: signal, logger: db.logger)
+            // A 30 s poll: only the notification can explain a start within seconds.
+            let workers = (0..<2).map {
+                TaskWorker(name: "w\($0)", queue: queue, signal: signal, handler: handler, logger: db.logger,
+                           pollInterval: .seconds(30))
+            }
+            let group = ServiceGroup(services: [listener] + workers, logger: db.logger)
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { try await group.run() }
+                // Let the workers go idle and the listener subscribe.
+                try await Task.sleep(for: .milliseconds(500))
+                let ids = try await insertTasks(db, issues: [1])
+                try await db.client.query("SELECT pg_notify('asynccode_work', \("task:\(ids[0])"))", logger: db.logger)
+                #expect(try await poll(timeout: .seconds(5)) { handler.ran.withLock { $0 } == ids })
+                #expect(try await poll { try await db.count("tasks WHERE status = 'completed'") == 1 })
+                let latency = try await db.scalar(
+                    "SELECT (extract(epoch FROM started_at - created_at) * 1000)::float8 FROM tasks", as: Double.self) ?? -1
+                print("enqueue-to-start with NOTIFY: \(String(format: "%.1f", latency)) ms")
+                await group.triggerGracefulShutdown()
+            }
+        }
+    }
+
+    @Test func gracefulShutdownReleasesWhatIsRunning() async throws {
+        try await TestDatabase.with { db in
+            let queue = TaskQueue(client: db.client, logger: db.logger)
+            let signal = WorkSignal()
+            let handler = RecordingHandler(delay: .seconds(60))
+            let workers = (0..<3).map {
+                TaskWorker(name: "w\($0)", queue: queue, signal: signal, handler: handler, logger: db.logger,
+                           pollInterval: .milliseconds(50), gracePeriod: .milliseconds(300))
+            }
+            try await insertTasks(db, issues: [1, 2, 3])
+            let group = ServiceGroup(services: workers, logger: db.logger)
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { try await group.run() }
+                #expect(try await poll { try await db.count("tasks WHERE status = 'running'") == 3 })
+                let stopping = ContinuousClock.now
+                await group.triggerGracefulShutdown()
+                try await tasks.waitForAll()
+                #expect(ContinuousClock.now - stopping < .seconds(5))
+            }
+            #expect(try await db.count("tasks WHERE status = 'running'") == 0)
+            #expect(try await db.count("tasks WHERE status = 'pending' AND attempts = 0") == 3)
+        }
+    }
+
+    @Test func failuresAreRecordedWithTheirKind() async throws {
+        struct Failing: TaskHandling {
+            func handle(_ task: ClaimedTask) async -> TaskOutcome {
+                task.issueNumber == 1
+                    ? .failed(reason: "agent exited 2", retryable: false, retryAfter: .zero)
+                    : .failed(reason: "GitHub 502", retryable: true, retryAfter: .seconds(3600))
+            }
+        }
+        try await TestDatabase.with { db in
+            let queue = TaskQueue(client: db.client, logger: db.logger)
+            let worker = TaskWorker(name: "w", queue: queue, signal: WorkSignal(), handler: Failing(), logger: db.logger,
+                                    pollInterval: .milliseconds(50))
+            try await insertTasks(db, issues: [1, 2])
+            let group = ServiceGroup(services: [worker], logger: db.logger)
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { try await group.run() }
+                let bothEnded = try await poll { try await db.count("tasks WHERE status <> 'running' AND attempts = 1") == 2 }
+                #expect(bothEnded)
+                await group.triggerGracefulShutdown()
+            }
+            #expect(try await db.scalar("SELECT status::text || ':' || error FROM tasks WHERE issue_number = 1", as: String.self)
+                    == "failed:agent exited 2")
+            #expect(try await db.scalar("SELECT status::text FROM tasks WHERE issue_number = 2", as: String.self) == "pending")
+        }
+    }
+}
