@@ -63,6 +63,14 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // Benchmarks that print figures (not tests): `asynccode-bench queue`.
+        .executableTarget(name: "asynccode-bench", dependencies: [
+            "Queue", "Database",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "PostgresNIO", package: "postgres-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
         // Shared by the test targets: a fresh migrated database per test, fixtures.
         .target(name: "TestSupport", dependencies: [
             "Database",
