@@ -12,11 +12,7 @@ public struct AppJWTSigner: Sendable {
     /// Throws ``GitHubError/Code/invalidPrivateKey`` with one line of explanation when the PEM is
     /// unreadable or not RSA.
     public init(issuer: String, privateKeyPEM: String) throws(GitHubError) {
-        do {
-            self.key = try RSAPrivateKey(pemRepresentation: privateKeyPEM)
-        } catch {
-            throw GitHubError(.invalidPrivateKey, message: "GitHub App private key: \(error.reason)")
-        }
+        self.key = try Self.loadKey(privateKeyPEM, source: nil)
         self.issuer = issuer
     }
 
@@ -25,10 +21,16 @@ public struct AppJWTSigner: Sendable {
         guard let data = FileManager.default.contents(atPath: privateKeyPath) else {
             throw GitHubError(.invalidPrivateKey, message: "GitHub App private key: cannot read file \(privateKeyPath)")
         }
+        self.key = try Self.loadKey(String(decoding: data, as: UTF8.self), source: privateKeyPath)
+        self.issuer = issuer
+    }
+
+    private static func loadKey(_ pem: String, source: String?) throws(GitHubError) -> RSAPrivateKey {
         do {
-            try self.init(issuer: issuer, privateKeyPEM: String(decoding: data, as: UTF8.self))
+            return try RSAPrivateKey(pemRepresentation: pem)
         } catch {
-            throw GitHubError(.invalidPrivateKey, message: "\(error.message) (file \(privateKeyPath))")
+            let location = source.map { " (file \($0))" } ?? ""
+            throw GitHubError(.invalidPrivateKey, message: "GitHub App private key\(location): \(error.reason)")
         }
     }
 
