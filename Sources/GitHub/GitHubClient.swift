@@ -24,6 +24,8 @@ public final class GitHubClient: Sendable {
         public var retryPolicy: RetryPolicy
         /// The timeout of one HTTP exchange.
         public var requestTimeout: Duration
+        /// How long AsyncHTTPClient keeps trying to connect before a request fails.
+        public var connectTimeout: Duration = .seconds(10)
         /// The permissions requested for task tokens.
         public var tokenPermissions: [String: String]
 
@@ -84,7 +86,7 @@ public final class GitHubClient: Sendable {
             ownsHTTPClient = false
         } else {
             var httpConfiguration = HTTPClient.Configuration()
-            httpConfiguration.timeout = .init(connect: .seconds(10), read: .seconds(60))
+            httpConfiguration.timeout = .init(connect: .milliseconds(Int64(configuration.connectTimeout.seconds * 1000)), read: .seconds(60))
             if let path = configuration.caBundlePath {
                 do {
                     _ = try NIOSSLCertificate.fromPEMFile(path)

@@ -79,7 +79,7 @@ struct GitHTTPBackend: Sendable {
         }
         var status = 200
         var headers: [(String, String)] = []
-        for line in String(decoding: output[..<headerEnd], as: UTF8.self).split(whereSeparator: { $0 == "\n" || $0 == "\r" }) {
+        for line in String(decoding: output[..<headerEnd], as: UTF8.self).split(whereSeparator: \.isNewline) {
             guard let colon = line.firstIndex(of: ":") else { continue }
             let name = line[..<colon].trimmingCharacters(in: .whitespaces)
             let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)

@@ -124,7 +124,7 @@ extension GitHubSimulator {
     /// Makes every minted token expire now.
     public func expireAllTokens() {
         store.withState { state in
-            for key in state.tokens.keys { state.tokens[key]?.expiresAt = Date().addingTimeInterval(-1) }
+            for key in state.tokens.keys { state.tokens[key]?.expiresAt = configuration.clock().addingTimeInterval(-1) }
         }
     }
 

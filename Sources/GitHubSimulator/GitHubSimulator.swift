@@ -21,6 +21,8 @@ public final class GitHubSimulator: Sendable {
         public var latency: Duration = .zero
         /// Where bare repositories are created; a fresh temporary folder (removed at shutdown) if nil.
         public var gitRoot: String? = nil
+        /// The simulator's notion of now, for JWT checks and token expiry (share a test clock here).
+        public var clock: @Sendable () -> Date = { Date() }
 
         /// Creates the default configuration.
         public init() {}

@@ -148,7 +148,7 @@ struct SimulatorAPI: Sendable {
         if let number = payload["iss"] as? NSNumber { issuer = number.stringValue } else if let text = payload["iss"] as? String { issuer = text } else {
             return reject("'Issuer' claim ('iss') must be an Integer or the App's client ID")
         }
-        let now = Int64(Date().timeIntervalSince1970)
+        let now = Int64(configuration.clock().timeIntervalSince1970)
         let (app, key) = store.withState { state -> (SimulatedApp?, RSAPublicKeyBox?) in
             let app = state.apps.values.first { String($0.id) == issuer || $0.clientID == issuer }
             return (app, app.flatMap { state.appPublicKeys[$0.id] })
@@ -197,7 +197,7 @@ struct SimulatorAPI: Sendable {
                 permissions["metadata"] = "read"
             }
             let token = "ghs_" + randomAlphanumeric(36)
-            let expiresAt = Date().addingTimeInterval(configuration.tokenLifetime)
+            let expiresAt = configuration.clock().addingTimeInterval(configuration.tokenLifetime)
             state.tokens[token] = IssuedToken(token: token, installationID: installationID, repositoryIDs: repositoryIDs,
                                               permissions: permissions, expiresAt: expiresAt, revoked: false)
             state.tokenOrder.append(token)
@@ -215,7 +215,7 @@ struct SimulatorAPI: Sendable {
     private func revokeToken(headers: [String: String]) -> SimResponse {
         guard let token = bearerToken(headers["authorization"]) else { return .message(401, "Requires authentication") }
         return store.withState { state in
-            guard var issued = state.tokens[token], !issued.revoked, issued.expiresAt > Date() else {
+            guard var issued = state.tokens[token], !issued.revoked, issued.expiresAt > configuration.clock() else {
                 return .message(401, "Bad credentials")
             }
             issued.revoked = true
@@ -233,7 +233,7 @@ struct SimulatorAPI: Sendable {
             return .failure(SimResponseError(response: .message(401, "Requires authentication")))
         }
         return store.withState { state in
-            guard let issued = state.tokens[token], !issued.revoked, issued.expiresAt > Date() else {
+            guard let issued = state.tokens[token], !issued.revoked, issued.expiresAt > configuration.clock() else {
                 return .failure(SimResponseError(response: .message(401, "Bad credentials")))
             }
             guard issued.installationID == repository.installationID,
@@ -315,7 +315,7 @@ struct SimulatorAPI: Sendable {
             guard let text = fields["body"] as? String else { return .validationFailed("body is required", field: "body") }
             return store.withState { state in
                 guard state.issues[repo.id]?[number] != nil else { return .notFound }
-                let now = Date()
+                let now = configuration.clock()
                 let comment = SimulatedComment(id: state.makeID(), repositoryID: repo.id, issueNumber: number, author: actor,
                                                createdAt: now, updatedAt: now, history: [text])
                 state.comments[comment.id] = comment
@@ -343,7 +343,7 @@ struct SimulatorAPI: Sendable {
                 case "PATCH":
                     guard let text = fields["body"] as? String else { return .validationFailed("body is required", field: "body") }
                     comment.history.append(text)
-                    comment.updatedAt = Date()
+                    comment.updatedAt = configuration.clock()
                     state.comments[id] = comment
                     return .json(200, commentJSON(comment, repo: repo))
                 case "DELETE":

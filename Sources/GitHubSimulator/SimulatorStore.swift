@@ -27,11 +27,13 @@ final class SimulatorStore: @unchecked Sendable {
 
     private let lock = NSLock()
     private var state = State()
+    // A separate lock: the base URL is read inside `withState` bodies.
+    private let baseURLLock = NSLock()
     private var _baseURL = ""
 
     var baseURL: String {
-        get { lock.withLock { _baseURL } }
-        set { lock.withLock { _baseURL = newValue } }
+        get { baseURLLock.withLock { _baseURL } }
+        set { baseURLLock.withLock { _baseURL = newValue } }
     }
 
     func withState<T>(_ body: (inout State) throws -> T) rethrows -> T {

@@ -4,7 +4,7 @@ import GitHubSimulator
 import OpenSSLCrypto
 import Testing
 
-@Suite struct AppJWTTests {
+@Suite(.timeLimit(.minutes(2))) struct AppJWTTests {
     /// Generates a key with the openssl CLI: `pkcs1` → `BEGIN RSA PRIVATE KEY`, else PKCS#8.
     static func generateKey(pkcs1: Bool, in directory: String) async throws -> (keyPath: String, publicPath: String) {
         let keyPath = "\(directory)/key-\(pkcs1 ? "pkcs1" : "pkcs8").pem"
@@ -48,7 +48,8 @@ import Testing
         let header = try JSONSerialization.jsonObject(with: Data(try #require(Base64URL.decode(parts[0])))) as? [String: Any]
         #expect(header?["alg"] as? String == "RS256")
         #expect(header?["typ"] as? String == "JWT")
-        let claims = try #require(try JSONSerialization.jsonObject(with: Data(try #require(Base64URL.decode(parts[1])))) as? [String: Any])
+        let payloadBytes = try #require(Base64URL.decode(parts[1]))
+        let claims = try #require(try JSONSerialization.jsonObject(with: Data(payloadBytes)) as? [String: Any])
         #expect((claims["iat"] as? NSNumber)?.intValue == 1_700_000_000 - 60)
         #expect((claims["exp"] as? NSNumber)?.intValue == 1_700_000_000 + 540)
         #expect((claims["iss"] as? NSNumber)?.intValue == 12345)

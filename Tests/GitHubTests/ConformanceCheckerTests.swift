@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@Suite struct ConformanceCheckerTests {
+@Suite(.timeLimit(.minutes(2))) struct ConformanceCheckerTests {
     let headers = ["accept": "application/vnd.github+json", "x-github-api-version": "2022-11-28", "user-agent": "asynccode/test"]
     var checker: OpenAPIConformance { OpenAPIConformance.shared }
 

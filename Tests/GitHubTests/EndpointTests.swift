@@ -3,7 +3,7 @@ import GitHub
 import GitHubSimulator
 import Testing
 
-@Suite struct EndpointTests {
+@Suite(.timeLimit(.minutes(2))) struct EndpointTests {
     @Test func appEndpoints() async throws {
         try await withFixture { f in
             let app = try await f.client.getApp()

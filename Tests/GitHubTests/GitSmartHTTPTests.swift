@@ -3,7 +3,7 @@ import GitHub
 import GitHubSimulator
 import Testing
 
-@Suite struct GitSmartHTTPTests {
+@Suite(.timeLimit(.minutes(2))) struct GitSmartHTTPTests {
     static func authHeader(_ token: String) -> String {
         "http.extraHeader=Authorization: Basic " + Data("x-access-token:\(token)".utf8).base64EncodedString()
     }
@@ -28,6 +28,11 @@ import Testing
             #expect(bogus.status != 0)
 
             let clone = try await run(["git", "-c", Self.authHeader(token), "clone", "-q", f.repository.cloneURL, "\(directory)/work"], environment: environment)
+            if clone.status != 0 {
+                let basic = Data("x-access-token:\(token)".utf8).base64EncodedString()
+                let debug = try await run(["curl", "-s", "-i", "-H", "Authorization: Basic \(basic)", "\(f.repository.cloneURL)/info/refs?service=git-upload-pack"])
+                Issue.record("clone failed: \(clone.output)\ncurl: \(debug.output.prefix(800))\nrequests: \(f.sim.requests.filter(\.isGit).map { "\($0.method) \($0.path) \($0.status)" })")
+            }
             try #require(clone.status == 0, "\(clone.output)")
             #expect(FileManager.default.fileExists(atPath: "\(directory)/work/.asynccode.yml"))
 

@@ -77,7 +77,10 @@ final class OpenAPIConformance: @unchecked Sendable {
         if let requestBody {
             let schema = ((requestBody["content"] as? [String: Any])?["application/json"] as? [String: Any])?["schema"]
             if body.isEmpty {
-                if requestBody["required"] as? Bool == true { problems.append("\(operationID): request body required") }
+                let requiredFields = schema.flatMap { resolve($0) }?["required"] as? [String] ?? []
+                if requestBody["required"] as? Bool == true || !requiredFields.isEmpty {
+                    problems.append("\(operationID): request body required (fields \(requiredFields))")
+                }
             } else if let schema {
                 guard let json = try? JSONSerialization.jsonObject(with: Data(body), options: [.fragmentsAllowed]) else {
                     return problems + ["\(operationID): body is not JSON"]

@@ -3,7 +3,7 @@ import GitHub
 import GitHubSimulator
 import Testing
 
-@Suite struct RetryTests {
+@Suite(.timeLimit(.minutes(2))) struct RetryTests {
     @Test func serverErrorsOnReadsAreRetriedWithBackoff() async throws {
         var policy = RetryPolicy()
         policy.maxAttempts = 4
@@ -118,7 +118,9 @@ import Testing
         let key = try await withGitHubSimulator { sim in try sim.createApp() }
         // The simulator is gone: nothing listens on its port any more.
         let clock = ManualClock()
-        let client = try GitHubClient(configuration: .init(apiURL: "http://127.0.0.1:9", retryPolicy: policy),
+        var configuration = GitHubClient.Configuration(apiURL: "http://127.0.0.1:9", retryPolicy: policy)
+        configuration.connectTimeout = .milliseconds(300)
+        let client = try GitHubClient(configuration: configuration,
                                       signer: AppJWTSigner(issuer: String(key.id), privateKeyPEM: key.privateKeyPEM), clock: clock)
         let error = await #expect(throws: GitHubError.self) { try await client.getApp() }
         #expect(error?.code == .transport)

@@ -3,7 +3,7 @@ import GitHub
 import GitHubSimulator
 import Testing
 
-@Suite struct TokenTests {
+@Suite(.timeLimit(.minutes(2))) struct TokenTests {
     @Test func fiftyConcurrentCallersShareOneMint() async throws {
         try await withFixture { f in
             let tokens = try await withThrowingTaskGroup(of: String.self) { group in
