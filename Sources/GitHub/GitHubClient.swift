@@ -138,11 +138,26 @@ public final class GitHubClient: Sendable {
         try await transport.createInstallationToken(installationID: installationID, repositoryIDs: repositoryIDs, permissions: permissions)
     }
 
-    /// Returns one page of the App's webhook deliveries, newest first (`GET /app/hook/deliveries`).
-    public func listWebhookDeliveries(perPage: Int = 50, cursor: String? = nil) async throws -> [WebhookDelivery] {
+    /// Returns one page of the App's webhook deliveries, newest first, and the cursor of the next
+    /// (older) page from the `Link` header (`GET /app/hook/deliveries`).
+    public func listWebhookDeliveries(perPage: Int = 50, cursor: String? = nil) async throws -> (deliveries: [WebhookDelivery], nextCursor: String?) {
         var query = [("per_page", String(perPage))]
         if let cursor { query.append(("cursor", cursor)) }
-        return try await transport.json(.GET, "/app/hook/deliveries", query: query, route: "GET /app/hook/deliveries", auth: .app)
+        let response = try await transport.send(.GET, "/app/hook/deliveries", query: query, route: "GET /app/hook/deliveries", auth: .app)
+        let deliveries: [WebhookDelivery] = try transport.decode(response, route: "GET /app/hook/deliveries")
+        let nextCursor = response.headers.first(name: "link").flatMap { Self.nextCursor(fromLinkHeader: $0) }
+        return (deliveries, nextCursor)
+    }
+
+    /// Returns the `cursor` query value of the `rel="next"` link, if any.
+    static func nextCursor(fromLinkHeader header: String) -> String? {
+        for link in header.split(separator: ",") where link.contains("rel=\"next\"") {
+            guard let open = link.firstIndex(of: "<"), let close = link.firstIndex(of: ">"), open < close else { continue }
+            let url = link[link.index(after: open)..<close]
+            guard let components = URLComponents(string: String(url)) else { continue }
+            return components.queryItems?.first { $0.name == "cursor" }?.value
+        }
+        return nil
     }
 
     /// Asks GitHub to redeliver a webhook delivery (`POST /app/hook/deliveries/{delivery_id}/attempts`).

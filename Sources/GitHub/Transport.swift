@@ -67,12 +67,16 @@ final class Transport: Sendable {
     ) async throws -> T {
         let bytes = try body.map { [UInt8](try JSONSerialization.data(withJSONObject: $0, options: [.sortedKeys])) }
         let response = try await send(method, path, query: query, bodyBytes: bytes, route: route, auth: auth, retryable: retryable)
+        return try decode(response, route: "\(method.rawValue) \(path)")
+    }
+
+    func decode<T: Decodable>(_ response: Response, route: String) throws -> T {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
         do {
             return try decoder.decode(T.self, from: Data(response.body.readableBytesView))
         } catch {
-            throw GitHubError(.decoding, status: response.status, route: "\(method.rawValue) \(path)",
+            throw GitHubError(.decoding, status: response.status, route: route,
                               message: "cannot decode \(T.self): \(Self.describeDecodingError(error))")
         }
     }

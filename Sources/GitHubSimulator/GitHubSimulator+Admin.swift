@@ -200,3 +200,22 @@ extension GitHubSimulator {
         return try await git(["rev-parse", "HEAD"], currentDirectory: work)
     }
 }
+
+/// An App with one installation and one repository: the usual starting point of a test.
+public struct SimulatedSetup: Sendable {
+    public var app: SimulatedApp
+    public var installationID: Int64
+    public var repository: SimulatedRepository
+}
+
+extension GitHubSimulator {
+    /// Creates an App, installs it on `owner` and creates `owner/name` with `files`.
+    public func setUpAppWithRepository(
+        owner: String = "acme", name: String = "widgets", files: [String: String] = ["README.md": "# Test repository\n"]
+    ) async throws -> SimulatedSetup {
+        let app = try createApp()
+        let installationID = createInstallation(appID: app.id, account: owner)
+        let repository = try await createRepository(owner: owner, name: name, installationID: installationID, files: files)
+        return SimulatedSetup(app: app, installationID: installationID, repository: repository)
+    }
+}

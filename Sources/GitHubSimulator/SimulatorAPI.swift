@@ -93,18 +93,25 @@ struct SimulatorAPI: Sendable {
             guard let installationID = Int64(segments[1]) else { return .notFound }
             return mintToken(appID: appID, installationID: installationID, body: body)
         case ("GET", 2) where segments == ["hook", "deliveries"]:
-            let perPage = min(Int(query["per_page"] ?? "") ?? 30, 100)
+            let perPage = min(max(Int(query["per_page"] ?? "") ?? 30, 1), 100)
+            // The cursor is opaque to clients; here it is the id of the next (older) delivery.
+            let cursor = query["cursor"].flatMap { Int64($0) }
             return store.withState { state in
-                let page = state.deliveries.sorted { $0.id > $1.id }.prefix(perPage)
+                let remaining = state.deliveries.sorted { $0.id > $1.id }.filter { cursor == nil || $0.id <= cursor! }
+                let page = remaining.prefix(perPage)
+                var headers: [(String, String)] = []
+                if remaining.count > perPage {
+                    let next = remaining[perPage].id
+                    headers.append(("Link", "<\(base)/app/hook/deliveries?per_page=\(perPage)&cursor=\(next)>; rel=\"next\""))
+                }
                 return .json(200, page.map { delivery -> [String: Any] in
-                    let object: [String: Any] = [
+                    [
                         "id": delivery.id, "guid": delivery.guid, "delivered_at": iso8601.string(from: delivery.deliveredAt),
                         "redelivery": delivery.redelivery, "duration": 0.05, "status": delivery.statusCode < 300 ? "OK" : "Invalid HTTP Response: \(delivery.statusCode)",
                         "status_code": delivery.statusCode, "event": delivery.event, "action": nullable(delivery.action),
                         "installation_id": nullable(delivery.installationID), "repository_id": nullable(delivery.repositoryID),
                     ]
-                    return object
-                })
+                }, headers: headers)
             }
         case ("POST", 4) where segments[0] == "hook" && segments[1] == "deliveries" && segments[3] == "attempts":
             guard let deliveryID = Int64(segments[2]) else { return .notFound }

@@ -12,8 +12,14 @@ import Testing
 
             let first = f.sim.addWebhookDelivery(event: "issue_comment", action: "created", statusCode: 500, installationID: f.installationID, repositoryID: f.repository.id)
             let second = f.sim.addWebhookDelivery(event: "ping")
-            let deliveries = try await f.client.listWebhookDeliveries(perPage: 10)
+            let (deliveries, next) = try await f.client.listWebhookDeliveries(perPage: 10)
             #expect(deliveries.map(\.id) == [second, first])
+            #expect(next == nil)
+            let (firstPage, cursor) = try await f.client.listWebhookDeliveries(perPage: 1)
+            #expect(firstPage.map(\.id) == [second])
+            let (secondPage, end) = try await f.client.listWebhookDeliveries(perPage: 1, cursor: try #require(cursor))
+            #expect(secondPage.map(\.id) == [first])
+            #expect(end == nil)
             #expect(deliveries.last?.statusCode == 500)
             #expect(deliveries.last?.action == "created")
             #expect(deliveries.first?.action == nil)
@@ -156,6 +162,33 @@ import Testing
             let onBranch = try #require(try await f.client.getFileContents(in: f.repo, path: "src/a.swift", ref: "asynccode/issue-1"))
             #expect(onBranch.decodedContent.map { String(decoding: $0, as: UTF8.self) } == "let a = 1\n")
             #expect(try await f.client.getFileContents(in: f.repo, path: "src/a.swift") == nil)
+        }
+    }
+
+    @Test func simulatorRequestRate() async throws {
+        try await withFixture { f in
+            let number = f.sim.createIssue(repositoryID: f.repository.id, title: "x")
+            _ = try await f.client.getIssue(in: f.repo, number: number)
+            let reads = 400
+            let start = ContinuousClock.now
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for worker in 0..<8 {
+                    group.addTask {
+                        for _ in stride(from: worker, to: reads, by: 8) { _ = try await f.client.getIssue(in: f.repo, number: number) }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let readTime = ContinuousClock.now - start
+            let writes = 100
+            let writeStart = ContinuousClock.now
+            for index in 0..<writes { _ = try await f.client.createIssueComment(in: f.repo, issueNumber: number, body: "c\(index)") }
+            let writeTime = ContinuousClock.now - writeStart
+            let readRate = Double(reads) / readTime.totalSeconds
+            let writeRate = Double(writes) / writeTime.totalSeconds
+            print("simulator+client: \(Int(readRate)) GET/s (8 concurrent), \(Int(writeRate)) serialized POST/s")
+            #expect(f.sim.comments(repositoryID: f.repository.id, issueNumber: number).count == writes)
+            #expect(readRate > 20)
         }
     }
 }

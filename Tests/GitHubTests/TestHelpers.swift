@@ -100,10 +100,8 @@ func withFixture<T>(
     var configuration = configuration
     configuration.clock = { clock.now() }
     return try await withGitHubSimulator(configuration: configuration) { sim in
-        let app = try sim.createApp(slug: "asynccode-test")
-        let installationID = sim.createInstallation(appID: app.id, account: "acme")
-        let repository = try await sim.createRepository(owner: "acme", name: "widgets", installationID: installationID,
-                                                        files: ["README.md": "# Widgets\n", ".asynccode.yml": "agent: claude\n"])
+        let setup = try await sim.setUpAppWithRepository(files: ["README.md": "# Widgets\n", ".asynccode.yml": "agent: claude\n"])
+        let (app, installationID, repository) = (setup.app, setup.installationID, setup.repository)
         let logs = LogCapture()
         let signer = try AppJWTSigner(issuer: String(app.id), privateKeyPEM: app.privateKeyPEM)
         let client = try GitHubClient(configuration: .init(apiURL: sim.apiURL, version: "test", retryPolicy: retryPolicy),
