@@ -110,7 +110,8 @@ public final class GitHubSimulator: Sendable {
 
     private static func respond(to request: Request, store: SimulatorStore, api: SimulatorAPI, git: GitHTTPBackend) async throws -> Response {
         let method = request.method.rawValue
-        let rawPath = request.uri.path
+        // GitHub Enterprise Server serves the REST API under /api/v3; accept both forms.
+        let rawPath = request.uri.path.hasPrefix("/api/v3/") ? String(request.uri.path.dropFirst("/api/v3".count)) : request.uri.path
         let query = request.uri.query
         var headers: [String: String] = [:]
         for field in request.headers {
