@@ -142,6 +142,24 @@ import Testing
             }
             #expect(f.sim.comments(repositoryID: f.repository.id, issueNumber: number).count == 8)
             #expect(f.sim.maxConcurrentMutations(installationID: f.installationID) == 1)
+
+            // Control: the same POSTs sent concurrently without the client do overlap in the simulator.
+            let other = f.sim.createInstallation(appID: f.app.id, account: "other")
+            let repository = try await f.sim.createRepository(owner: "other", name: "repo", installationID: other)
+            let issue = f.sim.createIssue(repositoryID: repository.id, title: "x")
+            let token = try await f.client.createInstallationToken(installationID: other, repositoryIDs: [repository.id],
+                                                                   permissions: ["issues": "write"]).token
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<6 {
+                    group.addTask {
+                        try await run(["curl", "-s", "-o", "/dev/null", "-X", "POST", "-H", "Authorization: Bearer \(token)",
+                                       "-d", #"{"body":"raw"}"#, "\(f.sim.apiURL)/repos/other/repo/issues/\(issue)/comments"])
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(f.sim.comments(repositoryID: repository.id, issueNumber: issue).count == 6)
+            #expect(f.sim.maxConcurrentMutations(installationID: other) > 1)
         }
     }
 
