@@ -30,7 +30,7 @@ struct GitHTTPBackend: Sendable {
             return SimResponse(status: 401, headers: challenge, body: Array("Invalid username or token.\n".utf8))
         }
 
-        var environment = ProcessInfo.processInfo.environment
+        var environment = sanitizedGitEnvironment()
         environment["GIT_PROJECT_ROOT"] = gitRoot
         environment["GIT_HTTP_EXPORT_ALL"] = "1"
         environment["PATH_INFO"] = "/\(repo.owner)/\(repo.name).git/" + segments.dropFirst(2).joined(separator: "/")

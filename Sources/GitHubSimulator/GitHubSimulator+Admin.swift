@@ -100,7 +100,7 @@ extension GitHubSimulator {
             let id = state.makeID()
             state.deliveries.append(SimulatedDelivery(id: id, guid: UUID().uuidString.lowercased(), event: event, action: action,
                                                       statusCode: statusCode, redelivery: false, installationID: installationID,
-                                                      repositoryID: repositoryID, deliveredAt: Date()))
+                                                      repositoryID: repositoryID, deliveredAt: Date(), payload: Array("{}".utf8)))
             return id
         }
     }

@@ -36,11 +36,13 @@ public final class GitHubSimulator: Sendable {
     public let gitRoot: String
     let store: SimulatorStore
     let configuration: Configuration
+    let webhooks: WebhookSender
     private let serverTask: Task<Void, any Error>
     private let ownsGitRoot: Bool
 
     private init(baseURL: String, port: Int, gitRoot: String, ownsGitRoot: Bool, store: SimulatorStore,
-                 configuration: Configuration, serverTask: Task<Void, any Error>) {
+                 configuration: Configuration, webhooks: WebhookSender, serverTask: Task<Void, any Error>) {
+        self.webhooks = webhooks
         self.baseURL = baseURL
         self.port = port
         self.gitRoot = gitRoot
@@ -64,7 +66,8 @@ public final class GitHubSimulator: Sendable {
         let gitRoot = configuration.gitRoot ?? fileManager.temporaryDirectory.appendingPathComponent("ghsim-\(UUID().uuidString)").path
         try fileManager.createDirectory(atPath: gitRoot, withIntermediateDirectories: true)
         let store = SimulatorStore()
-        let api = SimulatorAPI(store: store, configuration: configuration)
+        let webhooks = WebhookSender(store: store)
+        let api = SimulatorAPI(store: store, configuration: configuration, webhooks: webhooks)
         let gitBackend = GitHTTPBackend(store: store, api: api, gitRoot: gitRoot)
         let responder = CallbackResponder<BasicRequestContext> { request, _ in
             try await Self.respond(to: request, store: store, api: api, git: gitBackend)
@@ -89,6 +92,7 @@ public final class GitHubSimulator: Sendable {
             break
         }
         guard port > 0 else {
+            await webhooks.shutdown()
             serverTask.cancel()
             let failure = await serverTask.result
             throw SimulatorError("GitHub simulator failed to start: \(failure)")
@@ -96,11 +100,12 @@ public final class GitHubSimulator: Sendable {
         let baseURL = "http://127.0.0.1:\(port)"
         store.baseURL = baseURL
         return GitHubSimulator(baseURL: baseURL, port: port, gitRoot: gitRoot, ownsGitRoot: configuration.gitRoot == nil,
-                               store: store, configuration: configuration, serverTask: serverTask)
+                               store: store, configuration: configuration, webhooks: webhooks, serverTask: serverTask)
     }
 
     /// Stops the server, waits for it to finish and removes a temporary git root.
     public func shutdown() async {
+        await webhooks.shutdown()
         serverTask.cancel()
         _ = await serverTask.result
         if ownsGitRoot { try? FileManager.default.removeItem(atPath: gitRoot) }
@@ -130,6 +135,8 @@ public final class GitHubSimulator: Sendable {
         if let failure = store.withState({ $0.takeFailure(method: method, path: rawPath) }) {
             response = failure.response
             injected = true
+        } else if rawPath == "/_simulator/webhook-sink" {
+            response = SimResponse(status: 200)  // a receiver for tests that only inspect `requests`
         } else if rawPath.contains(".git/") {
             response = await git.handle(method: method, path: rawPath, query: query, headers: headers, body: body)
         } else {

@@ -59,7 +59,7 @@ func runProcess(
 /// Runs git and returns its trimmed stdout, throwing with stderr on failure.
 @discardableResult
 func git(_ arguments: [String], environment: [String: String]? = nil, currentDirectory: String? = nil) async throws -> String {
-    var env = environment ?? ProcessInfo.processInfo.environment
+    var env = environment ?? sanitizedGitEnvironment()
     env["GIT_AUTHOR_NAME"] = env["GIT_AUTHOR_NAME"] ?? "GitHub Simulator"
     env["GIT_AUTHOR_EMAIL"] = env["GIT_AUTHOR_EMAIL"] ?? "simulator@localhost"
     env["GIT_COMMITTER_NAME"] = env["GIT_COMMITTER_NAME"] ?? "GitHub Simulator"
@@ -71,4 +71,18 @@ func git(_ arguments: [String], environment: [String: String]? = nil, currentDir
         throw SimulatorError("git \(arguments.joined(separator: " ")) failed (\(result.status)): \(result.stderr)")
     }
     return result.stdoutText
+}
+
+/// The process environment without variables that would point git at another repository or
+/// pull in the user's configuration (e.g. when tests run inside a git hook).
+func sanitizedGitEnvironment() -> [String: String] {
+    var environment = ProcessInfo.processInfo.environment
+    for name in ["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+                 "GIT_COMMON_DIR", "GIT_NAMESPACE", "GIT_CEILING_DIRECTORIES", "GIT_CONFIG", "GIT_CONFIG_PARAMETERS",
+                 "GIT_CONFIG_COUNT"] {
+        environment[name] = nil
+    }
+    environment["GIT_CONFIG_GLOBAL"] = "/dev/null"
+    environment["GIT_CONFIG_NOSYSTEM"] = "1"
+    return environment
 }

@@ -50,6 +50,7 @@ func userJSON(_ login: String, id: Int64? = nil) -> [String: Any] {
 struct SimulatorAPI: Sendable {
     let store: SimulatorStore
     let configuration: GitHubSimulator.Configuration
+    let webhooks: WebhookSender
 
     var base: String { store.baseURL }
 
@@ -57,6 +58,18 @@ struct SimulatorAPI: Sendable {
 
     func handle(method: String, segments: [String], query: [String: String], headers: [String: String], body: [UInt8]) async -> SimResponse {
         switch (method, segments.first) {
+        case ("POST", "app") where segments.count == 5 && segments[1] == "hook" && segments[2] == "deliveries" && segments[4] == "attempts":
+            guard case .success = verifyJWT(headers["authorization"]) else { return .message(401, "A JSON web token could not be decoded") }
+            guard let deliveryID = Int64(segments[3]) else { return .notFound }
+            guard let original = store.withState({ state -> SimulatedDelivery? in
+                guard let original = state.deliveries.first(where: { $0.id == deliveryID }) else { return nil }
+                state.redeliveries.append(deliveryID)
+                return original
+            }) else { return .notFound }
+            // GitHub queues the redelivery; the simulator sends it before answering, so tests need not wait.
+            _ = await webhooks.send(event: original.event, action: original.action, payload: original.payload, guid: original.guid,
+                                    installationID: original.installationID, repositoryID: original.repositoryID, redelivery: true)
+            return .json(202, [:] as [String: Any])
         case (_, "app"):
             return handleApp(method: method, segments: Array(segments.dropFirst()), query: query, headers: headers, body: body)
         case ("DELETE", "installation") where segments == ["installation", "token"]:
@@ -112,18 +125,6 @@ struct SimulatorAPI: Sendable {
                         "installation_id": nullable(delivery.installationID), "repository_id": nullable(delivery.repositoryID),
                     ]
                 }, headers: headers)
-            }
-        case ("POST", 4) where segments[0] == "hook" && segments[1] == "deliveries" && segments[3] == "attempts":
-            guard let deliveryID = Int64(segments[2]) else { return .notFound }
-            return store.withState { state in
-                guard let original = state.deliveries.first(where: { $0.id == deliveryID }) else { return .notFound }
-                state.redeliveries.append(deliveryID)
-                var copy = original
-                copy.id = state.makeID()
-                copy.redelivery = true
-                copy.deliveredAt = Date()
-                state.deliveries.append(copy)
-                return .json(202, [:] as [String: Any])
             }
         default:
             return .notFound
@@ -534,7 +535,7 @@ struct SimulatorAPI: Sendable {
         }
         guard type == "blob",
               let sha = try? await git(["--git-dir", repo.gitDirectory, "rev-parse", "\(revision):\(path)"]),
-              let result = try? await runProcess(["git", "--git-dir", repo.gitDirectory, "cat-file", "blob", sha]), result.status == 0 else {
+              let result = try? await runProcess(["git", "--git-dir", repo.gitDirectory, "cat-file", "blob", sha], environment: sanitizedGitEnvironment()), result.status == 0 else {
             return .json(200, [] as [Any])  // a directory: GitHub answers with a listing
         }
         let name = path.split(separator: "/").last.map(String.init) ?? path

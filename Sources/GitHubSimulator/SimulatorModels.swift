@@ -181,4 +181,6 @@ public struct SimulatedDelivery: Sendable {
     public var installationID: Int64?
     public var repositoryID: Int64?
     public var deliveredAt: Date
+    /// The JSON body that was (or would have been) posted.
+    public var payload: [UInt8]
 }

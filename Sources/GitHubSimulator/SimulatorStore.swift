@@ -23,6 +23,8 @@ final class SimulatorStore: @unchecked Sendable {
         var inFlightMutations: [Int64: Int] = [:]
         var maxInFlightMutations: [Int64: Int] = [:]
         var knownUsers: Set<String> = []
+        var webhookURL: String? = nil
+        var webhookSecret: String? = nil
     }
 
     private let lock = NSLock()
