@@ -53,6 +53,7 @@ let package = Package(
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .target(name: "AsyncCodeApp", dependencies: [
             "Models", "Commands", "Intake", "Database", "Queue", "GitHub",

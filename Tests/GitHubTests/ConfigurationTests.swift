@@ -54,4 +54,36 @@ import Testing
             #expect(OpenAPIConformance.shared.violations(in: sim.requests).isEmpty)
         }
     }
+
+    @Test func redactionCoversTokensJWTsAndKeys() throws {
+        let pem = try RSAPrivateKey.generate().pkcs1PEMRepresentation()
+        let jwt = try AppJWTSigner(issuer: "1", privateKeyPEM: pem).makeJWT()
+        let samples = [
+            "ghs_" + String(repeating: "a1B2", count: 9), "ghp_" + String(repeating: "Z9y8", count: 9),
+            "github_pat_" + String(repeating: "x", count: 40), jwt, pem,
+        ]
+        for secret in samples {
+            let error = GitHubError(.httpStatus, status: 500, route: "GET /x", message: "echo: \(secret) end")
+            #expect(!error.description.contains(secret))
+            #expect(error.description.contains("[REDACTED]"))
+            #expect(error.description.contains("end"))
+            #expect(!error.description.contains("\n"))
+        }
+    }
+
+    @Test func simulatorRunsAsAService() async throws {
+        let (urls, continuation) = AsyncStream.makeStream(of: String.self)
+        let service = GitHubSimulatorService { sim in continuation.yield(sim.apiURL) }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await service.run() }
+            var iterator = urls.makeAsyncIterator()
+            let url = try #require(await iterator.next())
+            let up = try await run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "\(url)/repos/a/b"])
+            #expect(up.output == "401")
+            group.cancelAll()
+            try await group.waitForAll()
+            let down = try await run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "\(url)/repos/a/b"])
+            #expect(down.output == "000")
+        }
+    }
 }
