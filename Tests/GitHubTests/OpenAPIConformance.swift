@@ -93,11 +93,24 @@ final class OpenAPIConformance: @unchecked Sendable {
         return problems
     }
 
-    /// Returns the violations of every REST request asynccode's client sent.
+    /// Returns the violations of every REST request asynccode's client sent, and of every status the
+    /// simulator answered them with (not injected failures) that GitHub's description does not list.
     func violations(in requests: [RecordedRequest]) -> [String] {
         requests.filter { !$0.isGit && ($0.headers["user-agent"] ?? "").hasPrefix("asynccode/") }.flatMap { request in
             violations(method: request.method, path: request.path, queryItems: request.queryItems, headers: request.headers, body: request.body)
+                + (request.injected ? [] : statusViolations(method: request.method, path: request.path, status: request.status))
         }
+    }
+
+    /// Returns a violation when `status` is not among the operation's documented responses.
+    func statusViolations(method: String, path: String, status: Int) -> [String] {
+        let segments = path.split(separator: "/").map { String($0).removingPercentEncoding ?? String($0) }
+        guard let (template, _) = match(segments),
+              let operation = template.item[method.lowercased()] as? [String: Any],
+              let responses = operation["responses"] as? [String: Any] else { return [] }
+        // 401 (bad credentials) and 404 (unknown or hidden resource) can come from any endpoint.
+        if responses[String(status)] != nil || responses["default"] != nil || status == 401 || status == 404 { return [] }
+        return ["simulator answered \(method) \(path) with \(status); GitHub documents \(responses.keys.sorted())"]
     }
 
     private func match(_ segments: [String]) -> ((segments: [String], item: [String: Any], raw: String), [String: String])? {
