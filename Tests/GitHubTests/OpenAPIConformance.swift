@@ -113,6 +113,11 @@ final class OpenAPIConformance: @unchecked Sendable {
         return ["simulator answered \(method) \(path) with \(status); GitHub documents \(responses.keys.sorted())"]
     }
 
+    /// Returns the JSON of a named example in `components/examples`.
+    func example(_ name: String) -> Any? {
+        ((spec["components"] as? [String: Any])?["examples"] as? [String: Any]).flatMap { ($0[name] as? [String: Any])?["value"] }
+    }
+
     private func match(_ segments: [String]) -> ((segments: [String], item: [String: Any], raw: String), [String: String])? {
         var best: ((segments: [String], item: [String: Any], raw: String), [String: String], Int)? = nil
         for template in templates {
