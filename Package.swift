@@ -19,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.0"),
     ],
     targets: [
         // System OpenSSL (libssl-dev): HMAC-SHA256, SHA-256, RS256.
@@ -42,12 +43,17 @@ let package = Package(
             "OpenSSLCrypto",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
         ]),
         .target(name: "GitHubSimulator", dependencies: [
             "OpenSSLCrypto",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .target(name: "AsyncCodeApp", dependencies: [
             "Models", "Commands", "Intake", "Database", "Queue", "GitHub",
@@ -86,6 +92,9 @@ let package = Package(
             "AsyncCodeApp", "TestSupport", "Intake", "Queue", "OpenSSLCrypto",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
-        .testTarget(name: "GitHubTests", dependencies: ["GitHub", "GitHubSimulator", "TestSupport"]),
+        .testTarget(name: "GitHubTests", dependencies: [
+            "GitHub", "GitHubSimulator", "TestSupport", "OpenSSLCrypto",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
     ]
 )

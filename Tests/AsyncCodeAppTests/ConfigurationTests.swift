@@ -106,26 +106,19 @@ struct FailingStore: DeliveryRecording {
 @Suite struct ExecutableTests {
     static let binary = TestEnvironment.packageRoot.appendingPathComponent(".build/debug/asynccode")
 
-    func run(_ arguments: [String], environment: [String: String]) throws -> (status: Int32, stderr: String) {
-        let process = Process()
-        process.executableURL = Self.binary
-        process.arguments = arguments
-        process.environment = environment
-        process.currentDirectoryURL = FileManager.default.temporaryDirectory
-        let errorPipe = Pipe()
-        process.standardError = errorPipe
-        process.standardOutput = Pipe()
-        try process.run()
-        let data = errorPipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    /// Runs the built binary without blocking a thread; returns its status and output.
+    func run(_ arguments: [String], environment: [String: String]) async throws -> (status: Int32, stderr: String) {
+        let result = try await TestSupport.run(
+            [Self.binary.path] + arguments, currentDirectory: FileManager.default.temporaryDirectory.path,
+            environment: environment)
+        return (result.status, result.output)
     }
 
-    @Test func missingSettingStopsWithOneLine() throws {
-        let result = try run(["serve"], environment: ["PATH": "/usr/bin:/bin", "GITHUB_WEBHOOK_SECRET": "whsecret"])
+    @Test func missingSettingStopsWithOneLine() async throws {
+        let result = try await run(["serve"], environment: ["PATH": "/usr/bin:/bin", "GITHUB_WEBHOOK_SECRET": "whsecret"])
         #expect(result.status == 1)
         #expect(result.stderr == "asynccode: configuration error: DATABASE_URL: is not set (postgres://USER:PASSWORD@HOST:PORT/DATABASE)\n")
-        let malformed = try run(["serve"], environment: [
+        let malformed = try await run(["serve"], environment: [
             "PATH": "/usr/bin:/bin", "DATABASE_URL": "postgres://u:topsecret@127.0.0.1/x", "GITHUB_WEBHOOK_SECRET": "whsecret",
             "PORT": "eighty",
         ])
@@ -135,8 +128,8 @@ struct FailingStore: DeliveryRecording {
         #expect(!malformed.stderr.contains("topsecret"))
     }
 
-    @Test func migrateReportsAnUnreachableDatabaseInOneLine() throws {
-        let result = try run(["migrate"], environment: [
+    @Test func migrateReportsAnUnreachableDatabaseInOneLine() async throws {
+        let result = try await run(["migrate"], environment: [
             "PATH": "/usr/bin:/bin", "DATABASE_URL": "postgres://u:topsecret@127.0.0.1:1/x",
             "ASYNCCODE_MIGRATIONS_DIR": TestEnvironment.migrationsDirectory.path,
         ])

@@ -108,15 +108,17 @@ func withStore(_ db: TestDatabase, maxBatch: Int = 64, _ body: @Sendable (Delive
         logger.logLevel = .critical
         let client = PostgresClient(configuration: url.clientConfiguration(), backgroundLogger: logger)
         let store = DeliveryStore(client: client, logger: logger, commitTimeout: .milliseconds(500))
-        let started = ContinuousClock.now
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await client.run() }
             group.addTask { try await store.run() }
             defer { group.cancelAll() }
+            let started = ContinuousClock.now
             await #expect(throws: (any Error).self) { try await store.record(plan("x")) }
+            // The 0.5 s deadline, not the pool (which waits a minute before its circuit breaker trips),
+            // decides when the delivery fails. The bound is loose: a busy test run delays timers.
+            #expect(ContinuousClock.now - started < .seconds(30))
             store.stop()
         }
-        #expect(ContinuousClock.now - started < .seconds(5))
     }
 
     /// After an outage the pool backs off up to a minute between attempts; when it cannot lend a connection

@@ -1,0 +1,66 @@
+import Foundation
+
+/// The simulator's in-memory GitHub, guarded by one lock.
+final class SimulatorStore: @unchecked Sendable {
+    struct State {
+        var nextID: Int64 = 1000
+        var apps: [Int64: SimulatedApp] = [:]
+        var appPublicKeys: [Int64: RSAPublicKeyBox] = [:]
+        var installations: [Int64: (appID: Int64, account: String)] = [:]
+        var repositories: [Int64: SimulatedRepository] = [:]
+        var nextNumber: [Int64: Int] = [:]
+        var issues: [Int64: [Int: SimulatedIssue]] = [:]
+        var comments: [Int64: SimulatedComment] = [:]
+        var reactions: [SimulatedReaction] = []
+        var pullRequests: [Int64: [Int: SimulatedPullRequest]] = [:]
+        var reviews: [SimulatedReview] = []
+        var tokens: [String: IssuedToken] = [:]
+        var tokenOrder: [String] = []
+        var requests: [RecordedRequest] = []
+        var failures: [(method: String?, pattern: [Substring], failure: InjectedFailure, remaining: Int)] = []
+        var deliveries: [SimulatedDelivery] = []
+        var redeliveries: [Int64] = []
+        var inFlightMutations: [Int64: Int] = [:]
+        var maxInFlightMutations: [Int64: Int] = [:]
+        var knownUsers: Set<String> = []
+        var webhookURL: String? = nil
+        var webhookSecret: String? = nil
+    }
+
+    private let lock = NSLock()
+    private var state = State()
+    // A separate lock: the base URL is read inside `withState` bodies.
+    private let baseURLLock = NSLock()
+    private var _baseURL = ""
+
+    var baseURL: String {
+        get { baseURLLock.withLock { _baseURL } }
+        set { baseURLLock.withLock { _baseURL = newValue } }
+    }
+
+    func withState<T>(_ body: (inout State) throws -> T) rethrows -> T {
+        try lock.withLock { try body(&state) }
+    }
+}
+
+/// Holds an RSA public key (OpenSSL) for JWT verification.
+struct RSAPublicKeyBox: @unchecked Sendable {
+    let verify: @Sendable ([UInt8], [UInt8]) -> Bool
+}
+
+extension SimulatorStore.State {
+    mutating func makeID() -> Int64 {
+        nextID += 1
+        return nextID
+    }
+
+    mutating func makeNumber(_ repositoryID: Int64) -> Int {
+        let number = (nextNumber[repositoryID] ?? 0) + 1
+        nextNumber[repositoryID] = number
+        return number
+    }
+
+    func repository(owner: String, name: String) -> SimulatedRepository? {
+        repositories.values.first { $0.owner.lowercased() == owner.lowercased() && $0.name.lowercased() == name.lowercased() }
+    }
+}
