@@ -127,16 +127,22 @@ public struct WebhookController<Store: DeliveryRecording>: Sendable {
         return (WebhookResponse.accepted(outcome), plan, outcome)
     }
 
+    /// Returns whether the media type is `application/json`, with any parameters (`; charset=utf-8`).
     static func isJSON(_ contentType: String?) -> Bool {
         guard let contentType else { return false }
-        let mediaType = contentType.split(separator: ";", maxSplits: 1).first?.trimmingCharacters(in: .whitespaces)
-        return mediaType?.lowercased() == "application/json"
+        let mediaType = contentType.utf8.prefix { $0 != UInt8(ascii: ";") }
+        let expected = "application/json".utf8
+        var trimmed = mediaType.drop { $0 == 0x20 || $0 == 0x09 }[...]
+        while let last = trimmed.last, last == 0x20 || last == 0x09 { trimmed = trimmed.dropLast() }
+        return trimmed.count == expected.count && zip(trimmed, expected).allSatisfy { $0 | 0x20 == $1 | 0x20 }
     }
 
+    /// Returns the time since `start` in milliseconds with two decimals.
     static func milliseconds(since start: ContinuousClock.Instant) -> String {
         let elapsed = ContinuousClock.now - start
-        let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
-        return String(format: "%.2f", ms)
+        let hundredths = elapsed.components.seconds * 100 + elapsed.components.attoseconds / 10_000_000_000_000_000
+        let fraction = hundredths % 100
+        return "\(hundredths / 100).\(fraction < 10 ? "0" : "")\(fraction)"
     }
 }
 

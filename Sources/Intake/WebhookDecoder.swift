@@ -37,6 +37,20 @@ public struct WebhookDecoder: Sendable {
     ///
     /// - Throws: ``IntakeError`` when the body is not JSON or lacks what `event` must carry.
     public func plan(event: String, deliveryID: String, body: [UInt8]) throws(IntakeError) -> DeliveryPlan {
+        // One validating pass reads what every delivery is filed under; most need nothing more.
+        guard let fields = body.withUnsafeBytes({ JSONProbe.probe($0) }) else {
+            throw IntakeError(.invalidJSON, "the body is not valid JSON")
+        }
+        guard fields.isObject else {
+            throw IntakeError(.unexpectedPayload, "the body is not a \(event) payload")
+        }
+        var plan = DeliveryPlan(deliveryID: deliveryID, event: event, action: fields.action,
+                                installationID: fields.installationID, repositoryID: fields.repositoryID, payload: body)
+        if let reason = Self.reasonToSkipDecoding(event: event, action: fields.action, body: body) {
+            plan.ignoredReason = reason
+            return plan
+        }
+
         let data = Data(body)
         let decoder = JSONDecoder()
 
@@ -45,15 +59,10 @@ public struct WebhookDecoder: Sendable {
                 let delivery = try decoder.decode(Delivery<T>.self, from: data)
                 return (delivery.envelope, delivery.body)
             } catch {
-                if (try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])) == nil {
-                    throw IntakeError(.invalidJSON, "the body is not valid JSON")
-                }
                 throw IntakeError(.unexpectedPayload, "the body is not a \(event) payload")
             }
         }
 
-        var plan = DeliveryPlan(deliveryID: deliveryID, event: event, action: nil, installationID: nil,
-                                repositoryID: nil, payload: body)
         func start<T: Decodable>(_ type: T.Type) throws(IntakeError) -> (EnvelopePayload, T) {
             let decoded = try decode(T.self)
             plan.action = decoded.0.action
@@ -64,7 +73,6 @@ public struct WebhookDecoder: Sendable {
 
         switch event {
         case "ping":
-            _ = try start(EmptyPayload.self)
             plan.ignoredReason = "ping"
         case "installation":
             let (_, payload) = try start(InstallationEvent.self)
@@ -111,10 +119,28 @@ public struct WebhookDecoder: Sendable {
             let (_, payload) = try start(PullRequestEvent.self)
             applyPullRequest(payload, to: &plan)
         default:
-            _ = try start(EmptyPayload.self)
             plan.ignoredReason = "event \(event) is not handled"
         }
         return plan
+    }
+
+    /// Events that can hold commands.
+    static let commandEvents: Set<String> = ["issue_comment", "pull_request_review", "pull_request_review_comment"]
+    static let handledEvents: Set<String> = commandEvents.union(
+        ["ping", "installation", "installation_repositories", "issues", "pull_request"])
+    static let pullRequestActions: Set<String> = ["closed", "reopened", "edited"]
+
+    /// Returns why a delivery needs no decoding beyond the probe, or `nil` when it must be decoded.
+    static func reasonToSkipDecoding(event: String, action: String?, body: [UInt8]) -> String? {
+        if !handledEvents.contains(event) { return "event \(event) is not handled" }
+        if event == "ping" { return "ping" }
+        // A command needs the word: a delivery without it anywhere cannot hold one.
+        if commandEvents.contains(event), !mayHoldCommand(body) { return "no command" }
+        if event == "issues", action != "labeled" { return "issues \(action ?? "event") is not the trigger label" }
+        if event == "pull_request", !pullRequestActions.contains(action ?? "") {
+            return "pull_request \(action ?? "event") is not handled"
+        }
+        return nil
     }
 
     // MARK: - Commands
@@ -128,7 +154,7 @@ public struct WebhookDecoder: Sendable {
             return
         }
         // Cheap test first: an everyday comment costs no parse.
-        guard Self.mayHoldCommand(body) else {
+        guard Self.mayHoldCommand(body.utf8) else {
             plan.ignoredReason = "no command"
             return
         }
@@ -167,18 +193,19 @@ public struct WebhookDecoder: Sendable {
         }
     }
 
-    /// Returns whether `body` holds the command prefix anywhere, in any case: a byte scan, no allocation.
-    static func mayHoldCommand(_ body: String) -> Bool {
-        let needle = Array(CommandGrammar.prefix.utf8)
-        var body = body
-        return body.withUTF8 { bytes in
-            guard bytes.count >= needle.count else { return false }
+    /// Returns whether `bytes` hold the word `asynccode` anywhere, in any case: a byte scan, no allocation.
+    ///
+    /// The word, not the prefix: JSON may write the slash as `\/`.
+    static func mayHoldCommand(_ bytes: some Collection<UInt8>) -> Bool {
+        let needle = Array(CommandGrammar.prefix.utf8.dropFirst())
+        let scan = { (buffer: UnsafeBufferPointer<UInt8>) -> Bool in
+            guard buffer.count >= needle.count else { return false }
             var index = 0
-            let last = bytes.count - needle.count
+            let last = buffer.count - needle.count
             while index <= last {
-                if bytes[index] == needle[0] {
+                if buffer[index] | 0x20 == needle[0] {
                     var matched = true
-                    for offset in 1..<needle.count where bytes[index + offset] | 0x20 != needle[offset] {
+                    for offset in 1..<needle.count where buffer[index + offset] | 0x20 != needle[offset] {
                         matched = false
                         break
                     }
@@ -188,6 +215,8 @@ public struct WebhookDecoder: Sendable {
             }
             return false
         }
+        if let result = bytes.withContiguousStorageIfAvailable(scan) { return result }
+        return Array(bytes).withUnsafeBufferPointer(scan)
     }
 
     private func botReason(sender: UserPayload?, author: UserPayload?) -> String? {

@@ -84,9 +84,6 @@ struct Delivery<Body: Decodable>: Decodable {
     }
 }
 
-/// An event whose body the intake does not read.
-struct EmptyPayload: Decodable {}
-
 /// The envelope every event shares.
 struct EnvelopePayload: Decodable {
     var action: String?

@@ -143,7 +143,8 @@ func commentPayload(_ text: String, commentID: Int = 492700400, senderType: Stri
                 ("bad event", try await client.deliver(event: "Issue Comment", body: body), .badRequest),
                 ("no delivery", try await client.deliver(delivery: nil, body: body), .badRequest),
                 ("bad json", try await client.deliver(body: Array("{\"action\":".utf8)), .badRequest),
-                ("wrong shape", try await client.deliver(body: Array(#"{"action":"created"}"#.utf8)), .badRequest),
+                ("wrong shape", try await client.deliver(body: Array(#"{"action":"created","comment":{"body":"/asynccode x"}}"#.utf8)), .badRequest),
+                ("not an object", try await client.deliver(body: Array("[1,2]".utf8)), .badRequest),
                 ("form encoded", try await client.deliver(body: body, contentType: "application/x-www-form-urlencoded"), .unsupportedMediaType),
                 ("no content type", try await client.deliver(body: body, contentType: nil), .unsupportedMediaType),
             ]

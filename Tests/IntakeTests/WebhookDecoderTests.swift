@@ -208,11 +208,25 @@ func setPath(_ object: inout [String: Any], _ keys: [String], _ value: Any) {
             try decoder.plan(event: "issue_comment", deliveryID: "g", body: Array("{not json".utf8))
         }
         #expect(throws: IntakeError(.unexpectedPayload, "the body is not a issue_comment payload")) {
-            try decoder.plan(event: "issue_comment", deliveryID: "g", body: Array(#"{"action":"created"}"#.utf8))
+            try decoder.plan(event: "issue_comment", deliveryID: "g", body: Array(#"{"action":"created","comment":{"body":"/asynccode"}}"#.utf8))
         }
         #expect(throws: IntakeError(.unexpectedPayload, "the body is not a ping payload")) {
             try decoder.plan(event: "ping", deliveryID: "g", body: Array("[1,2]".utf8))
         }
+    }
+
+    @Test func commentsWithoutTheWordSkipDecoding() throws {
+        // Valid JSON of any shape: a comment event without the word is filed without being decoded.
+        let plan = try decoder.plan(event: "issue_comment", deliveryID: "g",
+                                    body: Array(#"{"action":"created","installation":{"id":5},"repository":{"id":6}}"#.utf8))
+        #expect(plan.ignoredReason == "no command")
+        #expect(plan.installationID == 5)
+        #expect(plan.repositoryID == 6)
+        // The word with an escaped slash still leads to a full decode.
+        let original = String(decoding: try TestEnvironment.fixture("webhooks/issue_comment/created.with-installation.payload.json"), as: UTF8.self)
+        let text = original.replacingOccurrences(of: "You are totally right! I'll get this fixed right away.", with: #"\/asynccode fix"#)
+        #expect(text.contains(#"\/asynccode fix"#))
+        #expect(try decoder.plan(event: "issue_comment", deliveryID: "g", body: Array(text.utf8)).tasks.count == 1)
     }
 
     @Test func unknownEventsAreIgnored() throws {
