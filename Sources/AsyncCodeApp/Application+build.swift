@@ -26,7 +26,8 @@ public func buildApplication(
     databaseLogger[metadataKey: "component"] = "database"
     let client = PostgresClient(configuration: configuration.databaseURL.clientConfiguration(), backgroundLogger: databaseLogger)
     let migrator = Migrator(client: client, migrations: migrations, logger: databaseLogger)
-    let store = DeliveryStore(client: client, logger: databaseLogger, fallbackURL: configuration.databaseURL)
+    let store = DeliveryStore(
+        client: client, logger: databaseLogger, flushers: configuration.intakeFlushers, fallbackURL: configuration.databaseURL)
 
     let router = Router()
     WebhookController(

@@ -31,6 +31,8 @@ public struct AppConfiguration: Sendable {
     public var logLevel: Logger.Level
     /// Where the numbered SQL migrations are.
     public var migrationsDirectory: URL
+    /// How many intake transactions may be in flight at once (`ASYNCCODE_INTAKE_FLUSHERS`).
+    public var intakeFlushers: Int = 4
 
     public init(
         databaseURL: DatabaseURL, webhookSecrets: [String], appID: String? = nil, privateKeyPEM: String? = nil,
@@ -140,16 +142,26 @@ public struct AppConfiguration: Sendable {
             logLevel = parsed
         }
 
+        var intakeFlushers = 4
+        if let raw = value("ASYNCCODE_INTAKE_FLUSHERS") {
+            guard let parsed = Int(raw), (1...64).contains(parsed) else {
+                throw ConfigurationError(setting: "ASYNCCODE_INTAKE_FLUSHERS", problem: "must be a number from 1 to 64")
+            }
+            intakeFlushers = parsed
+        }
+
         guard let migrations = Migration.locateDirectory(environment: values) else {
             throw ConfigurationError(
                 setting: "ASYNCCODE_MIGRATIONS_DIR",
                 problem: "no migrations folder found; run from the project folder or set it")
         }
 
-        return AppConfiguration(
+        var configuration = AppConfiguration(
             databaseURL: databaseURL, webhookSecrets: secrets, appID: appID, privateKeyPEM: privateKeyPEM,
             githubAPIURL: apiURL, host: host, port: port, configFilePath: configFilePath,
             triggerLabel: fileSettings.triggerLabel ?? "asynccode", logLevel: logLevel, migrationsDirectory: migrations)
+        configuration.intakeFlushers = intakeFlushers
+        return configuration
     }
 }
 
