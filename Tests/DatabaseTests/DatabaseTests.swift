@@ -71,6 +71,11 @@ import TestSupport
             #expect(second.isEmpty)
             #expect(try await migrator.pending().isEmpty)
             #expect(try await db.count("schema_migrations") == all.count)
+            // 0003: payloads compressed with lz4 ('l'), which Debian's PostgreSQL has.
+            #expect(try await db.scalar("""
+                SELECT attcompression::text FROM pg_attribute
+                WHERE attrelid = 'webhook_deliveries'::regclass AND attname = 'payload'
+                """, as: String.self) == "l")
             for table in ["accounts", "installations", "repositories", "user_repository_access", "ai_models", "tasks",
                           "control_commands", "task_results", "pull_requests", "credit_transactions", "task_analytics",
                           "task_events", "webhook_deliveries"] {
