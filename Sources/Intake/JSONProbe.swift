@@ -166,6 +166,8 @@ struct JSONProbe {
         let start = index
         var escaped = false
         while index < bytes.count {
+            index = WordScan.nextSpecialInString(bytes, from: index)
+            guard index < bytes.count else { break }
             let byte = bytes[index]
             switch byte {
             case UInt8(ascii: "\""):

@@ -198,25 +198,12 @@ public struct WebhookDecoder: Sendable {
     /// The word, not the prefix: JSON may write the slash as `\/`.
     static func mayHoldCommand(_ bytes: some Collection<UInt8>) -> Bool {
         let needle = Array(CommandGrammar.prefix.utf8.dropFirst())
-        let scan = { (buffer: UnsafeBufferPointer<UInt8>) -> Bool in
-            guard buffer.count >= needle.count else { return false }
-            var index = 0
-            let last = buffer.count - needle.count
-            while index <= last {
-                if buffer[index] | 0x20 == needle[0] {
-                    var matched = true
-                    for offset in 1..<needle.count where buffer[index + offset] | 0x20 != needle[offset] {
-                        matched = false
-                        break
-                    }
-                    if matched { return true }
-                }
-                index += 1
-            }
-            return false
+        if let result = bytes.withContiguousStorageIfAvailable({
+            WordScan.containsCaseInsensitive(UnsafeRawBufferPointer($0), lowercaseNeedle: needle)
+        }) {
+            return result
         }
-        if let result = bytes.withContiguousStorageIfAvailable(scan) { return result }
-        return Array(bytes).withUnsafeBufferPointer(scan)
+        return Array(bytes).withUnsafeBytes { WordScan.containsCaseInsensitive($0, lowercaseNeedle: needle) }
     }
 
     private func botReason(sender: UserPayload?, author: UserPayload?) -> String? {

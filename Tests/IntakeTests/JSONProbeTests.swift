@@ -95,3 +95,38 @@ import TestSupport
         #expect(disagreements.isEmpty, "\(disagreements.prefix(3))")
     }
 }
+
+@Suite struct WordScanTests {
+    /// Every placement and case of the word, and near misses, against a plain search.
+    @Test func findsTheWordWhereverItIs() {
+        let needle = Array("asynccode".utf8)
+        var generator = SystemRandomNumberGenerator()
+        for length in 0..<40 {
+            for _ in 0..<50 {
+                var bytes = (0..<length).map { _ in Array("xyYasncode /\u{7f}".utf8).randomElement(using: &generator)! }
+                if length >= needle.count, Bool.random(using: &generator) {
+                    let start = Int.random(in: 0...(length - needle.count), using: &generator)
+                    for (offset, byte) in needle.enumerated() {
+                        bytes[start + offset] = Bool.random(using: &generator) ? byte & ~0x20 : byte
+                    }
+                }
+                let expected = String(decoding: bytes, as: UTF8.self).lowercased().contains("asynccode")
+                let found = bytes.withUnsafeBytes { WordScan.containsCaseInsensitive($0, lowercaseNeedle: needle) }
+                #expect(found == expected, "\(bytes)")
+            }
+        }
+    }
+
+    @Test func stringScanStopsAtEverySpecialByte() {
+        for special: UInt8 in [0x22, 0x5C, 0x00, 0x1F, 0x80, 0xFF] {
+            for position in 0..<20 {
+                var bytes = [UInt8](repeating: UInt8(ascii: "a"), count: 20)
+                bytes[position] = special
+                let found = bytes.withUnsafeBytes { WordScan.nextSpecialInString($0, from: 0) }
+                #expect(found == position)
+            }
+        }
+        let plain = [UInt8](repeating: UInt8(ascii: "~"), count: 19)
+        #expect(plain.withUnsafeBytes { WordScan.nextSpecialInString($0, from: 3) } == 19)
+    }
+}
