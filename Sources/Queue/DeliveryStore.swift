@@ -177,9 +177,7 @@ public final class DeliveryStore: Service, Sendable {
             let connection = try await PostgresConnection.connect(
                 configuration: fallbackURL.connectionConfiguration(connectTimeout: .seconds(2)), id: -1, logger: logger)
             do {
-                let outcomes = try await connection.withTransaction(logger: logger) { connection in
-                    try await self.writer.write(plans, on: connection)
-                }
+                let outcomes = try await write(plans, on: connection)
                 try? await connection.close()
                 return outcomes
             } catch {
@@ -191,16 +189,14 @@ public final class DeliveryStore: Service, Sendable {
 
     private func pooledTransaction(_ plans: [DeliveryPlan]) async throws -> [DeliveryOutcome] {
         guard fallbackURL != nil else {
-            return try await client.withTransaction(logger: logger) { try await self.writer.write(plans, on: $0) }
+            return try await client.withConnection { try await self.write(plans, on: $0) }
         }
         let leased = Flag()
         return try await withThrowingTaskGroup(of: [DeliveryOutcome]?.self) { group in
             group.addTask {
                 try await self.client.withConnection { connection in
                     leased.set()
-                    return try await connection.withTransaction(logger: self.logger) { connection in
-                        try await self.writer.write(plans, on: connection)
-                    }
+                    return try await self.write(plans, on: connection)
                 }
             }
             group.addTask {
@@ -214,6 +210,17 @@ public final class DeliveryStore: Service, Sendable {
                 if !leased.isSet { throw LeaseTimeout() }
             }
             throw LeaseTimeout()
+        }
+    }
+
+    /// Writes `plans`: in a transaction when any of them changes more than its own delivery row; otherwise
+    /// with the single INSERT of the delivery rows, atomic by itself, saving BEGIN and COMMIT round trips.
+    private func write(_ plans: [DeliveryPlan], on connection: PostgresConnection) async throws -> [DeliveryOutcome] {
+        guard plans.contains(where: \.hasEffects) else {
+            return try await writer.write(plans, on: connection)
+        }
+        return try await connection.withTransaction(logger: logger) { connection in
+            try await self.writer.write(plans, on: connection)
         }
     }
 

@@ -13,7 +13,8 @@ public enum WorkNotifications {
 struct DeliveryWriter: Sendable {
     let logger: Logger
 
-    /// Writes `plans` on `connection` (in a transaction) and returns one outcome per plan, in order.
+    /// Writes `plans` on `connection` and returns one outcome per plan, in order. The caller opens a
+    /// transaction when any plan has effects; plans without effects need only the one INSERT.
     func write(_ plans: [DeliveryPlan], on connection: PostgresConnection) async throws -> [DeliveryOutcome] {
         var outcomes = [DeliveryOutcome?](repeating: nil, count: plans.count)
         // A GUID twice in one batch: the first one stands, the others are duplicates.
