@@ -161,13 +161,11 @@ public final class DeliveryStore: Service, Sendable {
 
     private struct LeaseTimeout: Error {}
 
-
-    /// Writes `plans` in one transaction on a pooled connection; when the pool cannot lend one within
-    /// `leaseBudget` (the database is down, or back but the pool is still backing off), on a connection of
-    /// its own instead.
-    private func transaction(_ plans: [DeliveryPlan]) async throws -> [DeliveryOutcome] {
+    /// Writes `plans` on a pooled connection; when the pool cannot lend one within `leaseBudget` (the
+    /// database is down, or back but the pool is still backing off), on a connection of its own instead.
+    private func writeBatch(_ plans: [DeliveryPlan]) async throws -> [DeliveryOutcome] {
         do {
-            return try await pooledTransaction(plans)
+            return try await writePooled(plans)
         } catch where !Self.isServerRefusal(error) && !Task.isCancelled {
             guard let fallbackURL else { throw error }
             // Safe to repeat: a batch that did commit meets its own GUIDs and answers duplicate.
@@ -187,7 +185,7 @@ public final class DeliveryStore: Service, Sendable {
         }
     }
 
-    private func pooledTransaction(_ plans: [DeliveryPlan]) async throws -> [DeliveryOutcome] {
+    private func writePooled(_ plans: [DeliveryPlan]) async throws -> [DeliveryOutcome] {
         guard fallbackURL != nil else {
             return try await client.withConnection { try await self.write(plans, on: $0) }
         }
@@ -206,7 +204,7 @@ public final class DeliveryStore: Service, Sendable {
             defer { group.cancelAll() }
             while let result = try await group.next() {
                 if let outcomes = result { return outcomes }
-                // The budget passed: give up only on a lease still waiting, never on a running transaction.
+                // The budget passed: give up only on a lease still waiting, never on a running write.
                 if !leased.isSet { throw LeaseTimeout() }
             }
             throw LeaseTimeout()
@@ -236,7 +234,7 @@ public final class DeliveryStore: Service, Sendable {
         // Waiting for a connection is cancellable: a database that is down fails the batch at the deadline.
         // A commit already sent may still land; GitHub's redelivery then meets the GUID and is a duplicate.
         try await withThrowingTaskGroup(of: [DeliveryOutcome].self) { group in
-            group.addTask { try await self.transaction(plans) }
+            group.addTask { try await self.writeBatch(plans) }
             group.addTask {
                 try await Task.sleep(for: self.commitTimeout)
                 throw StoreError(description: "the database did not answer within \(self.commitTimeout)")
