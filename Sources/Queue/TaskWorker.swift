@@ -28,10 +28,11 @@ public struct TaskWorker<Handler: TaskHandling>: Service {
     private let logger: Logger
     private let pollInterval: Duration
     private let gracePeriod: Duration
+    private let reapInterval: Duration
 
     public init(
         name: String, queue: TaskQueue, signal: WorkSignal, handler: Handler, logger: Logger,
-        pollInterval: Duration = .seconds(5), gracePeriod: Duration = .seconds(30)
+        pollInterval: Duration = .seconds(5), gracePeriod: Duration = .seconds(30), reapInterval: Duration = .seconds(5)
     ) {
         self.name = name
         self.queue = queue
@@ -40,19 +41,25 @@ public struct TaskWorker<Handler: TaskHandling>: Service {
         self.logger = logger
         self.pollInterval = pollInterval
         self.gracePeriod = gracePeriod
+        self.reapInterval = reapInterval
     }
 
     public func run() async throws {
         let stopping = Flag()
+        var lastReap: ContinuousClock.Instant?
         try await withGracefulShutdownHandler {
             while !stopping.isSet, !Task.isCancelled {
                 let generation = signal.generation
                 let task: ClaimedTask?
                 do {
-                    for reaped in try await queue.reapExpiredLeases() {
-                        logger.notice("took back a task whose worker stopped", metadata: [
-                            "task.id": "\(reaped.id)", "task.status": "\(reaped.status)",
-                        ])
+                    // Expired leases are rare: look for them on a timer, not before every claim.
+                    if lastReap.map({ ContinuousClock.now - $0 >= reapInterval }) ?? true {
+                        lastReap = .now
+                        for reaped in try await queue.reapExpiredLeases() {
+                            logger.notice("took back a task whose worker stopped", metadata: [
+                                "task.id": "\(reaped.id)", "task.status": "\(reaped.status)",
+                            ])
+                        }
                     }
                     task = try await queue.claim(worker: name)
                 } catch {

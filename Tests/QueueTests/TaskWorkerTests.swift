@@ -137,3 +137,26 @@ func poll(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool
         }
     }
 }
+
+@Suite struct TaskWorkerReapingTests {
+    /// A task whose worker died is taken back by a live worker's periodic reaping and run.
+    @Test func aLiveWorkerTakesBackADeadWorkersTask() async throws {
+        try await TestDatabase.with { db in
+            let shortLease = TaskQueue(client: db.client, logger: db.logger, leaseDuration: .milliseconds(100))
+            let ids = try await insertTasks(db, issues: [1])
+            _ = try #require(try await shortLease.claim(worker: "dead")) // never completed
+            let handler = RecordingHandler()
+            let worker = TaskWorker(name: "alive", queue: TaskQueue(client: db.client, logger: db.logger),
+                                    signal: WorkSignal(), handler: handler, logger: db.logger,
+                                    pollInterval: .milliseconds(50), reapInterval: .milliseconds(200))
+            let group = ServiceGroup(services: [worker], logger: db.logger)
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { try await group.run() }
+                let ran = try await poll { handler.ran.withLock { $0 } == ids }
+                #expect(ran)
+                await group.triggerGracefulShutdown()
+            }
+            #expect(try await db.scalar("SELECT status::text || ':' || attempts FROM tasks", as: String.self) == "completed:2")
+        }
+    }
+}
