@@ -55,6 +55,10 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
+        .target(name: "Executor", dependencies: [
+            .product(name: "Subprocess", package: "swift-subprocess"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .target(name: "AsyncCodeApp", dependencies: [
             "Models", "Commands", "Intake", "Database", "Queue", "GitHub",
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -87,6 +91,7 @@ let package = Package(
         .testTarget(name: "CommandsTests", dependencies: ["Commands"]),
         .testTarget(name: "IntakeTests", dependencies: ["Intake", "TestSupport"]),
         .testTarget(name: "DatabaseTests", dependencies: ["Database", "TestSupport"]),
+        .testTarget(name: "ExecutorTests", dependencies: ["Executor", "TestSupport"]),
         .testTarget(name: "QueueTests", dependencies: ["Queue", "Models", "Database", "TestSupport"]),
         .testTarget(name: "AsyncCodeAppTests", dependencies: [
             "AsyncCodeApp", "TestSupport", "Intake", "Queue", "OpenSSLCrypto",

@@ -1,0 +1,168 @@
+import Foundation
+import Subprocess
+#if canImport(System)
+import System
+#else
+import SystemPackage
+#endif
+
+/// One agent from the configuration: the command that runs it and what it may see.
+public struct AgentCommand: Sendable, Hashable {
+    public var name: String
+    /// The program and its arguments; the prompt arrives on standard input and in `ASYNCCODE_PROMPT`.
+    public var command: [String]
+    public var timeout: Duration
+    /// Variables set for the agent, as given.
+    public var environment: [String: String]
+    /// Names of the bot's own variables passed through to the agent (an API key, say).
+    public var passEnvironment: [String]
+
+    public init(name: String, command: [String], timeout: Duration = .seconds(1800),
+                environment: [String: String] = [:], passEnvironment: [String] = []) {
+        self.name = name
+        self.command = command
+        self.timeout = timeout
+        self.environment = environment
+        self.passEnvironment = passEnvironment
+    }
+}
+
+/// How an agent run ended, with the tails of what it printed.
+public struct AgentRunResult: Sendable {
+    public enum Ending: Sendable, Hashable {
+        case exited(Int32)
+        case signalled(Int32)
+        /// It ran past its timeout and was stopped (SIGTERM to its process group, SIGKILL after the grace).
+        case timedOut
+        /// The task was cancelled and the agent stopped the same way.
+        case cancelled
+    }
+
+    public var ending: Ending
+    /// The last bytes of standard output (the agent's summary).
+    public var output: String
+    /// The last bytes of standard error.
+    public var errorOutput: String
+    /// Whether either stream printed more than was kept.
+    public var truncated: Bool
+    public var duration: Duration
+
+    public var succeeded: Bool { ending == .exited(0) }
+}
+
+/// Runs an agent in its own session and process group, with an environment built from an allow-list.
+///
+/// The agent never inherits the bot's environment: it gets `PATH`, `LANG`, a `HOME` of the task's own,
+/// its configured variables, the ones it names in `passEnvironment`, and the task's `ASYNCCODE_*`
+/// variables. On timeout or cancellation the whole group gets SIGTERM, then SIGKILL after `killGrace`.
+public struct AgentRunner: Sendable {
+    /// Bytes kept from the end of each stream.
+    public var outputLimit: Int
+    public var killGrace: Duration
+
+    public init(outputLimit: Int = 256 * 1024, killGrace: Duration = .seconds(10)) {
+        self.outputLimit = outputLimit
+        self.killGrace = killGrace
+    }
+
+    /// Returns the agent's environment: the allow-list, nothing else.
+    public static func environment(
+        for agent: AgentCommand, home: String, task: [String: String],
+        host: [String: String] = ProcessInfo.processInfo.environment
+    ) -> [String: String] {
+        var environment: [String: String] = [
+            "PATH": host["PATH"] ?? "/usr/local/bin:/usr/bin:/bin",
+            "LANG": host["LANG"] ?? "C.UTF-8",
+            "HOME": home,
+        ]
+        for name in agent.passEnvironment { if let value = host[name] { environment[name] = value } }
+        environment.merge(agent.environment) { _, configured in configured }
+        environment.merge(task) { _, taskValue in taskValue }
+        return environment
+    }
+
+    /// Runs `agent` in `workingDirectory` with `prompt` on standard input.
+    ///
+    /// - Throws: when the program cannot be started (not found, not executable).
+    public func run(
+        _ agent: AgentCommand, prompt: String, workingDirectory: String, environment: [String: String]
+    ) async throws -> AgentRunResult {
+        guard let program = agent.command.first else {
+            throw AgentRunnerError(description: "agent \(agent.name) has no command")
+        }
+        let executable: Executable = program.contains("/") ? .path(FilePath(program)) : .name(program)
+        var keys: [Environment.Key: String] = [:]
+        for (name, value) in environment {
+            if let key = Environment.Key(rawValue: name) { keys[key] = value }
+        }
+        var options = PlatformOptions()
+        options.createSession = true
+        options.teardownSequence = [.gracefulShutDown(toProcessGroup: true, allowedDurationToNextStep: killGrace)]
+        let configuration = Configuration(
+            executable: executable, arguments: Arguments(Array(agent.command.dropFirst())),
+            environment: .custom(keys), workingDirectory: FilePath(workingDirectory), platformOptions: options)
+        let limit = outputLimit
+        let started = ContinuousClock.now
+
+        enum Race: Sendable { case finished(AgentRunResult), timedOut }
+        let result: Race = try await withThrowingTaskGroup(of: Race.self) { group in
+            group.addTask {
+                let execution = try await Subprocess.run(
+                    configuration, input: .string(prompt), output: .sequence, error: .sequence
+                ) { execution in
+                    async let errorTail = Self.tail(of: execution.standardError, limit: limit)
+                    let outputTail = try await Self.tail(of: execution.standardOutput, limit: limit)
+                    return (outputTail, try await errorTail)
+                }
+                let ((output, outputCut), (errorOutput, errorCut)) = execution.closureResult
+                let ending: AgentRunResult.Ending
+                switch execution.terminationStatus {
+                case .exited(let code): ending = .exited(code)
+                case .signaled(let signal): ending = .signalled(signal)
+                }
+                return .finished(AgentRunResult(
+                    ending: ending, output: output, errorOutput: errorOutput, truncated: outputCut || errorCut,
+                    duration: ContinuousClock.now - started))
+            }
+            group.addTask {
+                try await Task.sleep(for: agent.timeout)
+                return .timedOut
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next() else { throw CancellationError() }
+            return first
+        }
+        switch result {
+        case .finished(let finished):
+            return Task.isCancelled ? AgentRunResult(
+                ending: .cancelled, output: finished.output, errorOutput: finished.errorOutput,
+                truncated: finished.truncated, duration: finished.duration) : finished
+        case .timedOut:
+            return AgentRunResult(ending: .timedOut, output: "", errorOutput: "", truncated: false,
+                                  duration: ContinuousClock.now - started)
+        }
+    }
+
+    /// Reads `sequence` to its end, keeping the last `limit` bytes; returns them and whether any were dropped.
+    static func tail(of sequence: SubprocessOutputSequence, limit: Int) async throws -> (String, Bool) {
+        var kept: [UInt8] = []
+        var dropped = false
+        for try await buffer in sequence {
+            buffer.withUnsafeBytes { kept.append(contentsOf: $0) }
+            if kept.count > limit * 2 {
+                kept.removeFirst(kept.count - limit)
+                dropped = true
+            }
+        }
+        if kept.count > limit {
+            kept.removeFirst(kept.count - limit)
+            dropped = true
+        }
+        return (String(decoding: kept, as: UTF8.self), dropped)
+    }
+}
+
+/// An agent that could not be started. Never holds the environment's values.
+public struct AgentRunnerError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+}
