@@ -87,7 +87,8 @@ func isAlive(_ pidFile: String) -> Bool {
         task.cancel()
         let result = try? await task.value
         #expect(result == nil || result?.ending == .cancelled || result?.ending == .signalled(15))
-        #expect(ContinuousClock.now - cancelled < .seconds(5))
+        // Far below the agent's 300 s sleep; loose because a busy parallel test run delays the teardown task.
+        #expect(ContinuousClock.now - cancelled < .seconds(30))
         #expect(!isAlive(folder + "/agent.pid"))
     }
 
