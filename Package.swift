@@ -94,7 +94,7 @@ let package = Package(
         .testTarget(name: "ExecutorTests", dependencies: ["Executor", "TestSupport"]),
         .testTarget(name: "QueueTests", dependencies: ["Queue", "Models", "Database", "TestSupport"]),
         .testTarget(name: "AsyncCodeAppTests", dependencies: [
-            "AsyncCodeApp", "TestSupport", "Intake", "Queue", "OpenSSLCrypto",
+            "AsyncCodeApp", "TestSupport", "Intake", "Queue", "Database", "OpenSSLCrypto",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
         .testTarget(name: "GitHubTests", dependencies: [

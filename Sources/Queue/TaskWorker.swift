@@ -124,14 +124,12 @@ public struct TaskWorker<Handler: TaskHandling>: Service {
         return nil
     }
 
-    /// Returns `nil` once the worker is stopping and the grace period has passed.
+    /// Returns `nil` once the worker is stopping and the grace period has passed (or when cancelled).
     private func enforceGracePeriod(_ stopping: Flag) async -> TaskOutcome? {
         while !Task.isCancelled, !stopping.isSet {
             try? await Task.sleep(for: .milliseconds(200))
         }
-        if Task.isCancelled { return nil }
-        try? await Task.sleep(for: gracePeriod)
-        if Task.isCancelled { return nil }
+        if !Task.isCancelled { try? await Task.sleep(for: gracePeriod) }
         return nil
     }
 }

@@ -46,6 +46,8 @@ struct FailingStore: DeliveryRecording {
         #expect(configuration.githubAPIURL.absoluteString == "https://api.github.com")
         #expect(configuration.webhookSecrets == ["whsecret"])
         #expect(configuration.triggerLabel == "asynccode")
+        #expect(configuration.intakeFlushers == 4)
+        #expect(try load(["ASYNCCODE_INTAKE_FLUSHERS": "8"]).intakeFlushers == 8)
     }
 
     @Test func rotationAndEnterprise() throws {
@@ -60,7 +62,8 @@ struct FailingStore: DeliveryRecording {
         ("DATABASE_URL", nil as String?), ("DATABASE_URL", "mysql://u:dbpass@h/d"), ("GITHUB_WEBHOOK_SECRET", nil),
         ("PORT", "http"), ("PORT", "70000"), ("GITHUB_API_URL", "ftp://x"), ("GITHUB_APP_ID", "abc"),
         ("GITHUB_APP_PRIVATE_KEY_PATH", "/nonexistent/key.pem"), ("GITHUB_APP_PRIVATE_KEY", "not a pem"),
-        ("LOG_LEVEL", "loud"), ("ASYNCCODE_CONFIG", "/nonexistent.yml"),
+        ("LOG_LEVEL", "loud"), ("ASYNCCODE_CONFIG", "/nonexistent.yml"), ("ASYNCCODE_INTAKE_FLUSHERS", "0"),
+        ("ASYNCCODE_INTAKE_FLUSHERS", "many"),
     ])
     func badSettingIsNamedWithoutItsValue(setting: String, value: String?) {
         do {

@@ -1,4 +1,5 @@
 import AsyncCodeApp
+import Database
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -89,9 +90,7 @@ func commentPayload(_ text: String, commentID: Int = 492700400, senderType: Stri
         try await withIntake { client, db in
             // Listen first, on a connection of its own.
             let listener = try await PostgresConnection.connect(
-                configuration: .init(host: db.url.host, port: db.url.port, username: db.url.username,
-                                     password: db.url.password, database: db.url.database, tls: .disable),
-                id: 7, logger: db.logger)
+                configuration: db.url.connectionConfiguration(), id: 7, logger: db.logger)
             let notifications = try await listener.listen("asynccode_work")
             let response = try await client.deliver(body: try commentPayload("/asynccode fix readme"))
             #expect(response.status == .accepted)

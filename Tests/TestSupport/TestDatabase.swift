@@ -111,10 +111,7 @@ enum Admin {
         while true {
             do {
                 let connection = try await PostgresConnection.connect(
-                    configuration: .init(
-                        host: admin.host, port: admin.port, username: admin.username, password: admin.password,
-                        database: admin.database, tls: .disable),
-                    id: 1, logger: TestEnvironment.logger)
+                    configuration: admin.connectionConfiguration(), id: 1, logger: TestEnvironment.logger)
                 do {
                     try await connection.query(PostgresQuery(unsafeSQL: sql), logger: TestEnvironment.logger)
                     try await connection.close()
