@@ -56,11 +56,14 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .target(name: "Executor", dependencies: [
+            "Models", "Commands", "Queue", "GitHub",
             .product(name: "Subprocess", package: "swift-subprocess"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Yams", package: "Yams"),
         ]),
         .target(name: "AsyncCodeApp", dependencies: [
-            "Models", "Commands", "Intake", "Database", "Queue", "GitHub",
+            "Models", "Commands", "Intake", "Database", "Queue", "GitHub", "Executor",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "PostgresNIO", package: "postgres-nio"),
@@ -91,14 +94,21 @@ let package = Package(
         .testTarget(name: "CommandsTests", dependencies: ["Commands"]),
         .testTarget(name: "IntakeTests", dependencies: ["Intake", "TestSupport"]),
         .testTarget(name: "DatabaseTests", dependencies: ["Database", "TestSupport"]),
-        .testTarget(name: "ExecutorTests", dependencies: ["Executor", "TestSupport"]),
+        .testTarget(name: "ExecutorTests", dependencies: ["Executor", "Models", "GitHub", "TestSupport"]),
         .testTarget(name: "QueueTests", dependencies: ["Queue", "Models", "Database", "TestSupport"]),
         .testTarget(name: "AsyncCodeAppTests", dependencies: [
             "AsyncCodeApp", "TestSupport", "Intake", "Queue", "Database", "OpenSSLCrypto",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
+        // Checks recorded requests against GitHub's OpenAPI description (GitHub and end-to-end tests).
+        .target(name: "GitHubConformance", dependencies: ["GitHubSimulator"], path: "Tests/GitHubConformance"),
+        .testTarget(name: "EndToEndTests", dependencies: [
+            "AsyncCodeApp", "Database", "GitHubSimulator", "GitHubConformance", "TestSupport",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "PostgresNIO", package: "postgres-nio"),
+        ]),
         .testTarget(name: "GitHubTests", dependencies: [
-            "GitHub", "GitHubSimulator", "TestSupport", "OpenSSLCrypto",
+            "GitHub", "GitHubSimulator", "GitHubConformance", "TestSupport", "OpenSSLCrypto",
             .product(name: "Logging", package: "swift-log"),
         ]),
     ]

@@ -7,8 +7,8 @@ import PostgresNIO
 import Queue
 import ServiceLifecycle
 
-/// Builds the `serve` application: HTTP routes, the PostgreSQL client, the delivery store, and
-/// migrations applied before the server starts taking requests.
+/// Builds the `serve` application: HTTP routes, the PostgreSQL client, the delivery store, the task
+/// workers (`ASYNCCODE_WORKERS`), and migrations applied before the server starts taking requests.
 ///
 /// Tests call this too, with their own configuration.
 public func buildApplication(
@@ -39,15 +39,26 @@ public func buildApplication(
     HealthController(readiness: DatabaseReadiness(client: client, migrator: migrator, logger: databaseLogger))
         .addRoutes(to: router)
 
+    // Workers start once the migrations are applied.
+    let migrated = StartGate()
+    var workers: [any Service] = []
+    if configuration.workers > 0, !configuration.hasAppCredentials {
+        logger.warning("workers not started: GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY_PATH are needed to run tasks (ASYNCCODE_WORKERS=0 serves webhooks only)")
+    } else {
+        workers = try makeWorkerServices(configuration: configuration, client: client, logger: logger, workerPrefix: workerPrefix())
+            .map { GatedService(gate: migrated, service: $0) }
+    }
+
     var app = Application(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
-        services: [client, store],
+        services: [client, store] + workers,
         onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
         logger: logger
     )
     app.beforeServerStarts {
         let applied = try await migrator.migrate()
+        migrated.open()
         if !applied.isEmpty {
             logger.info("migrations applied", metadata: ["migrations": "\(applied.map(String.init).joined(separator: ","))"])
         }

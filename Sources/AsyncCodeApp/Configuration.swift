@@ -1,4 +1,5 @@
 import Database
+import Executor
 import Foundation
 import Logging
 
@@ -33,6 +34,23 @@ public struct AppConfiguration: Sendable {
     public var migrationsDirectory: URL
     /// How many intake transactions may be in flight at once (`ASYNCCODE_INTAKE_FLUSHERS`).
     public var intakeFlushers: Int = 4
+    /// Task workers in this process (`ASYNCCODE_WORKERS`, default 2; 0 serves webhooks only).
+    public var workers: Int = 2
+    /// The agents from the `ASYNCCODE_CONFIG` file.
+    public var agents = AgentCatalog(defaultAgent: nil, agents: [:])
+    /// Where task workspaces are made (`ASYNCCODE_WORKSPACE_DIR`).
+    public var workspaceDirectory: String = FileManager.default.temporaryDirectory.path + "/asynccode-workspaces"
+    /// Trust roots for GitHub Enterprise Server (`GITHUB_CA_BUNDLE`), for the API and git.
+    public var caBundlePath: String?
+    /// How long a task's claim holds before another worker may take it (`ASYNCCODE_LEASE_SECONDS`).
+    public var leaseDuration: Duration = .seconds(60)
+    /// How long running tasks may finish after SIGTERM (`ASYNCCODE_SHUTDOWN_GRACE_SECONDS`).
+    public var shutdownGracePeriod: Duration = .seconds(30)
+    /// The first retry's delay after a transient failure (`ASYNCCODE_RETRY_BASE_SECONDS`), doubled per attempt.
+    public var executorRetryBaseDelay: Duration = .seconds(10)
+
+    /// Returns whether the App's id and key are set, which the workers need.
+    public var hasAppCredentials: Bool { appID != nil && privateKeyPEM != nil }
 
     public init(
         databaseURL: DatabaseURL, webhookSecrets: [String], appID: String? = nil, privateKeyPEM: String? = nil,
@@ -150,6 +168,28 @@ public struct AppConfiguration: Sendable {
             intakeFlushers = parsed
         }
 
+        func number(_ name: String, in range: ClosedRange<Int>, default fallback: Int) throws(ConfigurationError) -> Int {
+            guard let raw = value(name) else { return fallback }
+            guard let parsed = Int(raw), range.contains(parsed) else {
+                throw ConfigurationError(setting: name, problem: "must be a number from \(range.lowerBound) to \(range.upperBound)")
+            }
+            return parsed
+        }
+        let workers = try number("ASYNCCODE_WORKERS", in: 0...64, default: 2)
+        let leaseSeconds = try number("ASYNCCODE_LEASE_SECONDS", in: 2...3600, default: 60)
+        let graceSeconds = try number("ASYNCCODE_SHUTDOWN_GRACE_SECONDS", in: 0...3600, default: 30)
+        let retrySeconds = try number("ASYNCCODE_RETRY_BASE_SECONDS", in: 0...3600, default: 10)
+        let agents: AgentCatalog
+        do {
+            agents = try AgentCatalog.load(path: configFilePath)
+        } catch {
+            throw ConfigurationError(setting: "ASYNCCODE_CONFIG", problem: error.problem)
+        }
+        let caBundlePath = value("GITHUB_CA_BUNDLE")
+        if let caBundlePath, !FileManager.default.isReadableFile(atPath: caBundlePath) {
+            throw ConfigurationError(setting: "GITHUB_CA_BUNDLE", problem: "cannot read \(caBundlePath)")
+        }
+
         guard let migrations = Migration.locateDirectory(environment: values) else {
             throw ConfigurationError(
                 setting: "ASYNCCODE_MIGRATIONS_DIR",
@@ -161,6 +201,13 @@ public struct AppConfiguration: Sendable {
             githubAPIURL: apiURL, host: host, port: port, configFilePath: configFilePath,
             triggerLabel: fileSettings.triggerLabel ?? "asynccode", logLevel: logLevel, migrationsDirectory: migrations)
         configuration.intakeFlushers = intakeFlushers
+        configuration.workers = workers
+        configuration.agents = agents
+        if let directory = value("ASYNCCODE_WORKSPACE_DIR") { configuration.workspaceDirectory = directory }
+        configuration.caBundlePath = caBundlePath
+        configuration.leaseDuration = .seconds(leaseSeconds)
+        configuration.shutdownGracePeriod = .seconds(graceSeconds)
+        configuration.executorRetryBaseDelay = .seconds(retrySeconds)
         return configuration
     }
 }

@@ -64,3 +64,52 @@ extension GitHubSimulator {
         }
     }
 }
+
+extension GitHubSimulator {
+    /// Adds `label` to an issue and delivers the `issues` `labeled` webhook, as GitHub does.
+    @discardableResult
+    public func postLabel(repositoryID: Int64, issueNumber: Int, label: String, sender: String = "octocat") async throws -> SimulatedDelivery {
+        let api = SimulatorAPI(store: store, configuration: configuration, webhooks: webhooks)
+        let found = store.withState { state -> (issue: [String: Any], repo: [String: Any], installationID: Int64)? in
+            guard let repo = state.repositories[repositoryID], var issue = state.issues[repositoryID]?[issueNumber] else { return nil }
+            if !issue.labels.contains(label) { issue.labels.append(label) }
+            state.issues[repositoryID]?[issueNumber] = issue
+            return (api.issueJSON(issue, repo: repo), api.repositoryJSON(repo), repo.installationID)
+        }
+        guard let found else { throw SimulatorError("no issue \(issueNumber) in repository \(repositoryID)") }
+        let payload: [String: Any] = [
+            "action": "labeled", "issue": found.issue, "label": api.labelJSON(label), "repository": found.repo,
+            "sender": userJSON(sender),
+        ]
+        return try await deliverWebhook(event: "issues", payload: payload, installationID: found.installationID, repositoryID: repositoryID)
+    }
+
+    /// Records a review by `author` on a pull request and delivers the `pull_request_review` `submitted`
+    /// webhook. `state` is GitHub's webhook spelling: `commented`, `changes_requested` or `approved`.
+    @discardableResult
+    public func postReview(
+        repositoryID: Int64, pullNumber: Int, state reviewState: String, body: String?, author: String = "octocat"
+    ) async throws -> SimulatedDelivery {
+        let api = SimulatorAPI(store: store, configuration: configuration, webhooks: webhooks)
+        let base = baseURL
+        let found = store.withState { state -> (payload: [String: Any], installationID: Int64)? in
+            guard let repo = state.repositories[repositoryID], let pull = state.pullRequests[repositoryID]?[pullNumber] else { return nil }
+            let review = SimulatedReview(id: state.makeID(), repositoryID: repositoryID, pullNumber: pullNumber, author: author,
+                                         state: reviewState.uppercased(), body: body, commitID: pull.headSHA)
+            state.reviews.append(review)
+            let reviewJSON: [String: Any] = [
+                "id": review.id, "node_id": "PRR_\(review.id)", "body": nullable(body), "state": reviewState.lowercased(),
+                "user": userJSON(author), "commit_id": pull.headSHA, "author_association": "COLLABORATOR",
+                "html_url": "\(base)/\(repo.fullName)/pull/\(pullNumber)#pullrequestreview-\(review.id)",
+                "submitted_at": ISO8601DateFormatter().string(from: Date()),
+            ]
+            return ([
+                "action": "submitted", "review": reviewJSON, "pull_request": api.pullJSON(pull, repo: repo),
+                "repository": api.repositoryJSON(repo), "sender": userJSON(author),
+            ], repo.installationID)
+        }
+        guard let found else { throw SimulatorError("no pull request \(pullNumber) in repository \(repositoryID)") }
+        return try await deliverWebhook(event: "pull_request_review", payload: found.payload, installationID: found.installationID,
+                                        repositoryID: repositoryID)
+    }
+}

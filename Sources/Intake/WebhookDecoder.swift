@@ -102,6 +102,9 @@ public struct WebhookDecoder: Sendable {
                 body: payload.review.body, author: payload.review.user, envelope: envelope,
                 issueNumber: payload.pull_request.number, isPullRequest: true, source: .review,
                 commentID: payload.review.id, url: payload.review.html_url, to: &plan)
+            if plan.tasks.isEmpty, plan.controls.isEmpty {
+                addReviewFollowUp(payload, envelope: envelope, to: &plan)
+            }
         case "pull_request_review_comment":
             let (envelope, payload) = try start(PullRequestReviewCommentEvent.self)
             guard payload.action == "created" else {
@@ -191,6 +194,23 @@ public struct WebhookDecoder: Sendable {
                 plan.controls.append(ControlRequest(origin: origin, verb: .invalid, argument: problem))
             }
         }
+    }
+
+    /// A review that requests changes on the bot's own pull request is a follow-up task even without a
+    /// command: its text is the instruction.
+    private func addReviewFollowUp(_ payload: PullRequestReviewEvent, envelope: EnvelopePayload, to plan: inout DeliveryPlan) {
+        guard payload.review.state?.lowercased() == "changes_requested",
+              let head = payload.pull_request.head?.ref, head.hasPrefix("asynccode/"),
+              let author = payload.pull_request.user, Self.isBot(author) else { return }
+        if botReason(sender: envelope.sender, author: payload.review.user) != nil { return }
+        guard let context = TaskContext(envelope: envelope, author: payload.review.user) else { return }
+        let body = payload.review.body?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+        let prompt = body.isEmpty ? "Address the changes requested in the review." : String(body.utf8.prefix(CommandGrammar.maxTextBytes)) ?? body
+        plan.tasks.append(TaskRequest(
+            origin: context.origin(issueNumber: payload.pull_request.number, isPullRequest: true, source: .review,
+                                   commentID: payload.review.id, commandIndex: 0),
+            kind: .code, agent: nil, priority: .medium, baseBranch: nil, prompt: prompt, sourceURL: payload.review.html_url))
+        plan.ignoredReason = nil
     }
 
     /// Returns whether `bytes` hold the word `asynccode` anywhere, in any case: a byte scan, no allocation.

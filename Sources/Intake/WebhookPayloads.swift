@@ -53,8 +53,14 @@ struct CommentPayload: Decodable {
 }
 
 struct PullRequestPayload: Decodable {
+    struct Branch: Decodable {
+        var ref: String
+    }
+
     var id: Int64
     var number: Int64
+    var user: UserPayload?
+    var head: Branch?
     var state: String?
     var title: String?
     var body: String?

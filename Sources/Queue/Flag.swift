@@ -1,10 +1,11 @@
 import Synchronization
 
 /// A flag one task sets and others read.
-final class Flag: Sendable {
+public final class Flag: Sendable {
+    public init() {}
     private let value = Mutex(false)
 
-    func set() { value.withLock { $0 = true } }
+    public func set() { value.withLock { $0 = true } }
 
-    var isSet: Bool { value.withLock { $0 } }
+    public var isSet: Bool { value.withLock { $0 } }
 }

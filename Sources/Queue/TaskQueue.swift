@@ -58,6 +58,7 @@ public struct TaskQueue: Sendable {
                 WITH next AS (
                     SELECT t.id FROM tasks t
                     WHERE t.status = 'pending' AND t.run_after <= now()
+                      AND (t.ack_owner IS NULL OR t.ack_until < now())
                       AND NOT EXISTS (
                           SELECT 1 FROM tasks r
                           WHERE r.repository_id = t.repository_id AND r.issue_number = t.issue_number
@@ -69,7 +70,7 @@ public struct TaskQueue: Sendable {
                 UPDATE tasks SET
                     status = 'running', attempts = tasks.attempts + 1, lease_owner = \(worker),
                     lease_expires_at = now() + make_interval(secs => \(leaseSeconds)),
-                    started_at = COALESCE(tasks.started_at, now()), error = NULL
+                    started_at = COALESCE(tasks.started_at, now()), error = NULL, ack_owner = NULL
                 FROM next WHERE tasks.id = next.id
                 RETURNING tasks.id, tasks.kind::text, tasks.repository_id, tasks.issue_number, tasks.is_pull_request,
                           tasks.agent, tasks.prompt, tasks.target_branch, tasks.attempts, tasks.max_attempts
@@ -144,13 +145,17 @@ public struct TaskQueue: Sendable {
     }
 
     /// Takes back tasks whose lease expired (their worker died): to `pending` while attempts remain, else
-    /// `failed`. Returns what it changed, so the caller can finalize the failed ones' comments.
+    /// `failed` (`cancelled` when a cancel was asked for). Returns what it changed, so the caller can
+    /// finalize the ended ones' comments.
     public func reapExpiredLeases() async throws -> [ReapedTask] {
         let rows = try await client.query("""
             UPDATE tasks SET
-                status = CASE WHEN attempts < max_attempts THEN 'pending'::task_status ELSE 'failed'::task_status END,
-                completed_at = CASE WHEN attempts < max_attempts THEN NULL ELSE now() END,
-                error = CASE WHEN attempts < max_attempts THEN error
+                status = CASE WHEN cancel_requested_at IS NOT NULL THEN 'cancelled'::task_status
+                              WHEN attempts < max_attempts THEN 'pending'::task_status
+                              ELSE 'failed'::task_status END,
+                completed_at = CASE WHEN attempts < max_attempts AND cancel_requested_at IS NULL THEN NULL ELSE now() END,
+                error = CASE WHEN cancel_requested_at IS NOT NULL THEN 'cancelled'
+                             WHEN attempts < max_attempts THEN error
                              ELSE 'the worker running it stopped and no attempts remain' END,
                 run_after = now(), lease_owner = NULL, lease_expires_at = NULL
             WHERE id IN (SELECT id FROM tasks WHERE status = 'running' AND lease_expires_at < now()
@@ -160,6 +165,53 @@ public struct TaskQueue: Sendable {
         var reaped: [ReapedTask] = []
         for try await (id, status) in rows.decode((Int64, String).self) { reaped.append(ReapedTask(id: id, status: status)) }
         return reaped
+    }
+
+    /// Ends the task `cancelled` (a `/asynccode cancel`); returns `false` when `worker` no longer holds it.
+    @discardableResult
+    public func cancel(taskID: Int64, worker: String, reason: String) async throws -> Bool {
+        let rows = try await client.query("""
+            UPDATE tasks SET status = 'cancelled', completed_at = now(), error = \(reason),
+                             lease_owner = NULL, lease_expires_at = NULL
+            WHERE id = \(taskID) AND lease_owner = \(worker) AND status = 'running'
+            RETURNING id
+            """, logger: logger)
+        return try await Self.any(rows)
+    }
+
+    /// Returns whether someone asked to cancel the task.
+    public func isCancelRequested(taskID: Int64) async throws -> Bool {
+        let rows = try await client.query("""
+            SELECT cancel_requested_at IS NOT NULL OR status = 'cancelled' FROM tasks WHERE id = \(taskID)
+            """, logger: logger)
+        for try await requested in rows.decode(Bool.self) { return requested }
+        return false
+    }
+
+    /// Takes the oldest pending task that has no progress comment yet, for `worker` to acknowledge; the
+    /// task cannot be claimed (or acknowledged by another worker) for `hold`. Returns `nil` when none.
+    public func claimAcknowledgement(worker: String, hold: Duration = .seconds(30)) async throws -> Int64? {
+        let seconds = Double(hold.components.seconds) + Double(hold.components.attoseconds) / 1e18
+        let rows = try await client.query("""
+            UPDATE tasks SET ack_owner = \(worker), ack_until = now() + make_interval(secs => \(seconds))
+            WHERE id = (SELECT id FROM tasks
+                        WHERE status = 'pending' AND progress_comment_id IS NULL
+                          AND (ack_until IS NULL OR ack_until < now())
+                        ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1)
+            RETURNING id
+            """, logger: logger)
+        for try await id in rows.decode(Int64.self) { return id }
+        return nil
+    }
+
+    /// Gives up `worker`'s acknowledgement of `taskID` without a comment: it may be tried again after
+    /// `retryAfter`, and the task may be claimed at once (its worker acknowledges it then).
+    public func abandonAcknowledgement(taskID: Int64, worker: String, retryAfter: Duration) async throws {
+        let seconds = Double(retryAfter.components.seconds) + Double(retryAfter.components.attoseconds) / 1e18
+        try await client.query("""
+            UPDATE tasks SET ack_owner = NULL, ack_until = now() + make_interval(secs => \(seconds))
+            WHERE id = \(taskID) AND ack_owner = \(worker)
+            """, logger: logger)
     }
 
     /// Appends a step to the task's history (`task_events`).

@@ -5,6 +5,23 @@ import ServiceLifecycle
 public protocol TaskHandling: Sendable {
     /// Runs `task` and says how it ended. Cancellation means the worker is stopping: return promptly.
     func handle(_ task: ClaimedTask) async -> TaskOutcome
+
+    /// Whether the worker should hand new pending tasks to ``acknowledge(taskID:worker:)``.
+    var acknowledgesTasks: Bool { get }
+
+    /// Acknowledges a pending task the worker holds for that (a reaction and the progress comment), so the
+    /// requester hears back at once, also while the task waits its turn. Ends the hold either way
+    /// (`TaskQueue.abandonAcknowledgement` or by recording the comment).
+    func acknowledge(taskID: Int64, worker: String) async
+
+    /// Brings a task that ended without its worker (the lease ran out) to its final state on GitHub.
+    func finalizeAbandoned(_ task: ReapedTask) async
+}
+
+extension TaskHandling {
+    public var acknowledgesTasks: Bool { false }
+    public func acknowledge(taskID: Int64, worker: String) async {}
+    public func finalizeAbandoned(_ task: ReapedTask) async {}
 }
 
 /// How a task run ended.
@@ -14,13 +31,15 @@ public enum TaskOutcome: Sendable, Hashable {
     case failed(reason: String, retryable: Bool, retryAfter: Duration)
     /// Stopped before it finished because the worker is shutting down: another worker takes it.
     case interrupted
+    /// Stopped because someone asked (`/asynccode cancel`).
+    case cancelled(reason: String)
 }
 
 /// A worker: claims tasks one at a time, renews its lease while the handler runs, and records the outcome.
 ///
 /// On graceful shutdown it stops claiming, gives a running task `gracePeriod` to finish, then cancels it
 /// and releases it for another worker: a clean stop leaves nothing `running`.
-public struct TaskWorker<Handler: TaskHandling>: Service {
+public struct TaskWorker<Handler: TaskHandling>: Service, CustomStringConvertible {
     public let name: String
     private let queue: TaskQueue
     private let signal: WorkSignal
@@ -44,6 +63,10 @@ public struct TaskWorker<Handler: TaskHandling>: Service {
         self.reapInterval = reapInterval
     }
 
+    static var acknowledgementsPerPass: Int { 10 }
+
+    public var description: String { "TaskWorker(\(name))" }
+
     public func run() async throws {
         let stopping = Flag()
         var lastReap: ContinuousClock.Instant?
@@ -59,7 +82,15 @@ public struct TaskWorker<Handler: TaskHandling>: Service {
                             logger.notice("took back a task whose worker stopped", metadata: [
                                 "task.id": "\(reaped.id)", "task.status": "\(reaped.status)",
                             ])
+                            if reaped.status != "pending" { await handler.finalizeAbandoned(reaped) }
                         }
+                    }
+                    // Answer new tasks first (a few per pass), so waiting ones hear back too.
+                    var acknowledged = 0
+                    while handler.acknowledgesTasks, acknowledged < Self.acknowledgementsPerPass, !stopping.isSet,
+                          let taskID = try await queue.claimAcknowledgement(worker: name) {
+                        await handler.acknowledge(taskID: taskID, worker: name)
+                        acknowledged += 1
                     }
                     task = try await queue.claim(worker: name)
                 } catch {
@@ -104,6 +135,8 @@ public struct TaskWorker<Handler: TaskHandling>: Service {
                 logger.error("task failed", metadata: ["task.status": "\(status ?? "lease lost")", "error": "\(reason)"])
             case .interrupted:
                 try await queue.release(taskID: task.id, worker: name)
+            case .cancelled(let reason):
+                try await queue.cancel(taskID: task.id, worker: name, reason: reason)
             }
         } catch {
             // The lease runs out and the task is taken back: nothing is lost.

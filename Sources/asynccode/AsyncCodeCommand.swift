@@ -10,7 +10,7 @@ struct AsyncCodeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "asynccode",
         abstract: "A self-hosted GitHub App that turns /asynccode commands on issues into pull requests.",
-        subcommands: [Serve.self, Migrate.self],
+        subcommands: [Serve.self, Worker.self, Migrate.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -41,7 +41,7 @@ func makeLogger(level: Logger.Level) -> Logger {
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Serve webhooks (and, once configured, run the workers). Applies migrations first.")
+        abstract: "Serve webhooks and run ASYNCCODE_WORKERS task workers (default 2). Applies migrations first.")
 
     func run() async throws {
         let configuration = loadConfiguration(requireWebhookSecret: true)
@@ -52,6 +52,27 @@ struct Serve: AsyncParsableCommand {
                 logger.info("serving", metadata: ["http.host": "\(configuration.host)", "http.port": "\(port)"])
             }
             try await app.runService()
+        } catch let error as ConfigurationError {
+            fail("configuration error: \(error)")
+        } catch let error as DatabaseError {
+            fail("database error: \(error.message)")
+        } catch {
+            fail("stopped: \(describe(error))")
+        }
+    }
+}
+
+struct Worker: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run task workers only (no HTTP server); any number of processes may share one database.")
+
+    func run() async throws {
+        let configuration = loadConfiguration(requireWebhookSecret: false)
+        let logger = makeLogger(level: configuration.logLevel)
+        do {
+            try await DatabaseProbe.check(configuration.databaseURL, logger: logger)
+            logger.info("working", metadata: ["workers": "\(configuration.workers)"])
+            try await runWorkers(configuration: configuration, logger: logger)
         } catch let error as ConfigurationError {
             fail("configuration error: \(error)")
         } catch let error as DatabaseError {

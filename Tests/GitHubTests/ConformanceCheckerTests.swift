@@ -1,3 +1,4 @@
+import GitHubConformance
 import Foundation
 import Testing
 

@@ -267,3 +267,45 @@ func setPath(_ object: inout [String: Any], _ keys: [String], _ value: Any) {
         #expect(!WebhookVerifier(secrets: []).isValid(signatureHeader: good, body: body))
     }
 }
+
+@Suite struct ReviewFollowUpTests {
+    let decoder = WebhookDecoder()
+
+    func review(state: String, body: String?, head: String = "asynccode/7-fix-readme", author: String = "asynccode[bot]",
+                authorType: String = "Bot") throws -> [UInt8] {
+        try editedFixture("pull_request_review/submitted.payload.json") { object in
+            setPath(&object, ["review", "state"], state)
+            setPath(&object, ["review", "body"], body as Any? ?? NSNull())
+            setPath(&object, ["pull_request", "head", "ref"], head)
+            setPath(&object, ["pull_request", "user", "login"], author)
+            setPath(&object, ["pull_request", "user", "type"], authorType)
+        }
+    }
+
+    @Test func changesRequestedOnTheBotsPullRequestIsAFollowUp() throws {
+        let plan = try decoder.plan(event: "pull_request_review", deliveryID: "g", body: try review(
+            state: "changes_requested", body: "Please mention the license."))
+        try #require(plan.tasks.count == 1)
+        #expect(plan.tasks[0].kind == .code)
+        #expect(plan.tasks[0].prompt == "Please mention the license.")
+        #expect(plan.tasks[0].origin.isPullRequest)
+        #expect(plan.tasks[0].origin.source == .review)
+        #expect(plan.ignoredReason == nil)
+    }
+
+    @Test func otherReviewsNeedACommand() throws {
+        // A comment-only review without a command, on the bot's pull request: nothing.
+        #expect(try decoder.plan(event: "pull_request_review", deliveryID: "g", body: try review(
+            state: "commented", body: "Looks fine")).tasks.isEmpty)
+        // Changes requested on somebody else's pull request: nothing.
+        #expect(try decoder.plan(event: "pull_request_review", deliveryID: "g", body: try review(
+            state: "changes_requested", body: "No", head: "feature/x", author: "octocat", authorType: "User")).tasks.isEmpty)
+        // An approval is never work.
+        #expect(try decoder.plan(event: "pull_request_review", deliveryID: "g", body: try review(
+            state: "approved", body: "Ship it")).tasks.isEmpty)
+        // A command in a review still counts, with its own text.
+        let plan = try decoder.plan(event: "pull_request_review", deliveryID: "g", body: try review(
+            state: "commented", body: "/asynccode rename the helper"))
+        #expect(plan.tasks.map(\.prompt) == ["rename the helper"])
+    }
+}

@@ -175,3 +175,51 @@ func insertTasks(_ db: TestDatabase, issues: [Int64], priority: Int32 = 2, runAf
         }
     }
 }
+
+@Suite struct AcknowledgementAndCancelTests {
+    @Test func aTaskBeingAcknowledgedIsNotClaimedUntilTheHoldEnds() async throws {
+        try await TestDatabase.with { (db: TestDatabase) async throws in
+            let queue = TaskQueue(client: db.client, logger: db.logger)
+            let ids = try await insertTasks(db, issues: [1, 2])
+            let held = try await queue.claimAcknowledgement(worker: "a")
+            #expect(held == ids[0])
+            // Another worker neither acknowledges nor claims the held task.
+            #expect(try await queue.claimAcknowledgement(worker: "b") == ids[1])
+            let first = try await queue.claim(worker: "b")
+            #expect(first == nil)
+            // Recording the comment ends the hold; the task is claimable and not acknowledged again.
+            let store = TaskStore(client: db.client, logger: db.logger)
+            #expect(try await store.saveProgressComment(taskID: ids[0], commentID: 77) == "pending")
+            #expect(try await store.saveProgressComment(taskID: ids[0], commentID: 78) == nil)
+            #expect(try await queue.claim(worker: "b")?.id == ids[0])
+            // An abandoned hold lets the task run at once, and it is tried again only after the delay.
+            try await queue.abandonAcknowledgement(taskID: ids[1], worker: "b", retryAfter: .seconds(3600))
+            #expect(try await queue.claimAcknowledgement(worker: "c") == nil)
+            #expect(try await queue.claim(worker: "c")?.id == ids[1])
+        }
+    }
+
+    @Test func cancelledThreadsEndAndRetryQueuesTheLastAgain() async throws {
+        try await TestDatabase.with { (db: TestDatabase) async throws in
+            let queue = TaskQueue(client: db.client, logger: db.logger, leaseDuration: .milliseconds(50))
+            let store = TaskStore(client: db.client, logger: db.logger)
+            let ids = try await insertTasks(db, issues: [9, 9])
+            let running = try #require(try await queue.claim(worker: "w"))
+            let repositoryID = try #require(try await db.scalar("SELECT repository_id FROM tasks LIMIT 1", as: Int64.self))
+            let (cancelled, stopping) = try await store.cancelThread(repositoryID: repositoryID, issueNumber: 9, reason: "by @alice")
+            #expect(cancelled.map(\.id) == [ids[1]])
+            #expect(stopping == [running.id])
+            #expect(try await queue.isCancelRequested(taskID: running.id))
+            // The worker died: the reaper ends the task cancelled, not pending.
+            let deadline = ContinuousClock.now + .seconds(10)
+            var reaped: [ReapedTask] = []
+            while reaped.isEmpty, ContinuousClock.now < deadline { reaped = try await queue.reapExpiredLeases() }
+            #expect(reaped == [ReapedTask(id: running.id, status: "cancelled")])
+            // Retry takes the newest failed or cancelled task, with fresh attempts and no cancel flag.
+            #expect(try await store.retryLast(repositoryID: repositoryID, issueNumber: 9) == ids[1])
+            #expect(try await queue.isCancelRequested(taskID: ids[1]) == false)
+            #expect(try await queue.claim(worker: "w")?.id == ids[1])
+            #expect(try await store.retryLast(repositoryID: repositoryID, issueNumber: 10) == nil)
+        }
+    }
+}

@@ -4,23 +4,23 @@ import GitHubSimulator
 /// Checks requests against GitHub's OpenAPI description: path template, method, path and query
 /// parameters (required, declared, type, enum), request body (required, required fields, types,
 /// enums, no unknown fields where the schema forbids them) and the GitHub headers.
-final class OpenAPIConformance: @unchecked Sendable {
-    static let specPath: String = {
+public final class OpenAPIConformance: @unchecked Sendable {
+    public static let specPath: String = {
         if let path = ProcessInfo.processInfo.environment["GITHUB_OPENAPI_SPEC"] { return path }
-        // Tests/GitHubTests/<this file> → repository root → ../shared/github/openapi
+        // Tests/GitHubConformance/<this file> → repository root → ../shared/github/openapi
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         return root.deletingLastPathComponent().appendingPathComponent("shared/github/openapi/api.github.com.oxide-0ce9cef-2023.json").path
     }()
 
     /// The description loaded once per test process.
-    static let shared: OpenAPIConformance = {
+    public static let shared: OpenAPIConformance = {
         do { return try OpenAPIConformance(path: specPath) } catch { fatalError("cannot load OpenAPI description at \(specPath): \(error)") }
     }()
 
     private let spec: [String: Any]
     private let templates: [(segments: [String], item: [String: Any], raw: String)]
 
-    init(path: String) throws {
+    public init(path: String) throws {
         let data = try Data(contentsOf: URL(fileURLWithPath: path))
         guard let spec = try JSONSerialization.jsonObject(with: data) as? [String: Any],
               let paths = spec["paths"] as? [String: Any] else { throw CheckerError("no paths in \(path)") }
@@ -31,13 +31,13 @@ final class OpenAPIConformance: @unchecked Sendable {
         }
     }
 
-    struct CheckerError: Error, CustomStringConvertible {
-        var description: String
+    public struct CheckerError: Error, CustomStringConvertible {
+        public var description: String
         init(_ description: String) { self.description = description }
     }
 
     /// Returns what GitHub would reject in `request` (empty: conforms).
-    func violations(method: String, path: String, queryItems: [(name: String, value: String)], headers: [String: String], body: [UInt8]) -> [String] {
+    public func violations(method: String, path: String, queryItems: [(name: String, value: String)], headers: [String: String], body: [UInt8]) -> [String] {
         let label = "\(method) \(path)"
         var problems: [String] = []
         if headers["accept"] != "application/vnd.github+json" { problems.append("\(label): Accept is \(headers["accept"] ?? "missing")") }
@@ -95,7 +95,7 @@ final class OpenAPIConformance: @unchecked Sendable {
 
     /// Returns the violations of every REST request asynccode's client sent, and of every status the
     /// simulator answered them with (not injected failures) that GitHub's description does not list.
-    func violations(in requests: [RecordedRequest]) -> [String] {
+    public func violations(in requests: [RecordedRequest]) -> [String] {
         requests.filter { !$0.isGit && ($0.headers["user-agent"] ?? "").hasPrefix("asynccode/") }.flatMap { request in
             violations(method: request.method, path: request.path, queryItems: request.queryItems, headers: request.headers, body: request.body)
                 + (request.injected ? [] : statusViolations(method: request.method, path: request.path, status: request.status))
@@ -103,7 +103,7 @@ final class OpenAPIConformance: @unchecked Sendable {
     }
 
     /// Returns a violation when `status` is not among the operation's documented responses.
-    func statusViolations(method: String, path: String, status: Int) -> [String] {
+    public func statusViolations(method: String, path: String, status: Int) -> [String] {
         let segments = path.split(separator: "/").map { String($0).removingPercentEncoding ?? String($0) }
         guard let (template, _) = match(segments),
               let operation = template.item[method.lowercased()] as? [String: Any],
@@ -114,7 +114,7 @@ final class OpenAPIConformance: @unchecked Sendable {
     }
 
     /// Returns the JSON of a named example in `components/examples`.
-    func example(_ name: String) -> Any? {
+    public func example(_ name: String) -> Any? {
         ((spec["components"] as? [String: Any])?["examples"] as? [String: Any]).flatMap { ($0[name] as? [String: Any])?["value"] }
     }
 
@@ -189,7 +189,7 @@ final class OpenAPIConformance: @unchecked Sendable {
         return type == "c" || type == "B"
     }
 
-    func validate(_ value: Any, schema rawSchema: Any, at location: String) -> [String] {
+    public func validate(_ value: Any, schema rawSchema: Any, at location: String) -> [String] {
         guard let schema = resolve(rawSchema) else { return [] }
         if value is NSNull {
             return schema["nullable"] as? Bool == true || schema.isEmpty ? [] : ["\(location): null is not allowed"]

@@ -1,0 +1,136 @@
+import Database
+import Executor
+import Foundation
+import GitHub
+import Logging
+import PostgresNIO
+import Queue
+import ServiceLifecycle
+import Synchronization
+
+/// Shuts the GitHub client down when the process stops (after the workers, which are stopped first).
+struct GitHubClientService: Service, CustomStringConvertible {
+    let client: GitHubClient
+    var description: String { "GitHubClientService" }
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        try await client.shutdown()
+    }
+}
+
+/// Returns the services that run tasks: the LISTEN connection, `configuration.workers` task workers and
+/// one control-command worker, all sharing `client`. Empty when there are no workers to run.
+///
+/// - Throws: ``ConfigurationError`` when workers are wanted but the App's id or key is missing.
+func makeWorkerServices(
+    configuration: AppConfiguration, client: PostgresClient, logger: Logger, workerPrefix: String
+) throws -> [any Service] {
+    guard configuration.workers > 0 else { return [] }
+    guard let appID = configuration.appID, let privateKeyPEM = configuration.privateKeyPEM else {
+        throw ConfigurationError(
+            setting: configuration.appID == nil ? "GITHUB_APP_ID" : "GITHUB_APP_PRIVATE_KEY_PATH",
+            problem: "is not set; workers need the App's id and private key (or set ASYNCCODE_WORKERS=0)")
+    }
+    let github: GitHubClient
+    do {
+        let signer = try AppJWTSigner(issuer: appID, privateKeyPEM: privateKeyPEM)
+        var githubLogger = logger
+        githubLogger[metadataKey: "component"] = "github"
+        github = try GitHubClient(
+            configuration: .init(apiURL: configuration.githubAPIURL.absoluteString, caBundlePath: configuration.caBundlePath),
+            signer: signer, logger: githubLogger)
+    } catch {
+        throw ConfigurationError(setting: "GITHUB_APP_PRIVATE_KEY", problem: error.message)
+    }
+    var workerLogger = logger
+    workerLogger[metadataKey: "component"] = "worker"
+    let signal = WorkSignal()
+    let queue = TaskQueue(client: client, logger: workerLogger, leaseDuration: configuration.leaseDuration)
+    let store = TaskStore(client: client, logger: workerLogger)
+    var settings = ExecutorSettings(workspaceRoot: configuration.workspaceDirectory)
+    settings.caBundlePath = configuration.caBundlePath
+    settings.retryBaseDelay = configuration.executorRetryBaseDelay
+    settings.secretValues = SecretValues(configuration.webhookSecrets + [configuration.databaseURL.password].compactMap { $0 })
+    let executor = TaskExecutor(
+        api: github, store: store, queue: queue, catalog: configuration.agents, settings: settings, logger: workerLogger)
+    var services: [any Service] = [
+        GitHubClientService(client: github),
+        WorkListener(url: configuration.databaseURL, signal: signal, logger: workerLogger),
+    ]
+    for index in 1...configuration.workers {
+        services.append(TaskWorker(
+            name: "\(workerPrefix)-\(index)", queue: queue, signal: signal, handler: executor, logger: workerLogger,
+            gracePeriod: configuration.shutdownGracePeriod))
+    }
+    services.append(ControlCommandWorker(
+        name: "\(workerPrefix)-control", api: github, controls: ControlStore(client: client, logger: workerLogger),
+        store: store, signal: signal, catalog: configuration.agents, logger: workerLogger))
+    return services
+}
+
+/// Returns a name for this process's workers: host, process id and a random suffix.
+func workerPrefix() -> String {
+    let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "host"
+    return "\(host)-\(ProcessInfo.processInfo.processIdentifier)-\(UInt16.random(in: 0...UInt16.max))"
+}
+
+/// Runs workers only (`asynccode worker`): applies migrations, then claims tasks until SIGTERM or SIGINT.
+public func runWorkers(configuration: AppConfiguration, logger: Logger) async throws {
+    guard configuration.workers > 0 else {
+        throw ConfigurationError(setting: "ASYNCCODE_WORKERS", problem: "must be at least 1 for `asynccode worker`")
+    }
+    _ = try await runMigrations(configuration: configuration, logger: logger)
+    var databaseLogger = logger
+    databaseLogger[metadataKey: "component"] = "database"
+    let client = PostgresClient(configuration: configuration.databaseURL.clientConfiguration(), backgroundLogger: databaseLogger)
+    let services = try makeWorkerServices(configuration: configuration, client: client, logger: logger, workerPrefix: workerPrefix())
+    let group = ServiceGroup(configuration: .init(
+        services: [.init(service: client)] + services.map { .init(service: $0) },
+        gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+    try await group.run()
+}
+
+/// Opens once (the migrations are applied); services behind it start then.
+final class StartGate: Sendable {
+    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func open() {
+        let waiters = state.withLock { state in
+            state.open = true
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    func wait() async {
+        await withCheckedContinuation { continuation in
+            let resumeNow = state.withLock { state in
+                if state.open { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if resumeNow { continuation.resume() }
+        }
+    }
+}
+
+/// Runs `service` once `gate` opens; a stop before that ends it at once.
+struct GatedService: Service, CustomStringConvertible {
+    let gate: StartGate
+    let service: any Service
+    var description: String { String(describing: service) }
+
+    func run() async throws {
+        let stopped = Flag()
+        await withGracefulShutdownHandler {
+            await gate.wait()
+        } onGracefulShutdown: {
+            stopped.set()
+            gate.open()
+        }
+        if stopped.isSet { return }
+        try await service.run()
+    }
+}

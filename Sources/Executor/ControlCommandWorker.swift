@@ -1,0 +1,149 @@
+import Commands
+import Foundation
+import GitHub
+import Logging
+import Models
+import Queue
+import ServiceLifecycle
+
+/// Answers control commands: `cancel`, `retry`, `status`, `help`, and commands that could not be read.
+/// Only collaborators with write access may use them; others get a polite refusal.
+public struct ControlCommandWorker<API: GitHubAPI>: Service, CustomStringConvertible {
+    let name: String
+    let api: API
+    let controls: ControlStore
+    let store: TaskStore
+    let signal: WorkSignal
+    let catalog: AgentCatalog
+    let access: AccessChecker<API>
+    let logger: Logger
+    let pollInterval: Duration
+
+    public init(
+        name: String, api: API, controls: ControlStore, store: TaskStore, signal: WorkSignal, catalog: AgentCatalog,
+        accessCacheDuration: Duration = .seconds(600), logger: Logger, pollInterval: Duration = .seconds(5)
+    ) {
+        self.name = name
+        self.api = api
+        self.controls = controls
+        self.store = store
+        self.signal = signal
+        self.catalog = catalog
+        self.access = AccessChecker(api: api, store: store, cacheDuration: accessCacheDuration, logger: logger)
+        self.logger = logger
+        self.pollInterval = pollInterval
+    }
+
+    public var description: String { "ControlCommandWorker(\(name))" }
+
+    public func run() async throws {
+        let stopping = Flag()
+        await withGracefulShutdownHandler {
+            while !stopping.isSet, !Task.isCancelled {
+                let generation = signal.generation
+                do {
+                    if let control = try await controls.claim(worker: name) {
+                        await handle(control)
+                        continue
+                    }
+                } catch {
+                    logger.error("cannot claim control commands", metadata: ["error": "\(error)"])
+                }
+                await signal.wait(after: generation, timeout: pollInterval)
+            }
+        } onGracefulShutdown: {
+            stopping.set()
+            signal.notify()
+        }
+    }
+
+    /// Answers one command and records how it went.
+    func handle(_ control: ClaimedControl) async {
+        var logger = self.logger
+        logger[metadataKey: "control.id"] = "\(control.id)"
+        logger[metadataKey: "repo.fullName"] = "\(control.ownerLogin)/\(control.repositoryName)"
+        let repo = RepositoryRef(owner: control.ownerLogin, name: control.repositoryName, id: control.repositoryGitHubID,
+                                 installationID: control.installationGitHubID)
+        do {
+            let answer = try await answer(control, repo: repo)
+            _ = try await api.createComment(in: repo, issueNumber: Int(control.issueNumber), body: answer)
+            try await controls.finish(id: control.id, worker: name, failed: false, result: answer)
+        } catch {
+            let message = SecretRedactor.redact(String(describing: error))
+            if isTransient(error), control.attempt < controls.maxAttempts {
+                let delay = Duration.seconds(min(300, 5 << min(control.attempt, 6)))
+                try? await controls.postpone(id: control.id, worker: name, delay: delay, error: message)
+            } else {
+                logger.error("cannot answer a control command", metadata: ["error": "\(message)"])
+                try? await controls.finish(id: control.id, worker: name, failed: true, result: message)
+            }
+        }
+    }
+
+    /// Does what the command asks and returns the reply.
+    func answer(_ control: ClaimedControl, repo: RepositoryRef) async throws -> String {
+        let who = "@\(control.requesterLogin)"
+        let level = try await access.accessLevel(
+            accountID: control.requesterID, login: control.requesterLogin, repositoryID: control.repositoryID, repo: repo)
+        guard AccessChecker<API>.writeLevels.contains(level) else {
+            let command = control.verb == .invalid ? "/asynccode" : "/asynccode \(control.verb.rawValue)"
+            return "Sorry \(who), only collaborators with write access can use `\(command)`."
+
+        }
+        let thread = control.isPullRequest ? "pull request" : "issue"
+        switch control.verb {
+        case .cancel:
+            let (cancelled, stopping) = try await store.cancelThread(
+                repositoryID: control.repositoryID, issueNumber: control.issueNumber, reason: "cancelled by \(who)")
+            for task in cancelled {
+                guard let commentID = task.progressCommentID else { continue }
+                var report = ProgressReport(taskID: task.id, kind: task.kind, requester: control.requesterLogin, agent: task.agent)
+                report.state = .cancelled(reason: "\(who) cancelled it before it started")
+                try? await api.updateComment(in: repo, commentID: commentID, body: report.render())
+            }
+            if cancelled.isEmpty, stopping.isEmpty {
+                return "\(who): nothing to cancel, no task of this \(thread) is pending or running."
+            }
+            var parts: [String] = []
+            if !stopping.isEmpty { parts.append("stopping \(Self.list(stopping)) (running)") }
+            if !cancelled.isEmpty { parts.append("cancelled \(Self.list(cancelled.map(\.id))) (not started)") }
+            return "\(who): " + parts.joined(separator: "; ") + "."
+        case .retry:
+            guard let taskID = try await store.retryLast(repositoryID: control.repositoryID, issueNumber: control.issueNumber),
+                  let record = try await store.record(taskID: taskID) else {
+                return "\(who): nothing to retry, no task of this \(thread) failed or was cancelled."
+            }
+            if let commentID = record.progressCommentID {
+                var report = ProgressReport(taskID: taskID, kind: record.kind.rawValue, requester: record.requesterLogin,
+                                            agent: record.agent ?? catalog.defaultAgent)
+                report.state = .queued(ahead: (try? await store.placeInLine(taskID: taskID)) ?? 0)
+                report.details = "\(who) asked to run it again."
+                try? await api.updateComment(in: repo, commentID: commentID, body: report.render())
+            }
+            return "\(who): task \(taskID) is queued again."
+        case .status:
+            let tasks = try await store.threadTasks(repositoryID: control.repositoryID, issueNumber: control.issueNumber)
+            guard !tasks.isEmpty else { return "\(who): this \(thread) has no asynccode tasks yet." }
+            var lines = ["Tasks of this \(thread), oldest first:", "", "| Task | Kind | State | Agent | Pull request | Asked |",
+                         "|---|---|---|---|---|---|"]
+            let formatter = ISO8601DateFormatter()
+            for task in tasks {
+                var state = task.status
+                if let error = task.error, task.status == "failed" || task.status == "cancelled" {
+                    state += ": " + String(SecretRedactor.redact(error).prefix(120)).replacingOccurrences(of: "|", with: "/")
+                }
+                lines.append("| \(task.id) | `\(task.kind)` | \(state) | \(task.agent.map { "`\($0)`" } ?? "default") | "
+                    + "\(task.prURL ?? "") | \(formatter.string(from: task.createdAt)) |")
+            }
+            return lines.joined(separator: "\n")
+        case .help:
+            return CommandGrammar.helpText(agents: catalog.names)
+        case .invalid:
+            return "\(who): I could not read that command: \(control.argument)\n\n" + CommandGrammar.helpText(agents: catalog.names)
+        }
+    }
+
+    static func list(_ ids: [Int64]) -> String {
+        (ids.count == 1 ? "task " : "tasks ") + ids.map(String.init).joined(separator: ", ")
+    }
+}

@@ -1,0 +1,270 @@
+import Foundation
+import Subprocess
+#if canImport(System)
+import System
+#else
+import SystemPackage
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A file a commit changed, with its line counts (`git diff --numstat`; binary files count 0).
+public struct ChangedFile: Sendable, Hashable, Codable {
+    public var path: String
+    public var additions: Int
+    public var deletions: Int
+}
+
+/// A git command that failed; the text holds git's own message (never a token: tokens travel only in a
+/// header set through git's environment, not in URLs or arguments).
+public struct GitError: Error, Sendable, CustomStringConvertible {
+    public var command: String
+    public var message: String
+    public var description: String { "git \(command) failed: \(message)" }
+}
+
+/// A task's private folder: the checkout (`repo/`), the agent's `HOME` (`home/`) and git's own empty home.
+/// Git runs with no system or global configuration and no hooks; the installation token reaches git only as
+/// an `http.extraHeader` set through `GIT_CONFIG_*` variables of that one git process.
+public struct GitWorkspace: Sendable {
+    public let root: String
+    /// Trust roots for the git server (GitHub Enterprise Server with a private CA).
+    public var caBundlePath: String?
+    /// The longest a single git command may run.
+    public var commandTimeout: Duration = .seconds(600)
+
+    public var checkout: String { root + "/repo" }
+    public var agentHome: String { root + "/home" }
+    var gitHome: String { root + "/git-home" }
+
+    /// Creates a fresh folder under `parent` for task `taskID`.
+    public static func create(in parent: String, taskID: Int64, caBundlePath: String? = nil) throws -> GitWorkspace {
+        try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
+        var template = Array("\(parent)/task-\(taskID)-XXXXXX".utf8CString)
+        guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            throw GitError(command: "workspace", message: "cannot create a folder under \(parent)")
+        }
+        let root = String(cString: made)
+        chmod(root, 0o700)
+        let workspace = GitWorkspace(root: root, caBundlePath: caBundlePath)
+        for folder in [workspace.agentHome, workspace.gitHome] {
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        }
+        return workspace
+    }
+
+    public init(root: String, caBundlePath: String? = nil) {
+        self.root = root
+        self.caBundlePath = caBundlePath
+    }
+
+    /// Deletes the workspace and everything in it.
+    public func remove() {
+        // An agent may leave read-only folders behind; make them writable so they can go.
+        if let enumerator = FileManager.default.enumerator(atPath: root) {
+            while let relative = enumerator.nextObject() as? String {
+                chmod(root + "/" + relative, 0o700)
+            }
+        }
+        try? FileManager.default.removeItem(atPath: root)
+    }
+
+    // MARK: - Remote operations (the token goes to this one git process only)
+
+    /// Clones `branch` of `url` into the checkout, shallow.
+    public func clone(url: String, branch: String, token: String, depth: Int = 1) async throws(GitError) {
+        try checkURL(url)
+        try await git(["clone", "--quiet", "--no-tags", "--single-branch", "--depth", String(depth), "--branch", branch,
+                       "--", url, checkout], in: root, token: token, name: "clone")
+    }
+
+    /// Fetches `branch` of `url` (for reviews: the base branch to diff against) as `origin/<branch>`.
+    public func fetch(url: String, branch: String, token: String, depth: Int = 50) async throws(GitError) {
+        try checkURL(url)
+        try await git(["fetch", "--quiet", "--no-tags", "--depth", String(depth), "--", url,
+                       "+refs/heads/\(branch):refs/remotes/origin/\(branch)"], token: token, name: "fetch")
+    }
+
+    /// Pushes `HEAD` to `branch` of `url`; `force` replaces what an earlier attempt of the same task pushed.
+    public func push(url: String, branch: String, token: String, force: Bool) async throws(GitError) {
+        try checkURL(url)
+        var arguments = ["push", "--quiet", "--no-verify"]
+        if force { arguments.append("--force") }
+        arguments += ["--", url, "HEAD:refs/heads/\(branch)"]
+        try await git(arguments, token: token, name: "push")
+    }
+
+    // MARK: - Local operations
+
+    /// Creates and checks out `branch` at `HEAD`.
+    public func createBranch(_ branch: String) async throws(GitError) {
+        try await git(["checkout", "--quiet", "-B", branch], name: "checkout")
+    }
+
+    /// Undoes what an agent may have done to the repository's own configuration: a fresh `.git/config`
+    /// (no remotes, helpers, proxies or URL rewrites) and no hooks, before any git command that uses a token.
+    public func resetRepositoryConfiguration() throws(GitError) {
+        let gitDirectory = checkout + "/.git"
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: gitDirectory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw GitError(command: "config", message: "the checkout's .git folder is gone (the agent removed it)")
+        }
+        let config = """
+            [core]
+            \trepositoryformatversion = 0
+            \tfilemode = true
+            \tbare = false
+            \tlogallrefupdates = true
+
+            """
+        do {
+            try? FileManager.default.removeItem(atPath: gitDirectory + "/config")
+            try config.write(toFile: gitDirectory + "/config", atomically: true, encoding: .utf8)
+            try? FileManager.default.removeItem(atPath: gitDirectory + "/hooks")
+            try? FileManager.default.removeItem(atPath: gitDirectory + "/info/attributes")
+        } catch {
+            throw GitError(command: "config", message: "cannot reset .git/config")
+        }
+    }
+
+    /// Stages every change of the working tree; returns the changed files (empty: nothing changed).
+    public func stageAll() async throws(GitError) -> [ChangedFile] {
+        try await git(["add", "--all", "--", "."], name: "add")
+        let numstat = try await git(["diff", "--cached", "--numstat", "-z", "--no-renames"], name: "diff")
+        return Self.parseNumstat(numstat)
+    }
+
+    /// `git diff --cached --stat` of the staged changes.
+    public func stagedDiffStat() async throws(GitError) -> String {
+        try await git(["diff", "--cached", "--stat=200"], name: "diff")
+    }
+
+    /// The staged changes as a patch, cut to `limit` bytes.
+    public func stagedPatch(limit: Int) async throws(GitError) -> String {
+        let file = root + "/staged.patch"
+        try await git(["diff", "--cached", "--binary", "--output=\(file)"], name: "diff")
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        guard let handle = FileHandle(forReadingAtPath: file) else { return "" }
+        defer { try? handle.close() }
+        let data = (try? handle.read(upToCount: limit + 1)) ?? Data()
+        let text = String(decoding: data.prefix(limit), as: UTF8.self)
+        return data.count > limit ? text + "\n[… patch cut at \(limit) bytes]" : text
+    }
+
+    /// Commits the staged changes; returns the commit's hash.
+    public func commit(message: String, authorName: String, authorEmail: String) async throws(GitError) -> String {
+        let file = root + "/commit-message.txt"
+        do {
+            try message.write(toFile: file, atomically: true, encoding: .utf8)
+        } catch {
+            throw GitError(command: "commit", message: "cannot write the commit message")
+        }
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        try await git(["-c", "user.name=\(authorName)", "-c", "user.email=\(authorEmail)", "-c", "commit.gpgsign=false",
+                       "commit", "--quiet", "--no-verify", "--file", file], name: "commit")
+        return try await git(["rev-parse", "HEAD"], name: "rev-parse").trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Parses `git diff --numstat -z` output.
+    static func parseNumstat(_ text: String) -> [ChangedFile] {
+        var files: [ChangedFile] = []
+        for record in text.split(separator: "\0", omittingEmptySubsequences: true) {
+            let fields = record.split(separator: "\t", maxSplits: 2, omittingEmptySubsequences: false)
+            guard fields.count == 3 else { continue }
+            let path = fields[2].trimmingCharacters(in: .newlines)
+            files.append(ChangedFile(path: path, additions: Int(fields[0]) ?? 0, deletions: Int(fields[1]) ?? 0))
+        }
+        return files
+    }
+
+    // MARK: - Running git
+
+    private func checkURL(_ url: String) throws(GitError) {
+        guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased(),
+              scheme == "https" || scheme == "http", components.host != nil, components.user == nil, components.password == nil
+        else {
+            throw GitError(command: "remote", message: "the repository's clone URL is not a plain http(s) URL")
+        }
+    }
+
+    /// Returns git's environment: nothing of the bot's own, no configuration files, no prompts; and with a
+    /// token, the authorization header as configuration of this one process.
+    func environment(token: String?) -> [String: String] {
+        var environment: [String: String] = [
+            "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "HOME": gitHome,
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": "/dev/null",
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_ASKPASS": "/bin/false",
+            "SSH_ASKPASS": "/bin/false",
+            "GIT_ALLOW_PROTOCOL": "http:https",
+        ]
+        var settings: [(String, String)] = [("core.hooksPath", "/dev/null"), ("credential.helper", "")]
+        if let caBundlePath { settings.append(("http.sslCAInfo", caBundlePath)) }
+        if let token {
+            let basic = Data("x-access-token:\(token)".utf8).base64EncodedString()
+            settings.append(("http.extraHeader", "Authorization: Basic \(basic)"))
+        }
+        environment["GIT_CONFIG_COUNT"] = String(settings.count)
+        for (index, (key, value)) in settings.enumerated() {
+            environment["GIT_CONFIG_KEY_\(index)"] = key
+            environment["GIT_CONFIG_VALUE_\(index)"] = value
+        }
+        return environment
+    }
+
+    @discardableResult
+    func git(_ arguments: [String], in directory: String? = nil, token: String? = nil, name: String) async throws(GitError) -> String {
+        var keys: [Environment.Key: String] = [:]
+        for (key, value) in environment(token: token) {
+            if let environmentKey = Environment.Key(rawValue: key) { keys[environmentKey] = value }
+        }
+        var options = PlatformOptions()
+        options.createSession = true
+        options.teardownSequence = [.gracefulShutDown(toProcessGroup: true, allowedDurationToNextStep: .seconds(2))]
+        let configuration = Configuration(
+            executable: .name("git"), arguments: Arguments(arguments), environment: .custom(keys),
+            workingDirectory: FilePath(directory ?? checkout), platformOptions: options)
+        let timeout = commandTimeout
+        enum Outcome: Sendable { case finished(TerminationStatus, String, String), timedOut }
+        let outcome: Outcome
+        do {
+            outcome = try await withThrowingTaskGroup(of: Outcome.self) { group in
+                group.addTask {
+                    let result = try await Subprocess.run(
+                        configuration, output: .string(limit: 8 * 1024 * 1024), error: .string(limit: 1024 * 1024))
+                    return .finished(result.terminationStatus, result.standardOutput, result.standardError)
+                }
+                group.addTask {
+                    try await Task.sleep(for: timeout)
+                    return .timedOut
+                }
+                defer { group.cancelAll() }
+                guard let first = try await group.next() else { throw CancellationError() }
+                return first
+            }
+        } catch is CancellationError {
+            throw GitError(command: name, message: "stopped")
+        } catch {
+            throw GitError(command: name, message: "could not run git (\(Self.redact(String(describing: error), token: token)))")
+        }
+        switch outcome {
+        case .timedOut:
+            throw GitError(command: name, message: "took longer than \(timeout.components.seconds) s")
+        case .finished(let status, let output, let errorOutput):
+            guard case .exited(0) = status else {
+                let message = errorOutput.split(separator: "\n").suffix(4).joined(separator: " ")
+                throw GitError(command: name, message: Self.redact(message.isEmpty ? "\(status)" : message, token: token))
+            }
+            return output
+        }
+    }
+
+    static func redact(_ text: String, token: String?) -> String {
+        guard let token, !token.isEmpty else { return text }
+        return text.replacingOccurrences(of: token, with: "[REDACTED]")
+    }
+}

@@ -1,0 +1,634 @@
+import Foundation
+import GitHub
+import Logging
+import Models
+import Queue
+import Synchronization
+
+/// Settings of the executor that are not the agents themselves.
+public struct ExecutorSettings: Sendable {
+    /// Where task workspaces are made (`ASYNCCODE_WORKSPACE_DIR`).
+    public var workspaceRoot: String
+    /// The commit author: the App's bot account.
+    public var botName: String
+    public var botEmail: String
+    /// How long a collaborator-permission answer is trusted.
+    public var accessCacheDuration: Duration = .seconds(600)
+    /// How often a running task looks for a `/asynccode cancel`.
+    public var cancelPollInterval: Duration = .seconds(1)
+    /// Trust roots for git over HTTPS to GitHub Enterprise Server.
+    public var caBundlePath: String?
+    /// The most bytes of patch kept in `tasks.git_patch`.
+    public var patchLimit: Int = 1024 * 1024
+    /// The first retry's delay after a transient failure; doubled per attempt, with jitter.
+    public var retryBaseDelay: Duration = .seconds(10)
+    /// Values never to show in comments or store (the webhook secret, the database password…).
+    public var secretValues = SecretValues([])
+
+    public init(workspaceRoot: String, botName: String = "asynccode[bot]", botEmail: String = "asynccode[bot]@users.noreply.github.com") {
+        self.workspaceRoot = workspaceRoot
+        self.botName = botName
+        self.botEmail = botEmail
+    }
+}
+
+/// Runs tasks: acknowledge, authorize, token, workspace, agent, result, finish. Every step is appended to
+/// `task_events` and shown in the task's one progress comment, which always ends in a final state.
+public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertible {
+    let api: API
+    let store: TaskStore
+    let queue: TaskQueue
+    let catalog: AgentCatalog
+    let runner: AgentRunner
+    let prompts: PromptBuilder
+    let settings: ExecutorSettings
+    let access: AccessChecker<API>
+    let tokens: TokenLeases
+    let logger: Logger
+
+    public init(
+        api: API, store: TaskStore, queue: TaskQueue, catalog: AgentCatalog, settings: ExecutorSettings,
+        runner: AgentRunner = AgentRunner(), prompts: PromptBuilder = PromptBuilder(), logger: Logger
+    ) {
+        self.api = api
+        self.store = store
+        self.queue = queue
+        self.catalog = catalog
+        self.runner = runner
+        self.prompts = prompts
+        self.settings = settings
+        self.access = AccessChecker(api: api, store: store, cacheDuration: settings.accessCacheDuration, logger: logger)
+        self.tokens = TokenLeases()
+        self.logger = logger
+    }
+
+    public var description: String { "TaskExecutor(agents: \(catalog.names))" }
+
+    // MARK: - TaskHandling
+
+    public var acknowledgesTasks: Bool { true }
+
+    public func acknowledge(taskID: Int64, worker: String) async {
+        guard let record = try? await store.record(taskID: taskID), record.status == "pending" else {
+            try? await queue.abandonAcknowledgement(taskID: taskID, worker: worker, retryAfter: .seconds(5))
+            return
+        }
+        let repo = Self.repositoryRef(record)
+        var report = makeReport(record)
+        report.state = .queued(ahead: (try? await store.placeInLine(taskID: taskID)) ?? 0)
+        do {
+            let commentID = try await createProgressComment(record, repo: repo, report: report)
+            if try await store.saveProgressComment(taskID: taskID, commentID: commentID) == "cancelled" {
+                report.state = .cancelled(reason: "cancelled before it started")
+                try? await api.updateComment(in: repo, commentID: commentID, body: report.render())
+            }
+        } catch {
+            logger.debug("cannot acknowledge a task yet", metadata: ["task.id": "\(taskID)", "error": "\(error)"])
+            try? await queue.abandonAcknowledgement(taskID: taskID, worker: worker, retryAfter: .seconds(60))
+        }
+    }
+
+    public func finalizeAbandoned(_ task: ReapedTask) async {
+        guard let record = try? await store.record(taskID: task.id), let commentID = record.progressCommentID else { return }
+        var report = makeReport(record)
+        report.state = task.status == "cancelled"
+            ? .cancelled(reason: "a collaborator asked to cancel (`/asynccode cancel`)")
+            : .failed(reason: "the worker running it stopped and no attempts remain")
+        try? await api.updateComment(in: Self.repositoryRef(record), commentID: commentID, body: report.render())
+    }
+
+    public func handle(_ task: ClaimedTask) async -> TaskOutcome {
+        var logger = self.logger
+        logger[metadataKey: "task.id"] = "\(task.id)"
+        let record: TaskRecord
+        do {
+            guard let found = try await store.record(taskID: task.id) else {
+                return .failed(reason: "the task is gone from the database", retryable: false, retryAfter: .zero)
+            }
+            record = found
+        } catch {
+            return .failed(reason: "cannot read the task: \(error)", retryable: true, retryAfter: .seconds(5))
+        }
+        logger[metadataKey: "repo.fullName"] = "\(record.ownerLogin)/\(record.repositoryName)"
+        let repo = Self.repositoryRef(record)
+        let cancelRequested = Flag()
+        let runLogger = logger
+        await tokens.acquire(repo)
+        let outcome = await withTaskGroup(of: TaskOutcome?.self) { group in
+            group.addTask {
+                var run = TaskRun(record: record, task: task, repo: repo, report: makeReport(record),
+                                  commentID: record.progressCommentID, cancelRequested: cancelRequested, logger: runLogger)
+                return await execute(&run)
+            }
+            group.addTask {
+                await watchForCancel(taskID: task.id, flag: cancelRequested)
+                return nil
+            }
+            defer { group.cancelAll() }
+            while let result = await group.next() {
+                if let result { return result }
+            }
+            return .interrupted
+        }
+        if await tokens.release(repo), !Task.isCancelled {
+            do {
+                try await api.revokeInstallationToken(for: repo)
+            } catch {
+                logger.debug("cannot revoke the installation token", metadata: ["error": "\(error)"])
+            }
+        }
+        return outcome
+    }
+
+    // MARK: - The steps
+
+    /// A task's run: what the steps share.
+    struct TaskRun {
+        var record: TaskRecord
+        var task: ClaimedTask
+        var repo: RepositoryRef
+        var report: ProgressReport
+        var commentID: Int64?
+        let cancelRequested: Flag
+        var logger: Logger
+        let started = ContinuousClock.now
+        var outputTail: String?
+    }
+
+    /// A step that could not be done: how to say so and whether to try again.
+    struct StepFailure: Error {
+        var reason: String
+        var retryable: Bool
+        var retryAfter: Duration?
+        /// The final state to show instead of `failed`.
+        var state: ProgressReport.State?
+    }
+
+    /// The task was cancelled on request.
+    struct CancelledOnRequest: Error {}
+
+    private func execute(_ run: inout TaskRun) async -> TaskOutcome {
+        do {
+            return try await steps(&run)
+        } catch is CancelledOnRequest {
+            return await finishCancelled(&run)
+        } catch {
+            if run.cancelRequested.isSet { return await finishCancelled(&run) }
+            if Task.isCancelled { return .interrupted }
+            let failure = error as? StepFailure ?? StepFailure(
+                reason: Self.oneLine(String(describing: error)), retryable: isTransient(error),
+                retryAfter: (error as? GitHubError)?.retryAfter)
+            return await finishFailed(&run, failure)
+        }
+    }
+
+    private func steps(_ run: inout TaskRun) async throws -> TaskOutcome {
+        let record = run.record
+        // 1. Acknowledge (when the acknowledgement pass did not).
+        if run.commentID == nil {
+            let commentID = try await createProgressComment(record, repo: run.repo, report: run.report)
+            run.commentID = commentID
+            _ = try await store.saveProgressComment(taskID: record.id, commentID: commentID)
+        }
+        run.report.state = .working
+        run.report.record("Acknowledged")
+        // 2. Authorize.
+        await step(&run, "Checking @\(record.requesterLogin)'s permission")
+        let level = try await access.accessLevel(
+            accountID: record.requesterID, login: record.requesterLogin, repositoryID: record.repositoryID, repo: run.repo)
+        guard AccessChecker<API>.writeLevels.contains(level) else {
+            throw StepFailure(reason: "not permitted: @\(record.requesterLogin) has \(level) access", retryable: false,
+                              state: .notPermitted)
+        }
+        guard let agent = catalog.agent(named: record.agent) else {
+            let known = catalog.names.map { "`\($0)`" }.joined(separator: ", ")
+            let reason = record.agent.map { "there is no agent `\($0)`; configured agents: \(known.isEmpty ? "none" : known)" }
+                ?? "no agent is configured (set `agents` and `defaultAgent` in the ASYNCCODE_CONFIG file)"
+            throw StepFailure(reason: reason, retryable: false)
+        }
+        run.report.agent = agent.name
+        // 3. Token.
+        await step(&run, "Getting an installation token for \(run.repo.fullName)")
+        let token = try await api.installationToken(for: run.repo)
+        // 4. Workspace.
+        let plan = try await workPlan(&run)
+        let workspace: GitWorkspace
+        do {
+            workspace = try GitWorkspace.create(in: settings.workspaceRoot, taskID: record.id, caBundlePath: settings.caBundlePath)
+        } catch {
+            throw StepFailure(reason: "cannot create a workspace under \(settings.workspaceRoot)", retryable: true)
+        }
+        defer { workspace.remove() }
+        await step(&run, "Cloning `\(plan.cloneBranch)`")
+        try await cancellable(run.cancelRequested) {
+            try await workspace.clone(url: plan.cloneURL, branch: plan.cloneBranch, token: token)
+            if record.kind == .review, plan.baseBranch != plan.cloneBranch {
+                try await workspace.fetch(url: plan.cloneURL, branch: plan.baseBranch, token: token)
+            }
+        }
+        if plan.pushes, !plan.followUp { try await workspace.createBranch(plan.workBranch) }
+        // 5. Agent.
+        let issue = try await api.issue(number: Int(record.issueNumber), in: run.repo)
+        let conversation = record.isPullRequest ? ((try? await store.conversation(before: record.id)) ?? []) : []
+        let prompt = prompts.prompt(for: PromptBuilder.Input(
+            kind: record.kind, repositoryFullName: run.repo.fullName, requester: record.requesterLogin,
+            issueNumber: record.issueNumber, isPullRequest: record.isPullRequest, instruction: record.prompt,
+            issueTitle: issue.title, issueBody: issue.body,
+            conversation: conversation.map { ($0.author ?? $0.role, $0.content) }, baseBranch: plan.baseBranch))
+        await step(&run, "Running agent `\(agent.name)`")
+        let environment = AgentRunner.environment(for: agent, home: workspace.agentHome, task: [
+            "ASYNCCODE_PROMPT": prompt, "ASYNCCODE_TASK_ID": String(record.id), "ASYNCCODE_TASK_KIND": record.kind.rawValue,
+        ])
+        let result: AgentRunResult
+        do {
+            result = try await cancellable(run.cancelRequested) {
+                try await runner.run(agent, prompt: prompt, workingDirectory: workspace.checkout, environment: environment)
+            }
+        } catch is CancelledOnRequest {
+            throw CancelledOnRequest()
+        } catch {
+            throw StepFailure(reason: "agent `\(agent.name)` could not start: \(error)", retryable: false)
+        }
+        let secrets = [token] + settings.secretValues.values
+        let output = SecretRedactor.redact(result.output, also: secrets)
+        let tail = SecretRedactor.redact(
+            Self.tail(result.errorOutput + (result.errorOutput.isEmpty ? "" : "\n") + result.output), also: secrets)
+        var exitCode: Int?
+        if case .exited(let code) = result.ending { exitCode = Int(code) }
+        try? await store.recordResult(taskID: record.id, kind: "agent", content: String(output.prefix(256 * 1024)),
+                                      exitCode: exitCode, outputTail: tail)
+        switch result.ending {
+        case .cancelled:
+            if run.cancelRequested.isSet { throw CancelledOnRequest() }
+            throw CancellationError()
+        case .timedOut:
+            run.outputTail = tail
+            let seconds = Int(agent.timeout.components.seconds)
+            throw StepFailure(reason: "the agent timed out after \(seconds) s", retryable: false, state: .timedOut(seconds: seconds))
+        case .signalled(let signal):
+            run.outputTail = tail
+            throw StepFailure(reason: "agent `\(agent.name)` was killed by signal \(signal)", retryable: false)
+        case .exited(let code) where code != 0:
+            run.outputTail = tail
+            throw StepFailure(reason: "agent `\(agent.name)` exited with code \(code)", retryable: false)
+        case .exited:
+            break
+        }
+        let summary = output.trimmingCharacters(in: .whitespacesAndNewlines)
+        run.report.finishRunning(.done)
+        // 6. Result.
+        switch record.kind {
+        case .ask, .plan:
+            run.report.details = (record.kind == .ask ? "**Answer**\n\n" : "**Plan**\n\n")
+                + (summary.isEmpty ? "_The agent printed nothing._" : summary)
+            try? await store.appendChatMessage(taskID: record.id, ChatMessage(role: "assistant", content: summary, author: "asynccode"))
+            return await finishCompleted(&run)
+        case .review:
+            guard let pullNumber = plan.pullNumber else {
+                throw StepFailure(reason: "`review` works on pull requests; this is an issue", retryable: false)
+            }
+            await step(&run, "Posting the review")
+            try await api.createReview(in: run.repo, pullNumber: pullNumber,
+                                       body: summary.isEmpty ? "The agent found nothing to say." : PromptBuilder.capped(summary, bytes: 60_000))
+            run.report.details = "Posted the review on #\(pullNumber)."
+            try? await store.appendChatMessage(taskID: record.id, ChatMessage(role: "assistant", content: summary, author: "asynccode"))
+            return await finishCompleted(&run)
+        case .code, .docs, .debug:
+            return try await publishChanges(&run, workspace: workspace, plan: plan, token: token, summary: summary, issueTitle: issue.title)
+        }
+    }
+
+    /// Where the work starts and where it goes.
+    struct WorkPlan {
+        var cloneURL: String
+        var cloneBranch: String
+        var baseBranch: String
+        var workBranch: String
+        /// Work on an existing pull request's branch: push there, no new pull request.
+        var followUp: Bool
+        var pullNumber: Int?
+        var pullURL: String?
+        var pushes: Bool
+    }
+
+    private func workPlan(_ run: inout TaskRun) async throws -> WorkPlan {
+        let record = run.record
+        var cloneURL = record.cloneURL
+        var defaultBranch = record.defaultBranch
+        if cloneURL == nil || (defaultBranch == nil && record.targetBranch == nil && !record.isPullRequest) {
+            let repository = try await api.repository(run.repo)
+            cloneURL = cloneURL ?? repository.cloneUrl
+            defaultBranch = defaultBranch ?? repository.defaultBranch
+        }
+        guard let cloneURL else { throw StepFailure(reason: "GitHub gave no clone URL for \(run.repo.fullName)", retryable: false) }
+        let pushes = [.code, .docs, .debug].contains(record.kind)
+        if record.isPullRequest {
+            let pull = try await api.pullRequest(number: Int(record.issueNumber), in: run.repo)
+            let sameRepository = pull.head.label.map { $0.lowercased().hasPrefix(run.repo.owner.lowercased() + ":") } ?? true
+            if pushes, !sameRepository {
+                throw StepFailure(reason: "the pull request's branch is in a fork, where asynccode cannot push", retryable: false)
+            }
+            if pushes, pull.state != "open" {
+                throw StepFailure(reason: "the pull request is \(pull.state); reopen it first", retryable: false)
+            }
+            return WorkPlan(cloneURL: cloneURL, cloneBranch: sameRepository ? pull.head.ref : pull.base.ref,
+                            baseBranch: pull.base.ref, workBranch: pull.head.ref, followUp: true, pullNumber: pull.number,
+                            pullURL: pull.htmlUrl, pushes: pushes)
+        }
+        let base = record.targetBranch ?? defaultBranch ?? "main"
+        var branch = record.prBranch
+        if branch == nil, pushes {
+            var candidate = Self.branchName(issueNumber: record.issueNumber, text: record.prompt)
+            if try await store.isBranchTaken(repositoryID: record.repositoryID, branch: candidate, exceptTaskID: record.id) {
+                candidate += "-t\(record.id)"
+            }
+            branch = try await store.assignBranch(taskID: record.id, branch: candidate)
+        }
+        return WorkPlan(cloneURL: cloneURL, cloneBranch: base, baseBranch: base, workBranch: branch ?? base,
+                        followUp: false, pullNumber: nil, pullURL: nil, pushes: pushes)
+    }
+
+    private func publishChanges(
+        _ run: inout TaskRun, workspace: GitWorkspace, plan: WorkPlan, token: String, summary: String, issueTitle: String
+    ) async throws -> TaskOutcome {
+        let record = run.record
+        await step(&run, "Committing the changes")
+        try workspace.resetRepositoryConfiguration()
+        let files = try await workspace.stageAll()
+        if files.isEmpty {
+            run.report.finishRunning(.skipped)
+            run.report.details = "The agent changed nothing, so there is nothing to push"
+                + (plan.followUp ? "." : " and no pull request.")
+                + (summary.isEmpty ? "" : "\n\n**Agent's summary**\n\n" + summary)
+            try? await store.appendChatMessage(taskID: record.id, ChatMessage(role: "assistant", content: summary, author: "asynccode"))
+            return await finishCompleted(&run)
+        }
+        let title = Self.title(instruction: record.prompt, issueTitle: issueTitle)
+        let coauthor = "\(record.requesterLogin) <\(record.requesterGitHubID)+\(record.requesterLogin)@users.noreply.github.com>"
+        let message = "\(title)\n\nAsked by @\(record.requesterLogin) in #\(record.issueNumber) (asynccode task \(record.id)).\n\nCo-authored-by: \(coauthor)\n"
+        let diffStat = try await workspace.stagedDiffStat()
+        let patch = SecretRedactor.redact(try await workspace.stagedPatch(limit: settings.patchLimit), also: [token] + settings.secretValues.values)
+        let hash = try await workspace.commit(message: message, authorName: settings.botName, authorEmail: settings.botEmail)
+        let filesJSON = (try? String(decoding: JSONEncoder().encode(files), as: UTF8.self)) ?? "[]"
+        if run.cancelRequested.isSet { throw CancelledOnRequest() }
+        await step(&run, "Pushing `\(plan.workBranch)`")
+        try await cancellable(run.cancelRequested) {
+            try workspace.resetRepositoryConfiguration()
+            try await workspace.push(url: plan.cloneURL, branch: plan.workBranch, token: token, force: !plan.followUp)
+        }
+        try await store.recordCommit(taskID: record.id, commit: CommitRecord(
+            hash: hash, branch: plan.workBranch, diffStat: diffStat, patch: patch, changedFilesJSON: filesJSON))
+        let additions = files.reduce(0) { $0 + $1.additions }
+        let deletions = files.reduce(0) { $0 + $1.deletions }
+        var pullNumber = plan.pullNumber
+        var pullURL = plan.pullURL
+        if !plan.followUp {
+            await step(&run, "Opening the pull request")
+            let body = Self.pullRequestBody(
+                summary: summary, record: record, files: files, agent: run.report.agent ?? "")
+            let existing = try await api.openPullRequests(in: run.repo, head: "\(run.repo.owner):\(plan.workBranch)")
+            let pull: PullRequest
+            if let reused = existing.first {
+                pull = reused
+            } else {
+                pull = try await api.createPullRequest(in: run.repo, title: title, head: plan.workBranch, base: plan.baseBranch, body: body)
+                do {
+                    try await api.requestReview(in: run.repo, pullNumber: pull.number, from: record.requesterLogin)
+                } catch {
+                    run.logger.debug("cannot request a review", metadata: ["error": "\(error)"])
+                }
+            }
+            pullNumber = pull.number
+            pullURL = pull.htmlUrl
+            try await store.recordPullRequest(
+                taskID: record.id, repositoryID: record.repositoryID, githubID: pull.id, number: Int64(pull.number),
+                title: pull.title, body: pull.body, sourceBranch: plan.workBranch, targetBranch: plan.baseBranch, url: pull.htmlUrl)
+        } else if let pullNumber {
+            try? await store.recordPullRequestLink(taskID: record.id, number: Int64(pullNumber), url: pullURL)
+        }
+        let link = pullNumber.map { number in pullURL.map { "[#\(number)](\($0))" } ?? "#\(number)" } ?? "`\(plan.workBranch)`"
+        let duration = ProgressReport.duration(seconds: Self.seconds(ContinuousClock.now - run.started))
+        var details = plan.followUp
+            ? "Pushed \(String(hash.prefix(7))) to \(link)."
+            : "Opened \(link)."
+        details += "\n\n| Files changed | Lines | Duration | Agent |\n|---|---|---|---|\n"
+        details += "| \(files.count) | +\(additions) −\(deletions) | \(duration) | `\(run.report.agent ?? "")` |"
+        if !summary.isEmpty { details += "\n\n**Agent's summary**\n\n" + PromptBuilder.capped(summary, bytes: 20_000) }
+        run.report.details = details
+        try? await store.appendChatMessage(taskID: record.id, ChatMessage(role: "assistant", content: summary, author: "asynccode"))
+        return await finishCompleted(&run)
+    }
+
+    // MARK: - Endings
+
+    private func finishCompleted(_ run: inout TaskRun) async -> TaskOutcome {
+        run.report.finishRunning(.done)
+        run.report.state = .completed
+        if run.report.details?.contains("| Duration |") != true {
+            let duration = ProgressReport.duration(seconds: Self.seconds(ContinuousClock.now - run.started))
+            run.report.details = (run.report.details.map { $0 + "\n\n" } ?? "") + "Took \(duration)."
+        }
+        try? await queue.appendEvent(taskID: run.record.id, step: "completed")
+        await publish(&run, final: true)
+        return .completed
+    }
+
+    private func finishFailed(_ run: inout TaskRun, _ failure: StepFailure) async -> TaskOutcome {
+        let reason = SecretRedactor.redact(failure.reason)
+        let willRetry = failure.retryable && run.task.attempt < run.task.maxAttempts
+        run.report.finishRunning(.failed)
+        if willRetry {
+            run.report.state = .retrying(attempt: run.task.attempt, of: run.task.maxAttempts, reason: reason)
+        } else {
+            run.report.state = failure.state ?? .failed(reason: reason)
+            run.report.outputTail = run.outputTail
+        }
+        try? await queue.appendEvent(taskID: run.record.id, step: willRetry ? "retrying" : "failed", detail: reason)
+        await publish(&run, final: !willRetry)
+        let delay = failure.retryAfter ?? backoff(attempt: run.task.attempt)
+        return .failed(reason: reason, retryable: failure.retryable, retryAfter: delay)
+    }
+
+    private func finishCancelled(_ run: inout TaskRun) async -> TaskOutcome {
+        let reason = "a collaborator asked to cancel (`/asynccode cancel`); nothing was pushed"
+        run.report.finishRunning(.skipped)
+        run.report.state = .cancelled(reason: reason)
+        try? await queue.appendEvent(taskID: run.record.id, step: "cancelled")
+        await publish(&run, final: true)
+        return .cancelled(reason: "cancelled on request")
+    }
+
+    /// Returns the delay before attempt `attempt + 1`: doubling from the base, capped at 10 minutes, with jitter.
+    func backoff(attempt: Int) -> Duration {
+        let base = Self.seconds(settings.retryBaseDelay)
+        let delay = min(600, base * pow(2, Double(max(0, attempt - 1))))
+        return .milliseconds(Int64(delay * Double.random(in: 0.5...1.0) * 1000))
+    }
+
+    // MARK: - Progress
+
+    private func makeReport(_ record: TaskRecord) -> ProgressReport {
+        ProgressReport(taskID: record.id, kind: record.kind.rawValue, requester: record.requesterLogin,
+                       agent: record.agent ?? catalog.defaultAgent)
+    }
+
+    /// Adds the `eyes` reaction to the command (or the issue, for a label) and creates the progress comment.
+    private func createProgressComment(_ record: TaskRecord, repo: RepositoryRef, report: ProgressReport) async throws -> Int64 {
+        do {
+            let onComment = record.source == "issue_comment" ? record.commentID : nil
+            try await api.react(.eyes, toCommentID: onComment, issueNumber: Int(record.issueNumber), in: repo)
+        } catch {
+            logger.debug("cannot add the eyes reaction", metadata: ["task.id": "\(record.id)", "error": "\(error)"])
+        }
+        let commentID = try await api.createComment(in: repo, issueNumber: Int(record.issueNumber), body: report.render())
+        try? await queue.appendEvent(taskID: record.id, step: "acknowledged")
+        return commentID
+    }
+
+    /// Starts a step: records it and edits the comment.
+    private func step(_ run: inout TaskRun, _ title: String) async {
+        run.report.begin(title)
+        try? await queue.appendEvent(taskID: run.record.id, step: title)
+        await publish(&run, final: false)
+    }
+
+    /// Edits the progress comment; a final edit is tried a few times.
+    private func publish(_ run: inout TaskRun, final: Bool) async {
+        guard let commentID = run.commentID else { return }
+        let body = run.report.render()
+        for attempt in 1...(final ? 3 : 1) {
+            do {
+                try await api.updateComment(in: run.repo, commentID: commentID, body: body)
+                return
+            } catch {
+                run.logger.debug("cannot edit the progress comment", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
+                if final, attempt < 3 { try? await Task.sleep(for: .seconds(attempt)) }
+            }
+        }
+    }
+
+    // MARK: - Cancellation
+
+    /// Sets `flag` once the task is asked to cancel; returns then, or when cancelled.
+    private func watchForCancel(taskID: Int64, flag: Flag) async {
+        while !Task.isCancelled {
+            if (try? await queue.isCancelRequested(taskID: taskID)) == true {
+                flag.set()
+                return
+            }
+            try? await Task.sleep(for: settings.cancelPollInterval)
+        }
+    }
+
+    /// Runs `operation`, cancelling it once `flag` is set; then throws ``CancelledOnRequest`` unless the
+    /// operation returned a value anyway (an agent run reports its own cancellation).
+    private func cancellable<T: Sendable>(_ flag: Flag, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        if flag.isSet { throw CancelledOnRequest() }
+        let result: Result<T, any Error> = await withTaskGroup(of: Result<T, any Error>?.self) { group in
+            group.addTask {
+                do { return .success(try await operation()) } catch { return .failure(error) }
+            }
+            group.addTask {
+                while !flag.isSet, !Task.isCancelled { try? await Task.sleep(for: .milliseconds(100)) }
+                return nil
+            }
+            defer { group.cancelAll() }
+            while let next = await group.next() {
+                if let next { return next }
+                // The flag was set: stop the operation and take what it ends with.
+                group.cancelAll()
+            }
+            return .failure(CancellationError())
+        }
+        switch result {
+        case .success(let value):
+            return value
+        case .failure(let error):
+            if flag.isSet { throw CancelledOnRequest() }
+            throw error
+        }
+    }
+
+    // MARK: - Helpers
+
+    static func repositoryRef(_ record: TaskRecord) -> RepositoryRef {
+        RepositoryRef(owner: record.ownerLogin, name: record.repositoryName, id: record.repositoryGitHubID,
+                      installationID: record.installationGitHubID)
+    }
+
+    /// Returns `asynccode/<issue>-<slug>` with a slug of the instruction's first words.
+    static func branchName(issueNumber: Int64, text: String) -> String {
+        var slug = ""
+        var lastWasDash = true
+        for scalar in text.lowercased().unicodeScalars {
+            if slug.count >= 40 { break }
+            if ("a"..."z").contains(scalar) || ("0"..."9").contains(scalar) {
+                slug.unicodeScalars.append(scalar)
+                lastWasDash = false
+            } else if !lastWasDash {
+                slug.append("-")
+                lastWasDash = true
+            }
+        }
+        while slug.hasSuffix("-") { slug.removeLast() }
+        return "asynccode/\(issueNumber)" + (slug.isEmpty ? "" : "-\(slug)")
+    }
+
+    /// Returns the pull request's title: the instruction's first line, or the issue's title.
+    static func title(instruction: String, issueTitle: String) -> String {
+        let firstLine = PromptBuilder.sanitize(instruction).split(separator: "\n").first.map(String.init)?
+            .trimmingCharacters(in: .whitespaces) ?? ""
+        let title = firstLine.isEmpty ? PromptBuilder.sanitize(issueTitle) : firstLine
+        let capped = title.count > 72 ? String(title.prefix(71)) + "…" : title
+        guard let first = capped.first else { return "Changes by asynccode" }
+        return first.uppercased() + capped.dropFirst()
+    }
+
+    static func pullRequestBody(summary: String, record: TaskRecord, files: [ChangedFile], agent: String) -> String {
+        var body = summary.isEmpty ? "The agent made the changes below." : PromptBuilder.capped(summary, bytes: 30_000)
+        if !record.isPullRequest { body += "\n\nCloses #\(record.issueNumber)" }
+        let additions = files.reduce(0) { $0 + $1.additions }
+        let deletions = files.reduce(0) { $0 + $1.deletions }
+        body += "\n\n**Changed files** (\(files.count), +\(additions) −\(deletions))\n\n| File | + | − |\n|---|---|---|\n"
+        for file in files.prefix(100) {
+            body += "| `\(file.path.replacingOccurrences(of: "|", with: "\\|").replacingOccurrences(of: "`", with: "'"))` | \(file.additions) | \(file.deletions) |\n"
+        }
+        if files.count > 100 { body += "| … \(files.count - 100) more | | |\n" }
+        body += "\nasynccode task \(record.id) · asked by @\(record.requesterLogin)"
+        if let url = record.sourceURL { body += " in \(url)" }
+        body += " · agent `\(agent)`"
+        return body
+    }
+
+    static func tail(_ text: String, lines: Int = 60, characters: Int = 6_000) -> String {
+        let kept = text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(separator: "\n")
+        return kept.count > characters ? String(kept.suffix(characters)) : kept
+    }
+
+    static func oneLine(_ text: String) -> String {
+        let line = text.replacingOccurrences(of: "\n", with: " ")
+        return line.count > 300 ? String(line.prefix(299)) + "…" : line
+    }
+
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+}
+
+/// Counts the tasks using each repository's installation token in this process, so the token is revoked
+/// when the last one ends (tasks of one repository share the cached token).
+actor TokenLeases {
+    private var counts: [String: Int] = [:]
+
+    func acquire(_ repo: RepositoryRef) {
+        counts["\(repo.installationID)/\(repo.id)", default: 0] += 1
+    }
+
+    /// Returns whether this was the last task using the token.
+    func release(_ repo: RepositoryRef) -> Bool {
+        let key = "\(repo.installationID)/\(repo.id)"
+        let count = (counts[key] ?? 1) - 1
+        counts[key] = count > 0 ? count : nil
+        return count <= 0
+    }
+}

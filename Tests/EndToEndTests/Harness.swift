@@ -1,0 +1,256 @@
+import AsyncCodeApp
+import Database
+import Foundation
+import GitHubConformance
+import GitHubSimulator
+import Logging
+import PostgresNIO
+import Synchronization
+import Testing
+import TestSupport
+
+let webhookSecret = "e2e-webhook-secret-0123456789"
+
+/// The agents every end-to-end test may pick with `--agent`: small shell scripts.
+let agentScripts: [String: (script: String, timeout: Int)] = [
+    "edit": ("""
+        cat > /dev/null
+        echo "edited by the agent" >> README.md
+        echo "Appended a line to the README."
+        """, 120),
+    "followup": ("""
+        cat > /dev/null
+        echo "follow-up: $ASYNCCODE_PROMPT" | head -c 200 | tr '\\n' ' ' >> NOTES.md
+        echo >> NOTES.md
+        echo "Addressed the feedback."
+        """, 120),
+    "ask": ("""
+        cat > /dev/null
+        echo "The answer is 42 (task $ASYNCCODE_TASK_ID, kind $ASYNCCODE_TASK_KIND)."
+        """, 120),
+    "fail": ("""
+        cat > /dev/null
+        echo "working on it"
+        echo "model refused: quota exhausted" >&2
+        exit 3
+        """, 120),
+    "slow": ("""
+        cat > /dev/null
+        sleep 300
+        """, 2),
+    "sleeper": ("""
+        cat > /dev/null
+        echo $$ > "$AGENT_STATE/sleeper.pid"
+        sleep 300
+        """, 300),
+    "noop": ("""
+        cat > /dev/null
+        echo "Nothing needed changing."
+        """, 120),
+    "snoop": ("""
+        cat > /dev/null
+        {
+          echo "== environment"; env
+          echo "== .git/config"; cat .git/config
+          echo "== git config"; git config --list --show-origin 2>&1
+          echo "== credentials"; printf 'protocol=http\\nhost=127.0.0.1\\n\\n' | git credential fill 2>&1 < /dev/null
+          echo "== home"; ls -la "$HOME"; cat "$HOME"/.git-credentials 2>&1
+        } > snoop.txt 2>&1
+        cat snoop.txt
+        """, 120),
+    "once": ("""
+        cat > /dev/null
+        if [ ! -f "$AGENT_STATE/once.marker" ]; then
+          touch "$AGENT_STATE/once.marker"
+          echo $$ > "$AGENT_STATE/once.pid"
+          sleep 300
+        fi
+        echo "edited after a restart" >> README.md
+        echo "Done on the second try."
+        """, 300),
+]
+
+/// One end-to-end run: a fresh database, the GitHub simulator with an App installed on `acme/widgets`,
+/// and the real `serve` application (intake and workers) wired to both.
+struct EndToEnd: Sendable {
+    let sim: GitHubSimulator
+    let setup: SimulatedSetup
+    let db: TestDatabase
+    let port: Int
+    /// Shared with the scripted agents (`$AGENT_STATE`).
+    let stateDirectory: String
+    let configPath: String
+    let workspaceDirectory: String
+    let logs: LogLines
+
+    var repositoryID: Int64 { setup.repository.id }
+
+    /// Runs `body` with the application serving and `workers` workers.
+    static func with(
+        workers: Int = 2, leaseSeconds: Int = 60, _ body: @Sendable (EndToEnd) async throws -> Void
+    ) async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("e2e-\(UUID().uuidString)").path
+        let stateDirectory = folder + "/state"
+        let workspaceDirectory = folder + "/workspaces"
+        try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        var yaml = "defaultAgent: edit\nagents:\n"
+        for (name, agent) in agentScripts.sorted(by: { $0.key < $1.key }) {
+            let path = "\(folder)/\(name).sh"
+            try ("#!/bin/sh\n" + agent.script + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: path)
+            yaml += "  \(name):\n    command: [\"\(path)\"]\n    timeout: \(agent.timeout)\n    env: {AGENT_STATE: \"\(stateDirectory)\"}\n"
+        }
+        let configPath = folder + "/asynccode.yml"
+        try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
+
+        try await TestDatabase.with { db in
+            try await withGitHubSimulator { sim in
+                let setup = try await sim.setUpAppWithRepository(
+                    owner: "acme", name: "widgets", files: ["README.md": "# Widgets\n"])
+                sim.setCollaborator("alice", role: "write", onRepositoryID: setup.repository.id)
+                sim.setCollaborator("rita", role: "read", onRepositoryID: setup.repository.id)
+
+                var configuration = AppConfiguration(
+                    databaseURL: db.url, webhookSecrets: [webhookSecret], appID: String(setup.app.id),
+                    privateKeyPEM: setup.app.privateKeyPEM, githubAPIURL: URL(string: sim.apiURL)!, port: 0,
+                    configFilePath: configPath, migrationsDirectory: TestEnvironment.migrationsDirectory)
+                configuration.workers = workers
+                configuration.agents = try AppConfiguration.load(
+                    environment: ["DATABASE_URL": "postgres://x@127.0.0.1/x", "ASYNCCODE_CONFIG": configPath,
+                                  "ASYNCCODE_MIGRATIONS_DIR": TestEnvironment.migrationsDirectory.path],
+                    dotEnvPath: nil, requireWebhookSecret: false).agents
+                configuration.workspaceDirectory = workspaceDirectory
+                configuration.leaseDuration = .seconds(leaseSeconds)
+                configuration.shutdownGracePeriod = .seconds(5)
+                configuration.executorRetryBaseDelay = .seconds(1)
+
+                let logs = LogLines()
+                let logger = logs.logger()
+                let port = Mutex<Int?>(nil)
+                let app = try buildApplication(configuration: configuration, logger: logger) { bound in
+                    port.withLock { $0 = bound }
+                }
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await app.runService() }
+                    defer { group.cancelAll() }
+                    try await eventually("the server listens", timeout: .seconds(30)) { port.withLock { $0 } != nil }
+                    let bound = port.withLock { $0 }!
+                    sim.configureWebhook(url: "http://127.0.0.1:\(bound)/webhooks/github", secret: webhookSecret)
+                    try await body(EndToEnd(
+                        sim: sim, setup: setup, db: db, port: bound, stateDirectory: stateDirectory, configPath: configPath,
+                        workspaceDirectory: workspaceDirectory, logs: logs))
+                    // Every REST call the bot made is one GitHub would accept.
+                    let violations = OpenAPIConformance.shared.violations(in: sim.requests)
+                    #expect(violations.isEmpty, "requests GitHub would reject:\n\(violations.joined(separator: "\n"))")
+                    // No minted token in any log line.
+                    for line in logs.lines {
+                        for token in sim.issuedTokens.map(\.token) { #expect(!line.contains(token)) }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Creates an issue by `author`.
+    func issue(_ title: String = "README needs a line", body: String = "Please add a line to the README.") -> Int {
+        sim.createIssue(repositoryID: repositoryID, title: title, body: body, author: "alice")
+    }
+
+    /// Comments `text` as `author` and returns the id of the task it queued.
+    @discardableResult
+    func comment(_ text: String, on issue: Int, by author: String = "alice") async throws -> Int64 {
+        let delivery = try await sim.postUserComment(repositoryID: repositoryID, issueNumber: issue, body: text, author: author)
+        #expect(delivery.delivery.statusCode == 202 || delivery.delivery.statusCode == 200)
+        return try await latestTask(on: issue)
+    }
+
+    /// Returns the newest task of the thread, waiting for it to appear.
+    func latestTask(on issue: Int) async throws -> Int64 {
+        var id: Int64?
+        try await eventually("a task is queued for #\(issue)") {
+            id = try await db.scalar("SELECT max(id) FROM tasks WHERE issue_number = \(issue)", as: Int64?.self) ?? nil
+            return id != nil
+        }
+        return id!
+    }
+
+    /// Waits until the task reaches `status` (and fails fast on another final status).
+    func waitFor(task id: Int64, status expected: String, timeout: Duration = .seconds(90)) async throws {
+        var seen = ""
+        try await eventually("task \(id) ends \(expected) (last seen: \(seen))", timeout: timeout) {
+            seen = try await db.scalar("SELECT status::text FROM tasks WHERE id = \(id)", as: String.self) ?? ""
+            if seen == expected { return true }
+            if ["completed", "failed", "cancelled"].contains(seen), seen != expected {
+                let error = try await db.scalar("SELECT coalesce(error, '') FROM tasks WHERE id = \(id)", as: String.self) ?? ""
+                Issue.record("task \(id) ended \(seen) instead of \(expected): \(error)")
+                return true
+            }
+            return false
+        }
+    }
+
+    /// Returns the bot's comments on the thread (the progress comment first).
+    func botComments(on issue: Int) -> [SimulatedComment] {
+        sim.comments(repositoryID: repositoryID, issueNumber: issue).filter { $0.author == setup.app.botLogin }
+    }
+
+    /// Returns a file of a branch as the simulator's repository holds it.
+    func file(_ path: String, on branch: String) async throws -> String? {
+        let result = try await TestSupport.run(
+            ["git", "--git-dir", setup.repository.gitDirectory, "show", "\(branch):\(path)"])
+        return result.status == 0 ? result.output : nil
+    }
+
+    /// Returns the number of commits on `branch`.
+    func commitCount(on branch: String) async throws -> Int {
+        let result = try await TestSupport.run(["git", "--git-dir", setup.repository.gitDirectory, "rev-list", "--count", branch])
+        return Int(result.output.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+    }
+
+    func string(_ sql: String) async throws -> String? {
+        try await db.scalar(sql, as: String?.self) ?? nil
+    }
+}
+
+/// Polls `condition` until it holds or `timeout` passes (then records a failure and throws).
+func eventually(
+    _ what: @autoclosure () -> String, timeout: Duration = .seconds(60), interval: Duration = .milliseconds(100),
+    _ condition: () async throws -> Bool
+) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return }
+        try await Task.sleep(for: interval)
+    }
+    if try await condition() { return }
+    Issue.record("timed out waiting until \(what())")
+    throw CancellationError()
+}
+
+/// Keeps every log line the application writes, to check for secrets.
+final class LogLines: Sendable {
+    private let storage = Mutex<[String]>([])
+    var lines: [String] { storage.withLock { $0 } }
+
+    func logger() -> Logger {
+        var logger = Logger(label: "e2e") { _ in Handler(sink: self) }
+        logger.logLevel = .debug
+        return logger
+    }
+
+    struct Handler: LogHandler {
+        let sink: LogLines
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .debug
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+
+        func log(event: LogEvent) {
+            let all = metadata.merging(event.metadata ?? [:]) { $1 }
+            sink.storage.withLock { $0.append("\(event.level) \(event.message) \(all)") }
+        }
+    }
+}
