@@ -43,6 +43,7 @@ func makeWorkerServices(
     } catch {
         throw ConfigurationError(setting: "GITHUB_APP_PRIVATE_KEY", problem: error.message)
     }
+    try checkSandbox(configuration.agents, logger: logger)
     var workerLogger = logger
     workerLogger[metadataKey: "component"] = "worker"
     let signal = WorkSignal()
@@ -67,6 +68,21 @@ func makeWorkerServices(
         name: "\(workerPrefix)-control", api: github, controls: ControlStore(client: client, logger: workerLogger),
         store: store, signal: signal, catalog: configuration.agents, logger: workerLogger))
     return services
+}
+
+/// Refuses to start workers whose agents need a jail this machine cannot make; warns about agents that
+/// run without one.
+func checkSandbox(_ catalog: AgentCatalog, logger: Logger) throws {
+    let jailed = catalog.names.filter { catalog.agents[$0]?.sandbox == .bwrap }
+    let open = catalog.names.filter { catalog.agents[$0]?.sandbox == SandboxMode.none }
+    for name in open {
+        logger.warning("agent runs without a sandbox (sandbox: none): it can read what the bot's user can read", metadata: ["agent": "\(name)"])
+    }
+    if !jailed.isEmpty, let problem = Sandbox.problem() {
+        throw ConfigurationError(
+            setting: "ASYNCCODE_CONFIG",
+            problem: "agents \(jailed.joined(separator: ", ")) run in a bubblewrap jail, but \(problem); install bubblewrap (scripts/setup does) or set `sandbox: none` for them explicitly")
+    }
 }
 
 /// Returns a name for this process's workers: host, process id and a random suffix.

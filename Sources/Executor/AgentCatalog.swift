@@ -11,6 +11,10 @@ import Yams
 ///     timeout: 1800          # seconds
 ///     passEnv: [ANTHROPIC_API_KEY]
 ///     env: {CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1"}
+///     sandbox: bwrap         # or none (explicitly: no jail)
+///     network: full          # or none
+///     binds: [/opt/claude]   # read-only in the jail
+///     limits: {memoryMB: 8192, processes: 512, fileSizeMB: 1024}
 /// ```
 public struct AgentCatalog: Sendable {
     /// The agent used when a command names none.
@@ -47,7 +51,20 @@ public struct AgentCatalog: Sendable {
         var timeout: Double?
         var passEnv: [String]?
         var env: [String: String]?
+        var sandbox: SandboxMode?
+        var network: NetworkMode?
+        var binds: [String]?
+        var limits: Limits?
     }
+
+    private struct Limits: Decodable {
+        var memoryMB: Int?
+        var processes: Int?
+        var fileSizeMB: Int?
+    }
+
+    /// Folders never bound whole into a jail: the system's and users' homes.
+    static let refusedBinds: Set<String> = ["/", "/root", "/home", "/etc", "/var", "/tmp", "/proc", "/sys", "/dev", "/run"]
 
     /// Reads the catalog from the YAML file at `path`; `nil` gives an empty catalog.
     public static func load(path: String?) throws(AgentCatalogError) -> AgentCatalog {
@@ -91,9 +108,31 @@ public struct AgentCatalog: Sendable {
             for variable in passed + configured.keys where forbiddenVariables.contains(variable) {
                 throw AgentCatalogError(problem: "agents.\(name) may not be given \(variable): the bot's secrets stay with the bot")
             }
-            agents[name] = AgentCommand(
+            var agent = AgentCommand(
                 name: name, command: entry.command, timeout: .milliseconds(Int64(timeout * 1000)),
                 environment: configured, passEnvironment: passed)
+            agent.sandbox = entry.sandbox ?? .bwrap
+            agent.network = entry.network ?? .full
+            for bind in entry.binds ?? [] {
+                let path = bind.count > 1 && bind.hasSuffix("/") ? String(bind.dropLast()) : bind
+                let parts = path.split(separator: "/")
+                guard path.hasPrefix("/"), !path.contains(".."), !refusedBinds.contains(path),
+                      !(parts.first == "home" && parts.count <= 2) else {
+                    throw AgentCatalogError(problem: "agents.\(name).binds: \(bind) is not allowed; bind the folder holding the program (an absolute path, never a home directory or a system folder)")
+                }
+                agent.binds.append(path)
+            }
+            if let limits = entry.limits {
+                func positive(_ value: Int?, _ key: String) throws(AgentCatalogError) -> Int? {
+                    guard let value else { return nil }
+                    guard value > 0 else { throw AgentCatalogError(problem: "agents.\(name).limits.\(key) must be positive") }
+                    return value
+                }
+                if let memory = try positive(limits.memoryMB, "memoryMB") { agent.limits.memoryBytes = memory << 20 }
+                if let processes = try positive(limits.processes, "processes") { agent.limits.processes = processes }
+                if let size = try positive(limits.fileSizeMB, "fileSizeMB") { agent.limits.fileSizeBytes = size << 20 }
+            }
+            agents[name] = agent
         }
         if let defaultAgent = file.defaultAgent, agents[defaultAgent] == nil {
             throw AgentCatalogError(problem: "defaultAgent \(defaultAgent) is not among the agents (\(agents.keys.sorted().joined(separator: ", ")))")

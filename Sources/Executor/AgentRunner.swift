@@ -16,6 +16,14 @@ public struct AgentCommand: Sendable, Hashable {
     public var environment: [String: String]
     /// Names of the bot's own variables passed through to the agent (an API key, say).
     public var passEnvironment: [String]
+    /// The jail the executor runs it in (default bubblewrap).
+    public var sandbox: SandboxMode = .bwrap
+    /// Whether the jailed agent may reach the network.
+    public var network: NetworkMode = .full
+    /// Host paths bound read-only into the jail (where the agent's program is installed).
+    public var binds: [String] = []
+    /// Memory, process and file-size limits.
+    public var limits = ResourceLimits()
 
     public init(name: String, command: [String], timeout: Duration = .seconds(1800),
                 environment: [String: String] = [:], passEnvironment: [String] = []) {

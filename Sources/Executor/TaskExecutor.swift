@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import GitHub
 import Logging
 import Models
@@ -235,14 +238,28 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
             issueNumber: record.issueNumber, isPullRequest: record.isPullRequest, instruction: record.prompt,
             issueTitle: issue.title, issueBody: issue.body,
             conversation: conversation.map { ($0.author ?? $0.role, $0.content) }, baseBranch: plan.baseBranch))
-        await step(&run, "Running agent `\(agent.name)`")
-        let environment = AgentRunner.environment(for: agent, home: workspace.agentHome, task: [
-            "ASYNCCODE_PROMPT": prompt, "ASYNCCODE_TASK_ID": String(record.id), "ASYNCCODE_TASK_KIND": record.kind.rawValue,
-        ])
+        let jailed = agent.sandbox == .bwrap
+        await step(&run, jailed
+            ? "Running agent `\(agent.name)` in a bubblewrap jail (network: \(agent.network.rawValue))"
+            : "Running agent `\(agent.name)`, ⚠️ not sandboxed (`sandbox: none`)")
+        let environment = AgentRunner.environment(
+            for: agent, home: jailed ? Sandbox.homePath : workspace.agentHome,
+            task: ["ASYNCCODE_PROMPT": prompt, "ASYNCCODE_TASK_ID": String(record.id), "ASYNCCODE_TASK_KIND": record.kind.rawValue])
+        let runnable = { () -> AgentCommand in
+            var wrapped = agent
+            wrapped.command = Sandbox.command(for: agent, checkout: workspace.checkout, home: workspace.agentHome)
+            return wrapped
+        }()
+        let dropsPrivileges = jailed && Sandbox.runsAsRoot
+        if dropsPrivileges {
+            Sandbox.chownTree(workspace.checkout, uid: Sandbox.unprivilegedID, gid: Sandbox.unprivilegedID)
+            Sandbox.chownTree(workspace.agentHome, uid: Sandbox.unprivilegedID, gid: Sandbox.unprivilegedID)
+        }
         let result: AgentRunResult
         do {
+            defer { if dropsPrivileges { Sandbox.chownTree(workspace.checkout, uid: getuid(), gid: getgid()) } }
             result = try await cancellable(run.cancelRequested) {
-                try await runner.run(agent, prompt: prompt, workingDirectory: workspace.checkout, environment: environment)
+                try await runner.run(runnable, prompt: prompt, workingDirectory: workspace.checkout, environment: environment)
             }
         } catch is CancelledOnRequest {
             throw CancelledOnRequest()
@@ -267,10 +284,12 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
             throw StepFailure(reason: "the agent timed out after \(seconds) s", retryable: false, state: .timedOut(seconds: seconds))
         case .signalled(let signal):
             run.outputTail = tail
-            throw StepFailure(reason: "agent `\(agent.name)` was killed by signal \(signal)", retryable: false)
+            throw StepFailure(reason: "agent `\(agent.name)` was killed by signal \(signal)"
+                + Self.limitHit(agent.limits, signal: signal, errorOutput: result.errorOutput), retryable: false)
         case .exited(let code) where code != 0:
             run.outputTail = tail
-            throw StepFailure(reason: "agent `\(agent.name)` exited with code \(code)", retryable: false)
+            throw StepFailure(reason: "agent `\(agent.name)` exited with code \(code)"
+                + Self.limitHit(agent.limits, signal: code > 128 ? code - 128 : nil, errorOutput: result.errorOutput), retryable: false)
         case .exited:
             break
         }
@@ -603,6 +622,23 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
     static func tail(_ text: String, lines: Int = 60, characters: Int = 6_000) -> String {
         let kept = text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(separator: "\n")
         return kept.count > characters ? String(kept.suffix(characters)) : kept
+    }
+
+    /// Returns ", after hitting its … limit (…)" when the run's ending points at a resource limit.
+    static func limitHit(_ limits: ResourceLimits, signal: Int32?, errorOutput: String) -> String {
+        let text = errorOutput.lowercased()
+        if let size = limits.fileSizeBytes, signal == SIGXFSZ || text.contains("file size limit exceeded") {
+            return " after hitting its file size limit (\(size >> 20) MB)"
+        }
+        if let processes = limits.processes,
+           text.contains("resource temporarily unavailable") || text.contains("cannot fork") || text.contains("fork: retry") {
+            return " after hitting its process limit (\(processes))"
+        }
+        if let memory = limits.memoryBytes,
+           text.contains("cannot allocate memory") || text.contains("out of memory") || signal == SIGSEGV || signal == SIGABRT {
+            return " after hitting its memory limit (\(memory >> 20) MB)"
+        }
+        return ""
     }
 
     static func oneLine(_ text: String) -> String {

@@ -6,6 +6,11 @@ import TestSupport
 /// The executor as GitHub users see it: webhooks from the simulator into the real application, tasks in
 /// PostgreSQL, git over HTTP with token auth, scripted agents; assertions on the simulator's recorded state
 /// and on the database.
+/// Returns whether a `sleeper` agent (`sleep 3141`) is running anywhere on the machine.
+func sleeperIsRunning() async throws -> Bool {
+    try await TestSupport.run(["pgrep", "-f", "sleep 3141"]).status == 0
+}
+
 @Suite(.serialized) struct ExecutorEndToEndTests {
     @Test func commentBecomesAPullRequestThatClosesTheIssue() async throws {
         try await EndToEnd.with { e2e in
@@ -165,7 +170,7 @@ import TestSupport
             #expect(progress.body.contains("Timed out"))
             #expect(try await e2e.string("SELECT error FROM tasks WHERE id = \(taskID)")?.contains("timed out") == true)
             // No sleeping agent is left behind.
-            let left = try await TestSupport.run(["pgrep", "-f", "\(e2e.stateDirectory)/../slow.sh"])
+            let left = try await TestSupport.run(["pgrep", "-f", "\(e2e.agentsDirectory)/slow.sh"])
             let status = left.status
             #expect(status != 0)
         }
@@ -188,16 +193,14 @@ import TestSupport
         try await EndToEnd.with { e2e in
             let issue = e2e.issue()
             let taskID = try await e2e.comment("/asynccode --agent sleeper fix it", on: issue)
-            let pidFile = e2e.stateDirectory + "/sleeper.pid"
-            try await eventually("the agent runs") { FileManager.default.fileExists(atPath: pidFile) }
-            let pid = try #require(Int32(String(contentsOfFile: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
-
+            try await eventually("the agent runs") { try await sleeperIsRunning() }
             let asked = ContinuousClock.now
             try await e2e.sim.postUserComment(repositoryID: e2e.repositoryID, issueNumber: issue, body: "/asynccode cancel", author: "alice")
             try await e2e.waitFor(task: taskID, status: "cancelled", timeout: .seconds(30))
             let took = ContinuousClock.now - asked
             #expect(took < .seconds(5), "cancelled after \(took)")
-            #expect(kill(pid, 0) != 0, "the agent's process is gone")
+            let stillRunning = try await sleeperIsRunning()
+            #expect(!stillRunning, "the agent's process is gone")
             let progress = try #require(e2e.botComments(on: issue).first)
             try await eventually("the comment says cancelled") { e2e.botComments(on: issue).first?.body.contains("Cancelled") == true }
             #expect(progress.id == e2e.botComments(on: issue).first?.id)
@@ -208,9 +211,8 @@ import TestSupport
             }
 
             // Retry queues the same task again; it runs (and is cancelled again, to end the test quickly).
-            try? FileManager.default.removeItem(atPath: pidFile)
             try await e2e.sim.postUserComment(repositoryID: e2e.repositoryID, issueNumber: issue, body: "/asynccode retry", author: "alice")
-            try await eventually("the retried task runs") { FileManager.default.fileExists(atPath: pidFile) }
+            try await eventually("the retried task runs") { try await sleeperIsRunning() }
             #expect(try await e2e.string("SELECT status::text FROM tasks WHERE id = \(taskID)") == "running")
             try await e2e.sim.postUserComment(repositoryID: e2e.repositoryID, issueNumber: issue, body: "/asynccode cancel", author: "alice")
             try await e2e.waitFor(task: taskID, status: "cancelled", timeout: .seconds(30))

@@ -40,8 +40,7 @@ let agentScripts: [String: (script: String, timeout: Int)] = [
         """, 2),
     "sleeper": ("""
         cat > /dev/null
-        echo $$ > "$AGENT_STATE/sleeper.pid"
-        sleep 300
+        sleep 3141
         """, 300),
     "noop": ("""
         cat > /dev/null
@@ -58,16 +57,47 @@ let agentScripts: [String: (script: String, timeout: Int)] = [
         } > snoop.txt 2>&1
         cat snoop.txt
         """, 120),
+    "hostile": ("""
+        cat > /dev/null
+        out=report.txt
+        attempt() { if sh -c "$2" >/dev/null 2>&1; then echo "$1: ALLOWED" >> $out; else echo "$1: blocked" >> $out; fi; }
+        attempt app-key "cat $PRIVATE_DIR/app.pem"
+        attempt dotenv "cat $PRIVATE_DIR/.env"
+        attempt config "cat $PRIVATE_DIR/asynccode.yml"
+        attempt database-data "ls $PG_DATA"
+        attempt database-socket "ls /var/run/postgresql/.s.PGSQL.5432 || ls /run/postgresql"
+        attempt other-workspaces "ls $WORKSPACES"
+        attempt bot-environ "grep -a -l -e DATABASE_URL -e GITHUB_ -e ASYNCCODE_TEST /proc/*/environ"
+        attempt write-usr "touch /usr/evil"
+        attempt write-state "touch $AGENT_STATE/evil"
+        attempt host-tmp "test \\$(ls -A /tmp | grep -v -c '^e2e-') -gt 0"
+        touch "/tmp/asynccode-escape-$ASYNCCODE_TASK_ID"
+        port=$(echo "$ASYNCCODE_PROMPT" | sed -n 's/.*port=\\([0-9]*\\).*/\\1/p' | head -n 1)
+        echo "port $port" >> $out
+        attempt network "bash -c 'exec 3<>/dev/tcp/127.0.0.1/$port'"
+        attempt fork-bomb "for i in \\$(seq 1 300); do sleep 30 & done; wait"
+        attempt big-file "head -c 3000000 /dev/zero > big.bin"
+        rm -f big.bin
+        echo "probed the jail"
+        """, 120),
+    "bigfile": ("""
+        cat > /dev/null
+        head -c 3000000 /dev/zero > big.bin
+        """, 120),
     "once": ("""
         cat > /dev/null
-        if [ ! -f "$AGENT_STATE/once.marker" ]; then
-          touch "$AGENT_STATE/once.marker"
-          echo $$ > "$AGENT_STATE/once.pid"
-          sleep 300
+        if [ ! -f "$AGENT_STATE/release" ]; then
+          sleep 3142
         fi
         echo "edited after a restart" >> README.md
         echo "Done on the second try."
         """, 300),
+]
+
+/// Per-agent YAML lines beyond the command (indented under the agent).
+let extraAgentSettings: [String: String] = [
+    "hostile": "    network: none\n    limits: {processes: 64, fileSizeMB: 1}\n",
+    "bigfile": "    limits: {fileSizeMB: 1}\n",
 ]
 
 /// One end-to-end run: a fresh database, the GitHub simulator with an App installed on `acme/widgets`,
@@ -77,8 +107,12 @@ struct EndToEnd: Sendable {
     let setup: SimulatedSetup
     let db: TestDatabase
     let port: Int
-    /// Shared with the scripted agents (`$AGENT_STATE`).
+    /// Shared with the scripted agents (`$AGENT_STATE`, read-only in their jail).
     let stateDirectory: String
+    /// Where the agent scripts are (bound read-only into the jail).
+    let agentsDirectory: String
+    /// A folder of the bot's that no agent may see.
+    let privateDirectory: String
     let configPath: String
     let workspaceDirectory: String
     let logs: LogLines
@@ -91,17 +125,39 @@ struct EndToEnd: Sendable {
     ) async throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("e2e-\(UUID().uuidString)").path
         let stateDirectory = folder + "/state"
+        let agentsDirectory = folder + "/agents"
+        let privateDirectory = folder + "/private"
         let workspaceDirectory = folder + "/workspaces"
-        try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
+        for directory in [stateDirectory, agentsDirectory, privateDirectory] {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        }
+        // The jail's agent user (nobody, when tests run as root) must read the scripts and the state.
+        for directory in [folder, stateDirectory, agentsDirectory] {
+            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: directory)
+        }
         defer { try? FileManager.default.removeItem(atPath: folder) }
         var yaml = "defaultAgent: edit\nagents:\n"
         for (name, agent) in agentScripts.sorted(by: { $0.key < $1.key }) {
-            let path = "\(folder)/\(name).sh"
+            let path = "\(agentsDirectory)/\(name).sh"
             try ("#!/bin/sh\n" + agent.script + "\n").write(toFile: path, atomically: true, encoding: .utf8)
             try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: path)
-            yaml += "  \(name):\n    command: [\"\(path)\"]\n    timeout: \(agent.timeout)\n    env: {AGENT_STATE: \"\(stateDirectory)\"}\n"
+            var environment = ["AGENT_STATE": stateDirectory]
+            if name == "hostile" {
+                environment["PRIVATE_DIR"] = privateDirectory
+                environment["WORKSPACES"] = workspaceDirectory
+                environment["HOST_FOLDER"] = folder
+                environment["PG_DATA"] = postgresDataDirectory()
+            }
+            let envYAML = environment.sorted { $0.key < $1.key }.map { "\($0.key): \"\($0.value)\"" }.joined(separator: ", ")
+            yaml += "  \(name):\n    command: [\"\(path)\"]\n    timeout: \(agent.timeout)\n    env: {\(envYAML)}\n"
+            yaml += "    binds: [\"\(agentsDirectory)\", \"\(stateDirectory)\"]\n" + (extraAgentSettings[name] ?? "")
         }
-        let configPath = folder + "/asynccode.yml"
+        let configPath = privateDirectory + "/asynccode.yml"
+        // What a bot's own folder holds: the App key and a .env with the database URL.
+        try "-----BEGIN RSA PRIVATE KEY-----\nnot-a-real-key\n-----END RSA PRIVATE KEY-----\n"
+            .write(toFile: privateDirectory + "/app.pem", atomically: true, encoding: .utf8)
+        try "DATABASE_URL=postgres://asynccode:secret@127.0.0.1/asynccode\n"
+            .write(toFile: privateDirectory + "/.env", atomically: true, encoding: .utf8)
         try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
 
         try await TestDatabase.with { db in
@@ -138,7 +194,8 @@ struct EndToEnd: Sendable {
                     let bound = port.withLock { $0 }!
                     sim.configureWebhook(url: "http://127.0.0.1:\(bound)/webhooks/github", secret: webhookSecret)
                     try await body(EndToEnd(
-                        sim: sim, setup: setup, db: db, port: bound, stateDirectory: stateDirectory, configPath: configPath,
+                        sim: sim, setup: setup, db: db, port: bound, stateDirectory: stateDirectory,
+                        agentsDirectory: agentsDirectory, privateDirectory: privateDirectory, configPath: configPath,
                         workspaceDirectory: workspaceDirectory, logs: logs))
                     // Every REST call the bot made is one GitHub would accept.
                     let violations = OpenAPIConformance.shared.violations(in: sim.requests)
@@ -211,6 +268,18 @@ struct EndToEnd: Sendable {
     func string(_ sql: String) async throws -> String? {
         try await db.scalar(sql, as: String?.self) ?? nil
     }
+}
+
+/// Returns the test cluster's data folder (from `scripts/setup`'s env file), for the jail tests.
+func postgresDataDirectory() -> String {
+    if let value = ProcessInfo.processInfo.environment["ASYNCCODE_PG_DATA"], !value.isEmpty { return value }
+    let envFile = TestEnvironment.packageRoot.appendingPathComponent(".local/postgres/env")
+    if let text = try? String(contentsOf: envFile, encoding: .utf8),
+       let line = text.split(separator: "\n").first(where: { $0.contains("ASYNCCODE_PG_DATA=") }),
+       let start = line.firstIndex(of: "'"), let end = line.lastIndex(of: "'"), start < end {
+        return String(line[line.index(after: start)..<end])
+    }
+    return TestEnvironment.packageRoot.appendingPathComponent(".local/postgres/data").path
 }
 
 /// Polls `condition` until it holds or `timeout` passes (then records a failure and throws).

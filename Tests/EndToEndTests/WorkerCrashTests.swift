@@ -42,23 +42,23 @@ import Glibc
         return process
     }
 
-    func readPID(_ path: String) -> Int32? {
-        (try? String(contentsOfFile: path, encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
-    }
-
     @Test func killedWorkersTaskIsReclaimedAndEndsWithOnePullRequest() async throws {
         try await EndToEnd.with(workers: 0) { e2e in
             let issue = e2e.issue()
             let taskID = try await e2e.comment("/asynccode --agent once fix it", on: issue)
             let first = try startWorker(e2e, log: e2e.stateDirectory + "/worker1.log")
-            let pidFile = e2e.stateDirectory + "/once.pid"
-            try await eventually("the first worker runs the agent", timeout: .seconds(60)) { readPID(pidFile) != nil }
+            try await eventually("the first worker runs the agent", timeout: .seconds(60)) {
+                try await TestSupport.run(["pgrep", "-f", "sleep 3142"]).status == 0
+            }
             #expect(try await e2e.string("SELECT status::text FROM tasks WHERE id = \(taskID)") == "running")
 
             kill(first.processIdentifier, SIGKILL)
             try await eventually("the first worker is gone") { !first.isRunning }
-            // The agent had a session of its own: it outlives its worker. Stop it as an operator would.
-            if let agent = readPID(pidFile) { kill(-agent, SIGKILL) }
+            // The jail dies with its worker (--die-with-parent): no agent is left behind.
+            try await eventually("the orphaned agent is gone", timeout: .seconds(10)) {
+                try await TestSupport.run(["pgrep", "-f", "sleep 3142"]).status != 0
+            }
+            FileManager.default.createFile(atPath: e2e.stateDirectory + "/release", contents: Data())
 
             let second = try startWorker(e2e, log: e2e.stateDirectory + "/worker2.log")
             try await e2e.waitFor(task: taskID, status: "completed", timeout: .seconds(90))

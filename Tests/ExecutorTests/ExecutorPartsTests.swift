@@ -161,3 +161,63 @@ struct NoGitHub: GitHubAPI {
     func updateComment(in repo: RepositoryRef, commentID: Int64, body: String) async throws { throw Unused() }
     func react(_ content: ReactionContent, toCommentID commentID: Int64?, issueNumber: Int, in repo: RepositoryRef) async throws { throw Unused() }
 }
+
+@Suite struct SandboxTests {
+    @Test func catalogReadsJailSettings() throws {
+        let catalog = try AgentCatalog.parse(yaml: """
+            agents:
+              jailed:
+                command: [claude]
+                network: none
+                binds: [/opt/claude/]
+                limits: {memoryMB: 2048, processes: 100, fileSizeMB: 10}
+              open:
+                command: [aider]
+                sandbox: none
+            """)
+        let jailed = try #require(catalog.agent(named: "jailed"))
+        #expect(jailed.sandbox == .bwrap)
+        #expect(jailed.network == NetworkMode.none)
+        #expect(jailed.binds == ["/opt/claude"])
+        #expect(jailed.limits == ResourceLimits(memoryBytes: 2048 << 20, processes: 100, fileSizeBytes: 10 << 20))
+        #expect(catalog.agent(named: "open")?.sandbox == SandboxMode.none)
+        #expect(catalog.agent(named: "open")?.network == .full)
+        for refused in ["/root", "/home/alice", "/", "relative/path", "/opt/../root"] {
+            #expect(throws: AgentCatalogError.self) {
+                try AgentCatalog.parse(yaml: "agents:\n  a:\n    command: [a]\n    binds: [\"\(refused)\"]\n")
+            }
+        }
+        #expect(throws: AgentCatalogError.self) { try AgentCatalog.parse(yaml: "agents:\n  a:\n    command: [a]\n    sandbox: docker\n") }
+        #expect(throws: AgentCatalogError.self) { try AgentCatalog.parse(yaml: "agents:\n  a:\n    command: [a]\n    limits: {processes: 0}\n") }
+    }
+
+    @Test func jailCommandShowsOnlyWhatTheAgentNeeds() {
+        var agent = AgentCommand(name: "a", command: ["/opt/a/bin/agent", "-p"])
+        agent.network = .none
+        agent.binds = ["/opt/a"]
+        let arguments = Sandbox.command(for: agent, checkout: "/w/task-1/repo", home: "/w/task-1/home")
+        let joined = arguments.joined(separator: " ")
+        #expect(arguments.first == Sandbox.bwrapPath)
+        #expect(joined.contains("--unshare-net"))
+        #expect(joined.contains("--unshare-pid"))
+        #expect(joined.contains("--die-with-parent"))
+        #expect(joined.contains("--bind /w/task-1/repo /workspace"))
+        #expect(joined.contains("--bind /w/task-1/home /home/agent"))
+        #expect(joined.contains("--ro-bind /opt/a /opt/a"))
+        #expect(joined.contains("--ro-bind /usr /usr"))
+        #expect(!joined.contains("--bind / "))
+        #expect(!joined.contains("/w/task-1 "), "the workspace root (other files of the task) is not bound")
+        #expect(arguments.suffix(2) == ["/opt/a/bin/agent", "-p"])
+        #expect(joined.contains("/usr/bin/prlimit --nproc=1024 --fsize=\(2 << 30) -- /opt/a/bin/agent"))
+        agent.sandbox = .none
+        #expect(Sandbox.command(for: agent, checkout: "/w", home: "/h") == ["/usr/bin/prlimit", "--nproc=1024", "--fsize=\(2 << 30)", "--", "/opt/a/bin/agent", "-p"])
+    }
+
+    @Test func limitsAreNamedWhenHit() {
+        let limits = ResourceLimits(memoryBytes: 512 << 20, processes: 64, fileSizeBytes: 1 << 20)
+        #expect(TaskExecutor<NoGitHub>.limitHit(limits, signal: 25, errorOutput: "") == " after hitting its file size limit (1 MB)")
+        #expect(TaskExecutor<NoGitHub>.limitHit(limits, signal: nil, errorOutput: "sh: 1: Cannot fork") == " after hitting its process limit (64)")
+        #expect(TaskExecutor<NoGitHub>.limitHit(limits, signal: nil, errorOutput: "Cannot allocate memory") == " after hitting its memory limit (512 MB)")
+        #expect(TaskExecutor<NoGitHub>.limitHit(ResourceLimits(), signal: nil, errorOutput: "plain failure") == "")
+    }
+}

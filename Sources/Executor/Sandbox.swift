@@ -1,0 +1,153 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How an agent is isolated (`sandbox:` in the agents configuration).
+public enum SandboxMode: String, Sendable, Hashable, Decodable {
+    /// A bubblewrap jail: read-only system, the workspace, nothing of the bot's.
+    case bwrap
+    /// No jail, only the scrubbed environment and limits. Must be chosen explicitly.
+    case none
+}
+
+/// Whether a jailed agent may use the network (`network:`).
+public enum NetworkMode: String, Sendable, Hashable, Decodable {
+    case full
+    case none
+}
+
+/// Resource limits applied to an agent's processes with `prlimit`.
+public struct ResourceLimits: Sendable, Hashable {
+    /// `RLIMIT_AS` in bytes; unset by default (JavaScript CLIs reserve large address ranges).
+    public var memoryBytes: Int?
+    /// `RLIMIT_NPROC`: processes (and threads) of the agent's user.
+    public var processes: Int?
+    /// `RLIMIT_FSIZE` in bytes: the largest file the agent may write.
+    public var fileSizeBytes: Int?
+
+    public init(memoryBytes: Int? = nil, processes: Int? = 1024, fileSizeBytes: Int? = 2 << 30) {
+        self.memoryBytes = memoryBytes
+        self.processes = processes
+        self.fileSizeBytes = fileSizeBytes
+    }
+}
+
+/// Builds the command line that runs an agent in its jail, and checks that the jail works on this machine.
+///
+/// Inside, the agent sees: `/usr` (and the `/bin`, `/lib`… links) read-only; the few `/etc` files a command
+/// line program needs (resolver, hosts, CA certificates, passwd and group, alternatives); its checkout
+/// read-write at `/workspace`; its own `HOME` at `/home/agent`; a private `/tmp`, `/dev` and `/proc`; the
+/// paths its `binds:` name, read-only. Fresh PID, IPC, UTS and cgroup namespaces (and network with
+/// `network: none`), a new session, and it dies with its worker. Nothing else of the host: not the bot's
+/// folder, `.env`, key, configuration, the database socket, other workspaces, or the host's `/tmp`.
+/// When the bot runs as root, the agent runs as `nobody` so that the process limit holds.
+public enum Sandbox {
+    public static let workspacePath = "/workspace"
+    public static let homePath = "/home/agent"
+    public static var bwrapPath: String { ProcessInfo.processInfo.environment["ASYNCCODE_BWRAP"] ?? "/usr/bin/bwrap" }
+    /// The user a root bot's agents run as.
+    public static let unprivilegedID: UInt32 = 65534
+
+    /// Returns whether the bot runs as root (then agents are dropped to ``unprivilegedID``).
+    public static var runsAsRoot: Bool { geteuid() == 0 }
+
+    static let etcFiles = [
+        "/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/passwd", "/etc/group", "/etc/localtime",
+        "/etc/ssl", "/etc/ca-certificates", "/etc/ca-certificates.conf", "/etc/alternatives", "/etc/ld.so.cache",
+        "/etc/mime.types", "/etc/services", "/etc/protocols",
+    ]
+
+    /// Returns the arguments that run `command` jailed (or, with `none`, only limited).
+    public static func command(
+        for agent: AgentCommand, checkout: String, home: String
+    ) -> [String] {
+        let limited = limitPrefix(agent.limits) + agent.command
+        guard agent.sandbox == .bwrap else { return limited }
+        var arguments = [bwrapPath, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc",
+                         "--unshare-uts", "--unshare-cgroup-try", "--hostname", "asynccode-agent"]
+        if agent.network == .none { arguments.append("--unshare-net") }
+        arguments += ["--ro-bind", "/usr", "/usr"]
+        for top in ["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"] {
+            if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: top) {
+                arguments += ["--symlink", target, top]
+            } else if FileManager.default.fileExists(atPath: top) {
+                arguments += ["--ro-bind", top, top]
+            }
+        }
+        for path in etcFiles { arguments += ["--ro-bind-try", path, path] }
+        arguments += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp",
+                      "--dir", "/home", "--bind", home, homePath, "--bind", checkout, workspacePath]
+        for bind in agent.binds {
+            // Folders bwrap makes on the way are private (0700) by default: make them traversable.
+            var ancestor = ""
+            for part in bind.split(separator: "/").dropLast() {
+                ancestor += "/" + part
+                arguments += ["--perms", "0755", "--dir", ancestor]
+            }
+            arguments += ["--ro-bind", bind, bind]
+        }
+        arguments += ["--chdir", workspacePath]
+        if runsAsRoot {
+            // Drop to an unprivileged user inside the jail: root is exempt from RLIMIT_NPROC.
+            arguments += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--",
+                          "/usr/bin/setpriv", "--reuid=\(unprivilegedID)", "--regid=\(unprivilegedID)", "--clear-groups",
+                          "--inh-caps=-all", "--"]
+        } else {
+            arguments.append("--")
+        }
+        return arguments + limited
+    }
+
+    /// `prlimit` with the agent's limits, or nothing when it has none.
+    static func limitPrefix(_ limits: ResourceLimits) -> [String] {
+        var options: [String] = []
+        if let memory = limits.memoryBytes { options.append("--as=\(memory)") }
+        if let processes = limits.processes { options.append("--nproc=\(processes)") }
+        if let size = limits.fileSizeBytes { options.append("--fsize=\(size)") }
+        return options.isEmpty ? [] : ["/usr/bin/prlimit"] + options + ["--"]
+    }
+
+    /// Returns why the bubblewrap jail cannot run here, or `nil` when a trial run inside it works.
+    public static func problem() -> String? {
+        guard FileManager.default.isExecutableFile(atPath: bwrapPath) else {
+            return "\(bwrapPath) is missing (install the Debian package bubblewrap)"
+        }
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("asynccode-probe-\(UUID().uuidString)").path
+        try? FileManager.default.createDirectory(atPath: folder + "/home", withIntermediateDirectories: true)
+        try? FileManager.default.createDirectory(atPath: folder + "/repo", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        var probe = AgentCommand(name: "probe", command: ["/usr/bin/true"])
+        probe.sandbox = .bwrap
+        if runsAsRoot { _ = ["/home", "/repo"].map { chown(folder + $0, unprivilegedID, unprivilegedID) } }
+        let arguments = command(for: probe, checkout: folder + "/repo", home: folder + "/home")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: arguments[0])
+        process.arguments = Array(arguments.dropFirst())
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        do {
+            try process.run()
+        } catch {
+            return "\(bwrapPath) cannot be started"
+        }
+        let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            let line = message.split(separator: "\n").first.map(String.init) ?? "exit status \(process.terminationStatus)"
+            return "bubblewrap cannot make a jail here: \(line)"
+        }
+        return nil
+    }
+
+    /// Gives `path` and everything under it to `uid`:`gid` (the agent's user before a run, the bot's after).
+    public static func chownTree(_ path: String, uid: UInt32, gid: UInt32) {
+        lchown(path, uid, gid)
+        guard let enumerator = FileManager.default.enumerator(atPath: path) else { return }
+        while let relative = enumerator.nextObject() as? String {
+            lchown(path + "/" + relative, uid, gid)
+        }
+    }
+}
