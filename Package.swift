@@ -76,9 +76,9 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        // Benchmarks that print figures (not tests): `asynccode-bench queue`.
+        // Benchmarks that print figures (not tests): `asynccode-bench queue`, `asynccode-bench e2e`.
         .executableTarget(name: "asynccode-bench", dependencies: [
-            "Queue", "Database",
+            "Queue", "Database", "AsyncCodeApp", "Executor", "GitHubSimulator",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "Logging", package: "swift-log"),

@@ -66,7 +66,8 @@ func makeWorkerServices(
     }
     services.append(ControlCommandWorker(
         name: "\(workerPrefix)-control", api: github, controls: ControlStore(client: client, logger: workerLogger),
-        store: store, signal: signal, catalog: configuration.agents, logger: workerLogger))
+        store: store, signal: signal, catalog: configuration.agents, logger: workerLogger,
+        acknowledging: (queue, executor)))
     return services
 }
 

@@ -7,7 +7,8 @@ import Queue
 import ServiceLifecycle
 
 /// Answers control commands: `cancel`, `retry`, `status`, `help`, and commands that could not be read.
-/// Only collaborators with write access may use them; others get a polite refusal.
+/// Only collaborators with write access may use them; others get a polite refusal. Between commands it
+/// acknowledges new tasks, so a requester hears back even while every task worker runs a long agent.
 public struct ControlCommandWorker<API: GitHubAPI>: Service, CustomStringConvertible {
     let name: String
     let api: API
@@ -18,11 +19,15 @@ public struct ControlCommandWorker<API: GitHubAPI>: Service, CustomStringConvert
     let access: AccessChecker<API>
     let logger: Logger
     let pollInterval: Duration
+    /// Acknowledges new tasks too, so they are answered even while every task worker is busy.
+    let acknowledger: (queue: TaskQueue, executor: TaskExecutor<API>)?
 
     public init(
         name: String, api: API, controls: ControlStore, store: TaskStore, signal: WorkSignal, catalog: AgentCatalog,
-        accessCacheDuration: Duration = .seconds(600), logger: Logger, pollInterval: Duration = .seconds(5)
+        accessCacheDuration: Duration = .seconds(600), logger: Logger, pollInterval: Duration = .seconds(5),
+        acknowledging acknowledger: (queue: TaskQueue, executor: TaskExecutor<API>)? = nil
     ) {
+        self.acknowledger = acknowledger
         self.name = name
         self.api = api
         self.controls = controls
@@ -44,6 +49,10 @@ public struct ControlCommandWorker<API: GitHubAPI>: Service, CustomStringConvert
                 do {
                     if let control = try await controls.claim(worker: name) {
                         await handle(control)
+                        continue
+                    }
+                    if let (queue, executor) = acknowledger, let taskID = try await queue.claimAcknowledgement(worker: name) {
+                        await executor.acknowledge(taskID: taskID, worker: name)
                         continue
                     }
                 } catch {

@@ -113,6 +113,25 @@ func sleeperIsRunning() async throws -> Bool {
         }
     }
 
+    @Test func reviewPostsTheAgentsOutputAsAPullRequestReview() async throws {
+        try await EndToEnd.with { e2e in
+            let issue = e2e.issue()
+            let first = try await e2e.comment("/asynccode fix the readme", on: issue)
+            try await e2e.waitFor(task: first, status: "completed")
+            let pull = try #require(e2e.sim.pullRequests(repositoryID: e2e.repositoryID).first)
+            let head = await e2e.sim.branchHead(repositoryID: e2e.repositoryID, branch: pull.head)
+            let review = try await e2e.comment("/asynccode review --agent ask", on: pull.number)
+            try await e2e.waitFor(task: review, status: "completed")
+            let posted = e2e.sim.reviews.filter { $0.pullNumber == pull.number && $0.author == e2e.setup.app.botLogin }
+            #expect(posted.count == 1)
+            #expect(posted.first?.state == "COMMENTED")
+            #expect(posted.first?.body?.contains("The answer is 42 (task \(review), kind review).") == true)
+            // A review pushes nothing.
+            #expect(await e2e.sim.branchHead(repositoryID: e2e.repositoryID, branch: pull.head) == head)
+            #expect(e2e.botComments(on: pull.number).first?.body.contains("Posted the review") == true)
+        }
+    }
+
     @Test func askAnswersInTheCommentAndPushesNothing() async throws {
         try await EndToEnd.with { e2e in
             let issue = e2e.issue()
@@ -217,6 +236,25 @@ func sleeperIsRunning() async throws -> Bool {
             try await e2e.sim.postUserComment(repositoryID: e2e.repositoryID, issueNumber: issue, body: "/asynccode cancel", author: "alice")
             try await e2e.waitFor(task: taskID, status: "cancelled", timeout: .seconds(30))
             #expect(try await e2e.db.count("tasks") == 1)
+        }
+    }
+
+    @Test func newTasksAreAnsweredWhileEveryWorkerIsBusy() async throws {
+        try await EndToEnd.with(workers: 1) { e2e in
+            let busy = e2e.issue("Busy")
+            let running = try await e2e.comment("/asynccode --agent sleeper wait", on: busy)
+            try await eventually("the only worker runs the agent") { try await sleeperIsRunning() }
+            let waiting = e2e.issue("Waiting")
+            let queued = try await e2e.comment("/asynccode fix the readme", on: waiting)
+            try await eventually("the waiting task is answered", timeout: .seconds(15)) {
+                e2e.botComments(on: waiting).first?.body.contains("Queued") == true
+            }
+            #expect(e2e.sim.reactions.filter { $0.content == "eyes" }.count == 2)
+            #expect(try await e2e.string("SELECT status::text FROM tasks WHERE id = \(queued)") == "pending")
+            try await e2e.sim.postUserComment(repositoryID: e2e.repositoryID, issueNumber: busy, body: "/asynccode cancel", author: "alice")
+            try await e2e.waitFor(task: running, status: "cancelled", timeout: .seconds(30))
+            try await e2e.waitFor(task: queued, status: "completed")
+            #expect(e2e.botComments(on: waiting).count == 1)
         }
     }
 
