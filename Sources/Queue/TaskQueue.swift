@@ -209,8 +209,12 @@ public struct TaskQueue: Sendable {
     public func abandonAcknowledgement(taskID: Int64, worker: String, retryAfter: Duration) async throws {
         let seconds = Double(retryAfter.components.seconds) + Double(retryAfter.components.attoseconds) / 1e18
         try await client.query("""
-            UPDATE tasks SET ack_owner = NULL, ack_until = now() + make_interval(secs => \(seconds))
-            WHERE id = \(taskID) AND ack_owner = \(worker)
+            WITH released AS (
+                UPDATE tasks SET ack_owner = NULL, ack_until = now() + make_interval(secs => \(seconds))
+                WHERE id = \(taskID) AND ack_owner = \(worker)
+                RETURNING id
+            )
+            SELECT pg_notify(\(WorkNotifications.channel), 'task:' || id) FROM released
             """, logger: logger)
     }
 

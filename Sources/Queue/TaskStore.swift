@@ -135,12 +135,16 @@ public struct TaskStore: Sendable {
     /// Records the task's progress comment; returns the task's status then (a task cancelled while it was
     /// being acknowledged needs its comment finalized by the caller).
     public func saveProgressComment(taskID: Int64, commentID: Int64) async throws -> String? {
+        // The task may have been passed over by a claim while it was held: wake the workers.
         let rows = try await client.query("""
-            UPDATE tasks SET progress_comment_id = \(commentID), ack_owner = NULL, ack_until = NULL
-            WHERE id = \(taskID) AND progress_comment_id IS NULL
-            RETURNING status::text
+            WITH saved AS (
+                UPDATE tasks SET progress_comment_id = \(commentID), ack_owner = NULL, ack_until = NULL
+                WHERE id = \(taskID) AND progress_comment_id IS NULL
+                RETURNING status::text
+            )
+            SELECT status, pg_notify(\(WorkNotifications.channel), \("task:\(taskID)"))::text FROM saved
             """, logger: logger)
-        for try await status in rows.decode(String.self) { return status }
+        for try await (status, _) in rows.decode((String, String).self) { return status }
         return nil
     }
 
