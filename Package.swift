@@ -62,8 +62,14 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Yams", package: "Yams"),
         ]),
+        .target(name: "Recovery", dependencies: [
+            "GitHub",
+            .product(name: "PostgresNIO", package: "postgres-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
         .target(name: "AsyncCodeApp", dependencies: [
-            "Models", "Commands", "Intake", "Database", "Queue", "GitHub", "Executor",
+            "Models", "Commands", "Intake", "Database", "Queue", "GitHub", "Executor", "Recovery",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "PostgresNIO", package: "postgres-nio"),
@@ -103,7 +109,7 @@ let package = Package(
         // Checks recorded requests against GitHub's OpenAPI description (GitHub and end-to-end tests).
         .target(name: "GitHubConformance", dependencies: ["GitHubSimulator"], path: "Tests/GitHubConformance"),
         .testTarget(name: "EndToEndTests", dependencies: [
-            "AsyncCodeApp", "Database", "GitHubSimulator", "GitHubConformance", "TestSupport",
+            "AsyncCodeApp", "Database", "GitHub", "GitHubSimulator", "GitHubConformance", "Recovery", "TestSupport",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "PostgresNIO", package: "postgres-nio"),
         ]),

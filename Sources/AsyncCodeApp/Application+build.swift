@@ -5,6 +5,7 @@ import Intake
 import Logging
 import PostgresNIO
 import Queue
+import Recovery
 import ServiceLifecycle
 
 /// Builds the `serve` application: HTTP routes, the PostgreSQL client, the delivery store, the task
@@ -42,11 +43,18 @@ public func buildApplication(
     // Workers start once the migrations are applied.
     let migrated = StartGate()
     var workers: [any Service] = []
-    if configuration.workers > 0, !configuration.hasAppCredentials {
+    if let github = try makeGitHubClient(configuration: configuration, logger: logger) {
+        workers.append(GitHubClientService(client: github))
+        workers += try makeWorkerServices(
+            configuration: configuration, client: client, github: github, logger: logger, workerPrefix: workerPrefix())
+        if let interval = configuration.recoveryInterval {
+            var recoveryLogger = logger
+            recoveryLogger[metadataKey: "component"] = "recovery"
+            workers.append(DeliveryRecovery(log: github, client: client, logger: recoveryLogger, interval: interval))
+        }
+        workers = workers.map { GatedService(gate: migrated, service: $0) }
+    } else if configuration.workers > 0 {
         logger.warning("workers not started: GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY_PATH are needed to run tasks (ASYNCCODE_WORKERS=0 serves webhooks only)")
-    } else {
-        workers = try makeWorkerServices(configuration: configuration, client: client, logger: logger, workerPrefix: workerPrefix())
-            .map { GatedService(gate: migrated, service: $0) }
     }
 
     var app = Application(

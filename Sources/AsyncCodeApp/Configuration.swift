@@ -49,6 +49,10 @@ public struct AppConfiguration: Sendable {
     /// The first retry's delay after a transient failure (`ASYNCCODE_RETRY_BASE_SECONDS`), doubled per attempt.
     public var executorRetryBaseDelay: Duration = .seconds(10)
 
+    /// How often `serve` asks GitHub to redeliver failed webhook deliveries (`ASYNCCODE_RECOVERY_MINUTES`,
+    /// default 5; 0 turns it off). Needs the App's id and key.
+    public var recoveryInterval: Duration? = .seconds(300)
+
     /// Returns whether the App's id and key are set, which the workers need.
     public var hasAppCredentials: Bool { appID != nil && privateKeyPEM != nil }
 
@@ -179,6 +183,7 @@ public struct AppConfiguration: Sendable {
         let leaseSeconds = try number("ASYNCCODE_LEASE_SECONDS", in: 2...3600, default: 60)
         let graceSeconds = try number("ASYNCCODE_SHUTDOWN_GRACE_SECONDS", in: 0...3600, default: 30)
         let retrySeconds = try number("ASYNCCODE_RETRY_BASE_SECONDS", in: 0...3600, default: 10)
+        let recoveryMinutes = try number("ASYNCCODE_RECOVERY_MINUTES", in: 0...1440, default: 5)
         let agents: AgentCatalog
         do {
             agents = try AgentCatalog.load(path: configFilePath)
@@ -208,6 +213,7 @@ public struct AppConfiguration: Sendable {
         configuration.leaseDuration = .seconds(leaseSeconds)
         configuration.shutdownGracePeriod = .seconds(graceSeconds)
         configuration.executorRetryBaseDelay = .seconds(retrySeconds)
+        configuration.recoveryInterval = recoveryMinutes == 0 ? nil : .seconds(recoveryMinutes * 60)
         return configuration
     }
 }

@@ -19,30 +19,27 @@ struct GitHubClientService: Service, CustomStringConvertible {
     }
 }
 
-/// Returns the services that run tasks: the LISTEN connection, `configuration.workers` task workers and
-/// one control-command worker, all sharing `client`. Empty when there are no workers to run.
-///
-/// - Throws: ``ConfigurationError`` when workers are wanted but the App's id or key is missing.
-func makeWorkerServices(
-    configuration: AppConfiguration, client: PostgresClient, logger: Logger, workerPrefix: String
-) throws -> [any Service] {
-    guard configuration.workers > 0 else { return [] }
-    guard let appID = configuration.appID, let privateKeyPEM = configuration.privateKeyPEM else {
-        throw ConfigurationError(
-            setting: configuration.appID == nil ? "GITHUB_APP_ID" : "GITHUB_APP_PRIVATE_KEY_PATH",
-            problem: "is not set; workers need the App's id and private key (or set ASYNCCODE_WORKERS=0)")
-    }
-    let github: GitHubClient
+/// Returns the App's GitHub client, or `nil` when the App's id or key is not configured.
+func makeGitHubClient(configuration: AppConfiguration, logger: Logger) throws -> GitHubClient? {
+    guard let appID = configuration.appID, let privateKeyPEM = configuration.privateKeyPEM else { return nil }
     do {
         let signer = try AppJWTSigner(issuer: appID, privateKeyPEM: privateKeyPEM)
         var githubLogger = logger
         githubLogger[metadataKey: "component"] = "github"
-        github = try GitHubClient(
+        return try GitHubClient(
             configuration: .init(apiURL: configuration.githubAPIURL.absoluteString, caBundlePath: configuration.caBundlePath),
             signer: signer, logger: githubLogger)
     } catch {
         throw ConfigurationError(setting: "GITHUB_APP_PRIVATE_KEY", problem: error.message)
     }
+}
+
+/// Returns the services that run tasks: the LISTEN connection, `configuration.workers` task workers and
+/// one control-command worker, all sharing `client` and `github`. Empty when there are no workers to run.
+func makeWorkerServices(
+    configuration: AppConfiguration, client: PostgresClient, github: GitHubClient, logger: Logger, workerPrefix: String
+) throws -> [any Service] {
+    guard configuration.workers > 0 else { return [] }
     try checkSandbox(configuration.agents, logger: logger)
     var workerLogger = logger
     workerLogger[metadataKey: "component"] = "worker"
@@ -55,10 +52,7 @@ func makeWorkerServices(
     settings.secretValues = SecretValues(configuration.webhookSecrets + [configuration.databaseURL.password].compactMap { $0 })
     let executor = TaskExecutor(
         api: github, store: store, queue: queue, catalog: configuration.agents, settings: settings, logger: workerLogger)
-    var services: [any Service] = [
-        GitHubClientService(client: github),
-        WorkListener(url: configuration.databaseURL, signal: signal, logger: workerLogger),
-    ]
+    var services: [any Service] = [WorkListener(url: configuration.databaseURL, signal: signal, logger: workerLogger)]
     for index in 1...configuration.workers {
         services.append(TaskWorker(
             name: "\(workerPrefix)-\(index)", queue: queue, signal: signal, handler: executor, logger: workerLogger,
@@ -101,7 +95,13 @@ public func runWorkers(configuration: AppConfiguration, logger: Logger) async th
     var databaseLogger = logger
     databaseLogger[metadataKey: "component"] = "database"
     let client = PostgresClient(configuration: configuration.databaseURL.clientConfiguration(), backgroundLogger: databaseLogger)
-    let services = try makeWorkerServices(configuration: configuration, client: client, logger: logger, workerPrefix: workerPrefix())
+    guard let github = try makeGitHubClient(configuration: configuration, logger: logger) else {
+        throw ConfigurationError(
+            setting: configuration.appID == nil ? "GITHUB_APP_ID" : "GITHUB_APP_PRIVATE_KEY_PATH",
+            problem: "is not set; workers need the App's id and private key")
+    }
+    let services = [GitHubClientService(client: github)]
+        + (try makeWorkerServices(configuration: configuration, client: client, github: github, logger: logger, workerPrefix: workerPrefix()))
     let group = ServiceGroup(configuration: .init(
         services: [.init(service: client)] + services.map { .init(service: $0) },
         gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

@@ -120,7 +120,7 @@ struct SimulatorAPI: Sendable {
                 return .json(200, page.map { delivery -> [String: Any] in
                     [
                         "id": delivery.id, "guid": delivery.guid, "delivered_at": iso8601.string(from: delivery.deliveredAt),
-                        "redelivery": delivery.redelivery, "duration": 0.05, "status": delivery.statusCode < 300 ? "OK" : "Invalid HTTP Response: \(delivery.statusCode)",
+                        "redelivery": delivery.redelivery, "duration": 0.05, "status": (200..<300).contains(delivery.statusCode) ? "OK" : delivery.statusCode == 0 ? "failed to connect to host" : "Invalid HTTP Response: \(delivery.statusCode)",
                         "status_code": delivery.statusCode, "event": delivery.event, "action": nullable(delivery.action),
                         "installation_id": nullable(delivery.installationID), "repository_id": nullable(delivery.repositoryID),
                     ]

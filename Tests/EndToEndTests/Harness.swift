@@ -180,6 +180,8 @@ struct EndToEnd: Sendable {
                 configuration.leaseDuration = .seconds(leaseSeconds)
                 configuration.shutdownGracePeriod = .seconds(5)
                 configuration.executorRetryBaseDelay = .seconds(1)
+                // Tests run delivery recovery themselves.
+                configuration.recoveryInterval = nil
 
                 let logs = LogLines()
                 let logger = logs.logger()
