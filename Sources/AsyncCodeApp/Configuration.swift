@@ -3,6 +3,11 @@ import Executor
 import Foundation
 import Logging
 
+/// How log lines are written.
+public enum LogFormat: String, Sendable {
+    case text, json
+}
+
 /// A setting that is missing or malformed. The description names the setting, never its value.
 public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
     public var setting: String
@@ -30,6 +35,8 @@ public struct AppConfiguration: Sendable {
     public var configFilePath: String?
     public var triggerLabel: String
     public var logLevel: Logger.Level
+    /// `text` (default) or `json`: one JSON object per line (`LOG_FORMAT`).
+    public var logFormat: LogFormat = .text
     /// Where the numbered SQL migrations are.
     public var migrationsDirectory: URL
     /// How many intake transactions may be in flight at once (`ASYNCCODE_INTAKE_FLUSHERS`).
@@ -184,6 +191,13 @@ public struct AppConfiguration: Sendable {
         let graceSeconds = try number("ASYNCCODE_SHUTDOWN_GRACE_SECONDS", in: 0...3600, default: 30)
         let retrySeconds = try number("ASYNCCODE_RETRY_BASE_SECONDS", in: 0...3600, default: 10)
         let recoveryMinutes = try number("ASYNCCODE_RECOVERY_MINUTES", in: 0...1440, default: 5)
+        var logFormat = LogFormat.text
+        if let raw = value("LOG_FORMAT") {
+            guard let parsed = LogFormat(rawValue: raw.lowercased()) else {
+                throw ConfigurationError(setting: "LOG_FORMAT", problem: "must be text or json")
+            }
+            logFormat = parsed
+        }
         let agents: AgentCatalog
         do {
             agents = try AgentCatalog.load(path: configFilePath)
@@ -214,6 +228,7 @@ public struct AppConfiguration: Sendable {
         configuration.shutdownGracePeriod = .seconds(graceSeconds)
         configuration.executorRetryBaseDelay = .seconds(retrySeconds)
         configuration.recoveryInterval = recoveryMinutes == 0 ? nil : .seconds(recoveryMinutes * 60)
+        configuration.logFormat = logFormat
         return configuration
     }
 }

@@ -30,11 +30,21 @@ func fail(_ message: String) -> Never {
     exit(1)
 }
 
-func makeLogger(level: Logger.Level) -> Logger {
-    LoggingSystem.bootstrap { label in
-        var handler = StreamLogHandler.standardError(label: label)
-        handler.logLevel = level
-        return handler
+func makeLogger(_ configuration: AppConfiguration) -> Logger {
+    let level = configuration.logLevel
+    switch configuration.logFormat {
+    case .text:
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+    case .json:
+        LoggingSystem.bootstrap { label in
+            var handler = JSONLogHandler(label: label)
+            handler.logLevel = level
+            return handler
+        }
     }
     return Logger(label: "asynccode")
 }
@@ -45,7 +55,7 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = loadConfiguration(requireWebhookSecret: true)
-        let logger = makeLogger(level: configuration.logLevel)
+        let logger = makeLogger(configuration)
         do {
             try await DatabaseProbe.check(configuration.databaseURL, logger: logger)
             let app = try buildApplication(configuration: configuration, logger: logger) { port in
@@ -68,7 +78,7 @@ struct Worker: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = loadConfiguration(requireWebhookSecret: false)
-        let logger = makeLogger(level: configuration.logLevel)
+        let logger = makeLogger(configuration)
         do {
             try await DatabaseProbe.check(configuration.databaseURL, logger: logger)
             logger.info("working", metadata: ["workers": "\(configuration.workers)"])
@@ -88,7 +98,7 @@ struct Migrate: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = loadConfiguration(requireWebhookSecret: false)
-        let logger = makeLogger(level: configuration.logLevel)
+        let logger = makeLogger(configuration)
         do {
             let applied = try await runMigrations(configuration: configuration, logger: logger)
             print(applied.isEmpty ? "migrations: up to date" : "migrations: applied \(applied.map(String.init).joined(separator: ", "))")

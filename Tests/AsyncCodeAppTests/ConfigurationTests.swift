@@ -142,3 +142,44 @@ struct FailingStore: DeliveryRecording {
         #expect(result.stderr.split(separator: "\n").count == 1)
     }
 }
+
+@Suite struct JSONLogTests {
+    final class Lines: @unchecked Sendable {
+        private let lock = NSLock()
+        private var storage: [String] = []
+        var all: [String] { lock.withLock { storage } }
+        func append(_ line: String) { lock.withLock { storage.append(line) } }
+    }
+
+    @Test func writesOneObjectPerLineWithDottedMetadata() throws {
+        let lines = Lines()
+        var logger = Logger(label: "asynccode") { label in JSONLogHandler(label: label) { lines.append($0) } }
+        logger[metadataKey: "repo.fullName"] = "acme/widgets"
+        logger.info("task failed", metadata: ["task.id": "42", "error": "agent \"x\"\nexited", "steps": ["a", "b"]])
+        logger.debug("not shown at info")
+        try #require(lines.all.count == 1)
+        let line = lines.all[0]
+        #expect(line.hasSuffix("\n"))
+        #expect(line.filter { $0 == "\n" }.count == 1)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect(object["level"] as? String == "info")
+        #expect(object["message"] as? String == "task failed")
+        #expect(object["label"] as? String == "asynccode")
+        #expect((object["timestamp"] as? String)?.hasSuffix("Z") == true)
+        let metadata = try #require(object["metadata"] as? [String: Any])
+        #expect(metadata["task.id"] as? String == "42")
+        #expect(metadata["repo.fullName"] as? String == "acme/widgets")
+        #expect(metadata["error"] as? String == "agent \"x\"\nexited")
+        #expect(metadata["steps"] as? [String] == ["a", "b"])
+    }
+
+    @Test func logFormatIsASetting() throws {
+        let base = ["DATABASE_URL": "postgres://u@127.0.0.1/x", "GITHUB_WEBHOOK_SECRET": "s",
+                    "ASYNCCODE_MIGRATIONS_DIR": TestEnvironment.migrationsDirectory.path]
+        #expect(try AppConfiguration.load(environment: base, dotEnvPath: nil).logFormat == .text)
+        #expect(try AppConfiguration.load(environment: base.merging(["LOG_FORMAT": "JSON"]) { $1 }, dotEnvPath: nil).logFormat == .json)
+        #expect(throws: ConfigurationError.self) {
+            try AppConfiguration.load(environment: base.merging(["LOG_FORMAT": "xml"]) { $1 }, dotEnvPath: nil)
+        }
+    }
+}
