@@ -115,6 +115,14 @@ public struct WebhookDecoder: Sendable {
                 body: payload.comment.body, author: payload.comment.user, envelope: envelope,
                 issueNumber: payload.pull_request.number, isPullRequest: true, source: .reviewComment,
                 commentID: payload.comment.id, url: payload.comment.html_url, to: &plan)
+            // The agent needs to know where the comment is.
+            if let path = payload.comment.path {
+                let hunk = (payload.comment.diff_hunk ?? "").split(separator: "\n", omittingEmptySubsequences: false)
+                    .suffix(12).joined(separator: "\n")
+                let location = "(A review comment on `\(path)`\(payload.comment.line.map { " line \($0)" } ?? ""))"
+                let context = hunk.isEmpty ? location : location + "\n```diff\n" + String(decoding: hunk.utf8.prefix(4096), as: UTF8.self) + "\n```"
+                for index in plan.tasks.indices { plan.tasks[index].prompt += "\n\n" + context }
+            }
         case "issues":
             let (envelope, payload) = try start(IssuesEvent.self)
             applyLabel(payload, envelope: envelope, to: &plan)

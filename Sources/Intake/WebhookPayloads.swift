@@ -50,6 +50,10 @@ struct CommentPayload: Decodable {
     var body: String?
     var user: UserPayload?
     var html_url: String?
+    /// For a review comment: the file and line it is on, and the diff around it.
+    var path: String?
+    var line: Int64?
+    var diff_hunk: String?
 }
 
 struct PullRequestPayload: Decodable {

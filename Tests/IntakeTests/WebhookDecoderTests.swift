@@ -167,7 +167,8 @@ func setPath(_ object: inout [String: Any], _ keys: [String], _ value: Any) {
         }
         let commentPlan = try decoder.plan(event: "pull_request_review_comment", deliveryID: "g", body: comment)
         #expect(commentPlan.tasks.first?.origin.source == .reviewComment)
-        #expect(commentPlan.tasks.first?.prompt == "rename this")
+        // The fixture's comment is on README.md line 265: the prompt says so.
+        #expect(commentPlan.tasks.first?.prompt.hasPrefix("rename this\n\n(A review comment on `README.md` line 265)") == true)
     }
 
     @Test func pullRequestStates() throws {
@@ -307,5 +308,20 @@ func setPath(_ object: inout [String: Any], _ keys: [String], _ value: Any) {
         let plan = try decoder.plan(event: "pull_request_review", deliveryID: "g", body: try review(
             state: "commented", body: "/asynccode rename the helper"))
         #expect(plan.tasks.map(\.prompt) == ["rename the helper"])
+    }
+}
+
+@Suite struct ReviewCommentContextTests {
+    @Test func aCommandOnALineCarriesTheFileLineAndDiff() throws {
+        let body = try editedFixture("pull_request_review_comment/created.payload.json") { object in
+            setPath(&object, ["comment", "body"], "/asynccode rename this heading")
+            setPath(&object, ["comment", "path"], "docs/guide.md")
+            setPath(&object, ["comment", "line"], 12)
+            setPath(&object, ["comment", "diff_hunk"], "@@ -10,3 +10,3 @@\n-# Old\n+# Néw")
+        }
+        let plan = try WebhookDecoder().plan(event: "pull_request_review_comment", deliveryID: "g", body: body)
+        try #require(plan.tasks.count == 1)
+        #expect(plan.tasks[0].prompt == "rename this heading\n\n(A review comment on `docs/guide.md` line 12)\n```diff\n@@ -10,3 +10,3 @@\n-# Old\n+# Néw\n```")
+        #expect(plan.tasks[0].origin.source == .reviewComment)
     }
 }
