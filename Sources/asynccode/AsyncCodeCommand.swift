@@ -49,6 +49,19 @@ func makeLogger(_ configuration: AppConfiguration) -> Logger {
     return Logger(label: "asynccode")
 }
 
+/// Runs a long-lived command; a failure exits with one line saying what kind it was.
+func runOrFail(_ body: () async throws -> Void) async {
+    do {
+        try await body()
+    } catch let error as ConfigurationError {
+        fail("configuration error: \(error)")
+    } catch let error as DatabaseError {
+        fail("database error: \(error.message)")
+    } catch {
+        fail("stopped: \(describe(error))")
+    }
+}
+
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serve webhooks and run ASYNCCODE_WORKERS task workers (default 2). Applies migrations first.")
@@ -56,18 +69,12 @@ struct Serve: AsyncParsableCommand {
     func run() async throws {
         let configuration = loadConfiguration(requireWebhookSecret: true)
         let logger = makeLogger(configuration)
-        do {
+        await runOrFail {
             try await DatabaseProbe.check(configuration.databaseURL, logger: logger)
             let app = try buildApplication(configuration: configuration, logger: logger) { port in
                 logger.info("serving", metadata: ["http.host": "\(configuration.host)", "http.port": "\(port)"])
             }
             try await app.runService()
-        } catch let error as ConfigurationError {
-            fail("configuration error: \(error)")
-        } catch let error as DatabaseError {
-            fail("database error: \(error.message)")
-        } catch {
-            fail("stopped: \(describe(error))")
         }
     }
 }
@@ -79,16 +86,10 @@ struct Worker: AsyncParsableCommand {
     func run() async throws {
         let configuration = loadConfiguration(requireWebhookSecret: false)
         let logger = makeLogger(configuration)
-        do {
+        await runOrFail {
             try await DatabaseProbe.check(configuration.databaseURL, logger: logger)
             logger.info("working", metadata: ["workers": "\(configuration.workers)"])
             try await runWorkers(configuration: configuration, logger: logger)
-        } catch let error as ConfigurationError {
-            fail("configuration error: \(error)")
-        } catch let error as DatabaseError {
-            fail("database error: \(error.message)")
-        } catch {
-            fail("stopped: \(describe(error))")
         }
     }
 }

@@ -115,7 +115,7 @@ struct EndToEnd: Sendable {
     let privateDirectory: String
     let configPath: String
     let workspaceDirectory: String
-    let logs: LogLines
+    let logs: LogCapture
 
     var repositoryID: Int64 { setup.repository.id }
 
@@ -183,8 +183,8 @@ struct EndToEnd: Sendable {
                 // Tests run delivery recovery themselves.
                 configuration.recoveryInterval = nil
 
-                let logs = LogLines()
-                let logger = logs.logger()
+                let logs = LogCapture()
+                let logger = logs.logger(label: "e2e", level: .debug)
                 let port = Mutex<Int?>(nil)
                 let app = try buildApplication(configuration: configuration, logger: logger) { bound in
                     port.withLock { $0 = bound }
@@ -297,31 +297,4 @@ func eventually(
     if try await condition() { return }
     Issue.record("timed out waiting until \(what())")
     throw CancellationError()
-}
-
-/// Keeps every log line the application writes, to check for secrets.
-final class LogLines: Sendable {
-    private let storage = Mutex<[String]>([])
-    var lines: [String] { storage.withLock { $0 } }
-
-    func logger() -> Logger {
-        var logger = Logger(label: "e2e") { _ in Handler(sink: self) }
-        logger.logLevel = .debug
-        return logger
-    }
-
-    struct Handler: LogHandler {
-        let sink: LogLines
-        var metadata: Logger.Metadata = [:]
-        var logLevel: Logger.Level = .debug
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-            get { metadata[key] }
-            set { metadata[key] = newValue }
-        }
-
-        func log(event: LogEvent) {
-            let all = metadata.merging(event.metadata ?? [:]) { $1 }
-            sink.storage.withLock { $0.append("\(event.level) \(event.message) \(all)") }
-        }
-    }
 }

@@ -4,6 +4,7 @@ import GitHub
 import GitHubSimulator
 import Logging
 import Testing
+import TestSupport
 
 /// A clock whose sleeps return at once, advance `now` and are recorded.
 final class ManualClock: GitHubClock, @unchecked Sendable {
@@ -28,35 +29,6 @@ final class ManualClock: GitHubClock, @unchecked Sendable {
 
 extension Duration {
     var totalSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}
-
-/// Collects every log line (message and metadata) for secret checks.
-final class LogCapture: @unchecked Sendable {
-    private let lock = NSLock()
-    private var storage: [String] = []
-    var lines: [String] { lock.withLock { storage } }
-    func append(_ line: String) { lock.withLock { storage.append(line) } }
-
-    func logger(label: String = "test") -> Logger {
-        var logger = Logger(label: label) { _ in CapturingHandler(capture: self) }
-        logger.logLevel = .trace
-        return logger
-    }
-
-    struct CapturingHandler: LogHandler {
-        let capture: LogCapture
-        var metadata: Logger.Metadata = [:]
-        var logLevel: Logger.Level = .trace
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-            get { metadata[key] }
-            set { metadata[key] = newValue }
-        }
-        func log(event: LogEvent) {
-            let all = self.metadata.merging(event.metadata ?? [:]) { $1 }
-            let error = event.error.map { " error=\($0)" } ?? ""
-            capture.append("\(event.level) \(event.message) \(all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))\(error)")
-        }
-    }
 }
 
 /// A simulator with one App, installation and repository, and a client for it.
