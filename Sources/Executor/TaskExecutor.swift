@@ -426,7 +426,7 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
             try? await store.recordPullRequestLink(taskID: record.id, number: Int64(pullNumber), url: pullURL)
         }
         let link = pullNumber.map { number in pullURL.map { "[#\(number)](\($0))" } ?? "#\(number)" } ?? "`\(plan.workBranch)`"
-        let duration = ProgressReport.duration(seconds: Self.seconds(ContinuousClock.now - run.started))
+        let duration = ProgressReport.duration(seconds: (ContinuousClock.now - run.started).inSeconds)
         var details = plan.followUp
             ? "Pushed \(String(hash.prefix(7))) to \(link)."
             : "Opened \(link)."
@@ -444,7 +444,7 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
         run.report.finishRunning(.done)
         run.report.state = .completed
         if run.report.details?.contains("| Duration |") != true {
-            let duration = ProgressReport.duration(seconds: Self.seconds(ContinuousClock.now - run.started))
+            let duration = ProgressReport.duration(seconds: (ContinuousClock.now - run.started).inSeconds)
             run.report.details = (run.report.details.map { $0 + "\n\n" } ?? "") + "Took \(duration)."
         }
         try? await queue.appendEvent(taskID: run.record.id, step: "completed")
@@ -479,7 +479,7 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
 
     /// Returns the delay before attempt `attempt + 1`: doubling from the base, capped at 10 minutes, with jitter.
     func backoff(attempt: Int) -> Duration {
-        let base = Self.seconds(settings.retryBaseDelay)
+        let base = settings.retryBaseDelay.inSeconds
         let delay = min(600, base * pow(2, Double(max(0, attempt - 1))))
         return .milliseconds(Int64(delay * Double.random(in: 0.5...1.0) * 1000))
     }
@@ -646,9 +646,6 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
         return line.count > 300 ? String(line.prefix(299)) + "…" : line
     }
 
-    static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-    }
 }
 
 /// Counts the tasks using each repository's installation token in this process, so the token is revoked

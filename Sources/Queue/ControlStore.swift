@@ -38,7 +38,6 @@ public struct ControlStore: Sendable {
 
     /// Claims the oldest pending control command for `worker`; `nil` when none.
     public func claim(worker: String, lease: Duration = .seconds(60)) async throws -> ClaimedControl? {
-        let seconds = Double(lease.components.seconds)
         let rows = try await client.query("""
             WITH next AS (
                 SELECT id FROM control_commands
@@ -46,7 +45,7 @@ public struct ControlStore: Sendable {
                 ORDER BY created_at, id FOR UPDATE SKIP LOCKED LIMIT 1
             ), claimed AS (
                 UPDATE control_commands c SET lease_owner = \(worker), attempts = c.attempts + 1,
-                    lease_expires_at = now() + make_interval(secs => \(seconds))
+                    lease_expires_at = now() + make_interval(secs => \(lease.inSeconds))
                 FROM next WHERE c.id = next.id
                 RETURNING c.*
             )
@@ -83,9 +82,8 @@ public struct ControlStore: Sendable {
 
     /// Puts the command back to run again after `delay` (a transient failure).
     public func postpone(id: Int64, worker: String, delay: Duration, error: String) async throws {
-        let seconds = Double(delay.components.seconds)
         try await client.query("""
-            UPDATE control_commands SET run_after = now() + make_interval(secs => \(seconds)), result = \(error),
+            UPDATE control_commands SET run_after = now() + make_interval(secs => \(delay.inSeconds)), result = \(error),
                                         lease_owner = NULL, lease_expires_at = NULL
             WHERE id = \(id) AND lease_owner = \(worker)
             """, logger: logger)

@@ -46,10 +46,6 @@ public struct TaskQueue: Sendable {
         self.leaseDuration = leaseDuration
     }
 
-    private var leaseSeconds: Double {
-        Double(leaseDuration.components.seconds) + Double(leaseDuration.components.attoseconds) / 1e18
-    }
-
     /// Claims the next runnable task for `worker`: highest priority first, then oldest, only tasks whose
     /// `run_after` has passed and whose issue or pull request has no running task. Returns `nil` when none.
     public func claim(worker: String) async throws -> ClaimedTask? {
@@ -69,7 +65,7 @@ public struct TaskQueue: Sendable {
                 )
                 UPDATE tasks SET
                     status = 'running', attempts = tasks.attempts + 1, lease_owner = \(worker),
-                    lease_expires_at = now() + make_interval(secs => \(leaseSeconds)),
+                    lease_expires_at = now() + make_interval(secs => \(leaseDuration.inSeconds)),
                     started_at = COALESCE(tasks.started_at, now()), error = NULL, ack_owner = NULL
                 FROM next WHERE tasks.id = next.id
                 RETURNING tasks.id, tasks.kind::text, tasks.repository_id, tasks.issue_number, tasks.is_pull_request,
@@ -92,7 +88,7 @@ public struct TaskQueue: Sendable {
     /// Extends `worker`'s lease on `taskID`; returns `false` when the lease was lost (stop working on it).
     public func renewLease(taskID: Int64, worker: String) async throws -> Bool {
         let rows = try await client.query("""
-            UPDATE tasks SET lease_expires_at = now() + make_interval(secs => \(leaseSeconds))
+            UPDATE tasks SET lease_expires_at = now() + make_interval(secs => \(leaseDuration.inSeconds))
             WHERE id = \(taskID) AND lease_owner = \(worker) AND status = 'running'
             RETURNING id
             """, logger: logger)
@@ -117,12 +113,11 @@ public struct TaskQueue: Sendable {
     public func fail(
         taskID: Int64, worker: String, error message: String, retryable: Bool, retryDelay: Duration = .zero
     ) async throws -> String? {
-        let delay = Double(retryDelay.components.seconds) + Double(retryDelay.components.attoseconds) / 1e18
         let rows = try await client.query("""
             UPDATE tasks SET
                 status = CASE WHEN \(retryable) AND attempts < max_attempts THEN 'pending'::task_status
                               ELSE 'failed'::task_status END,
-                run_after = now() + make_interval(secs => \(delay)),
+                run_after = now() + make_interval(secs => \(retryDelay.inSeconds)),
                 completed_at = CASE WHEN \(retryable) AND attempts < max_attempts THEN NULL ELSE now() END,
                 error = \(message), lease_owner = NULL, lease_expires_at = NULL
             WHERE id = \(taskID) AND lease_owner = \(worker) AND status = 'running'
@@ -191,9 +186,8 @@ public struct TaskQueue: Sendable {
     /// Takes the oldest pending task that has no progress comment yet, for `worker` to acknowledge; the
     /// task cannot be claimed (or acknowledged by another worker) for `hold`. Returns `nil` when none.
     public func claimAcknowledgement(worker: String, hold: Duration = .seconds(30)) async throws -> Int64? {
-        let seconds = Double(hold.components.seconds) + Double(hold.components.attoseconds) / 1e18
         let rows = try await client.query("""
-            UPDATE tasks SET ack_owner = \(worker), ack_until = now() + make_interval(secs => \(seconds))
+            UPDATE tasks SET ack_owner = \(worker), ack_until = now() + make_interval(secs => \(hold.inSeconds))
             WHERE id = (SELECT id FROM tasks
                         WHERE status = 'pending' AND progress_comment_id IS NULL
                           AND (ack_until IS NULL OR ack_until < now())
@@ -207,10 +201,9 @@ public struct TaskQueue: Sendable {
     /// Gives up `worker`'s acknowledgement of `taskID` without a comment: it may be tried again after
     /// `retryAfter`, and the task may be claimed at once (its worker acknowledges it then).
     public func abandonAcknowledgement(taskID: Int64, worker: String, retryAfter: Duration) async throws {
-        let seconds = Double(retryAfter.components.seconds) + Double(retryAfter.components.attoseconds) / 1e18
         try await client.query("""
             WITH released AS (
-                UPDATE tasks SET ack_owner = NULL, ack_until = now() + make_interval(secs => \(seconds))
+                UPDATE tasks SET ack_owner = NULL, ack_until = now() + make_interval(secs => \(retryAfter.inSeconds))
                 WHERE id = \(taskID) AND ack_owner = \(worker)
                 RETURNING id
             )

@@ -182,11 +182,10 @@ public struct TaskStore: Sendable {
 
     /// Returns the access level cached for the account on the repository if checked within `maxAge`.
     public func cachedAccess(accountID: Int64, repositoryID: Int64, maxAge: Duration) async throws -> String? {
-        let seconds = Double(maxAge.components.seconds)
         let rows = try await client.query("""
             SELECT access_level::text FROM user_repository_access
             WHERE account_id = \(accountID) AND repository_id = \(repositoryID)
-              AND checked_at > now() - make_interval(secs => \(seconds))
+              AND checked_at > now() - make_interval(secs => \(maxAge.inSeconds))
             """, logger: logger)
         for try await level in rows.decode(String.self) { return level }
         return nil
@@ -293,14 +292,7 @@ public struct TaskStore: Sendable {
                 ORDER BY created_at DESC, id DESC LIMIT \(limit)) recent
             ORDER BY created_at, id
             """, logger: logger)
-        var tasks: [ThreadTask] = []
-        for try await (id, kind, status, agent, prURL, error, createdAt, commentID)
-            in rows.decode((Int64, String, String, String?, String?, String?, Date, Int64?).self) {
-            tasks.append(ThreadTask(
-                id: id, kind: kind, status: status, agent: agent, prURL: prURL, error: error, createdAt: createdAt,
-                progressCommentID: commentID))
-        }
-        return tasks
+        return try await Self.threadTasks(from: rows)
     }
 
     /// Cancels the thread's pending tasks at once and asks its running ones to stop. Returns the cancelled
@@ -314,13 +306,7 @@ public struct TaskStore: Sendable {
             WHERE repository_id = \(repositoryID) AND issue_number = \(issueNumber) AND status = 'pending'
             RETURNING id, kind::text, status::text, agent, pr_url, error, created_at, progress_comment_id
             """, logger: logger)
-        var cancelled: [ThreadTask] = []
-        for try await (id, kind, status, agent, prURL, error, createdAt, commentID)
-            in pending.decode((Int64, String, String, String?, String?, String?, Date, Int64?).self) {
-            cancelled.append(ThreadTask(
-                id: id, kind: kind, status: status, agent: agent, prURL: prURL, error: error, createdAt: createdAt,
-                progressCommentID: commentID))
-        }
+        let cancelled = try await Self.threadTasks(from: pending)
         let running = try await client.query("""
             UPDATE tasks SET cancel_requested_at = COALESCE(cancel_requested_at, now())
             WHERE repository_id = \(repositoryID) AND issue_number = \(issueNumber) AND status = 'running'
@@ -329,6 +315,18 @@ public struct TaskStore: Sendable {
         var stopping: [Int64] = []
         for try await id in running.decode(Int64.self) { stopping.append(id) }
         return (cancelled.sorted { $0.id < $1.id }, stopping.sorted())
+    }
+
+    /// Decodes rows of `id, kind, status, agent, pr_url, error, created_at, progress_comment_id`.
+    private static func threadTasks(from rows: PostgresRowSequence) async throws -> [ThreadTask] {
+        var tasks: [ThreadTask] = []
+        for try await (id, kind, status, agent, prURL, error, createdAt, commentID)
+            in rows.decode((Int64, String, String, String?, String?, String?, Date, Int64?).self) {
+            tasks.append(ThreadTask(
+                id: id, kind: kind, status: status, agent: agent, prURL: prURL, error: error, createdAt: createdAt,
+                progressCommentID: commentID))
+        }
+        return tasks
     }
 
     /// Queues the thread's most recent failed or cancelled task again with fresh attempts; returns its id,

@@ -274,14 +274,8 @@ struct EndToEnd: Sendable {
 
 /// Returns the test cluster's data folder (from `scripts/setup`'s env file), for the jail tests.
 func postgresDataDirectory() -> String {
-    if let value = ProcessInfo.processInfo.environment["ASYNCCODE_PG_DATA"], !value.isEmpty { return value }
-    let envFile = TestEnvironment.packageRoot.appendingPathComponent(".local/postgres/env")
-    if let text = try? String(contentsOf: envFile, encoding: .utf8),
-       let line = text.split(separator: "\n").first(where: { $0.contains("ASYNCCODE_PG_DATA=") }),
-       let start = line.firstIndex(of: "'"), let end = line.lastIndex(of: "'"), start < end {
-        return String(line[line.index(after: start)..<end])
-    }
-    return TestEnvironment.packageRoot.appendingPathComponent(".local/postgres/data").path
+    TestEnvironment.setupValue("ASYNCCODE_PG_DATA")
+        ?? TestEnvironment.packageRoot.appendingPathComponent(".local/postgres/data").path
 }
 
 /// Polls `condition` until it holds or `timeout` passes (then records a failure and throws).

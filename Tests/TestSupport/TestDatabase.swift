@@ -31,17 +31,19 @@ public enum TestEnvironment {
         return paths
     }
 
+    /// Returns `name` from the process environment, else from the env file `scripts/setup` wrote.
+    public static func setupValue(_ name: String) -> String? {
+        if let value = ProcessInfo.processInfo.environment[name], !value.isEmpty { return value }
+        let envFile = packageRoot.appendingPathComponent(".local/postgres/env")
+        guard let text = try? String(contentsOf: envFile, encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.contains(" \(name)=") }),
+              let start = line.firstIndex(of: "'"), let end = line.lastIndex(of: "'"), start < end else { return nil }
+        return String(line[line.index(after: start)..<end])
+    }
+
     /// The administrative URL: `ASYNCCODE_TEST_DATABASE_URL`, or the one `scripts/setup` wrote.
     public static func adminURL() throws -> DatabaseURL {
-        if let url = ProcessInfo.processInfo.environment["ASYNCCODE_TEST_DATABASE_URL"], !url.isEmpty {
-            return try DatabaseURL(url)
-        }
-        let envFile = packageRoot.appendingPathComponent(".local/postgres/env")
-        if let text = try? String(contentsOf: envFile, encoding: .utf8),
-           let line = text.split(separator: "\n").first(where: { $0.contains("ASYNCCODE_TEST_DATABASE_URL=") }),
-           let start = line.firstIndex(of: "'"), let end = line.lastIndex(of: "'"), start < end {
-            return try DatabaseURL(String(line[line.index(after: start)..<end]))
-        }
+        if let url = setupValue("ASYNCCODE_TEST_DATABASE_URL") { return try DatabaseURL(url) }
         throw TestSetupError("no test database: run scripts/test (it starts PostgreSQL and sets ASYNCCODE_TEST_DATABASE_URL)")
     }
 
