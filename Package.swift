@@ -70,6 +70,7 @@ let package = Package(
         ]),
         .target(name: "AsyncCodeApp", dependencies: [
             "Models", "Commands", "Intake", "Database", "Queue", "GitHub", "Executor", "Recovery",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "PostgresNIO", package: "postgres-nio"),
@@ -77,8 +78,13 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Yams", package: "Yams"),
         ]),
+        // `asynccode demo`: the whole pipeline against the GitHub simulator.
+        .target(name: "Demo", dependencies: [
+            "AsyncCodeApp", "Database", "Executor", "Queue", "GitHubSimulator",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .executableTarget(name: "asynccode", dependencies: [
-            "AsyncCodeApp",
+            "AsyncCodeApp", "Demo", "Database",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -109,7 +115,10 @@ let package = Package(
         // Checks recorded requests against GitHub's OpenAPI description (GitHub and end-to-end tests).
         .target(name: "GitHubConformance", dependencies: ["GitHubSimulator"], path: "Tests/GitHubConformance"),
         .testTarget(name: "EndToEndTests", dependencies: [
-            "AsyncCodeApp", "Database", "GitHub", "GitHubSimulator", "GitHubConformance", "Recovery", "TestSupport",
+            "AsyncCodeApp", "Database", "Executor", "GitHub", "GitHubSimulator", "GitHubConformance", "Recovery", "TestSupport",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "PostgresNIO", package: "postgres-nio"),
         ]),

@@ -31,8 +31,9 @@ public func buildApplication(
         client: client, logger: databaseLogger, flushers: configuration.intakeFlushers, fallbackURL: configuration.databaseURL)
 
     let router = Router()
+    let secrets = WebhookSecrets(configuration.webhookSecrets)
     WebhookController(
-        verifier: WebhookVerifier(secrets: configuration.webhookSecrets),
+        secrets: secrets,
         decoder: WebhookDecoder(settings: IntakeSettings(triggerLabel: configuration.triggerLabel)),
         store: store,
         logger: logger
@@ -40,23 +41,24 @@ public func buildApplication(
     HealthController(readiness: DatabaseReadiness(client: client, migrator: migrator, logger: databaseLogger))
         .addRoutes(to: router)
 
-    // Workers start once the migrations are applied.
+    // Workers start once the migrations are applied, and once the App is registered when the setup
+    // wizard is still to run.
     let migrated = StartGate()
     var workers: [any Service] = []
-    if let github = try makeGitHubClient(configuration: configuration, logger: logger) {
-        workers.append(GitHubClientService(client: github))
-        workers += try makeWorkerServices(
-            configuration: configuration, client: client, github: github, logger: logger, workerPrefix: workerPrefix())
-        if let interval = configuration.recoveryInterval {
-            var recoveryLogger = logger
-            recoveryLogger[metadataKey: "component"] = "recovery"
-            workers.append(DeliveryRecovery(log: github, client: client, logger: recoveryLogger, interval: interval))
+    if configuration.hasAppCredentials {
+        guard !configuration.webhookSecrets.isEmpty else {
+            throw ConfigurationError(setting: "GITHUB_WEBHOOK_SECRET", problem: "is not set (the App's webhook secret)")
         }
-        workers = workers.map { GatedService(gate: migrated, service: $0) }
-    } else if configuration.workers > 0 {
-        logger.warning("workers not started: GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY_PATH are needed to run tasks (ASYNCCODE_WORKERS=0 serves webhooks only)")
+        workers = try makeAppServices(configuration: configuration, client: client, logger: logger)
+            .map { GatedService(gate: migrated, service: $0) }
+    } else {
+        let completion = SetupCompletion()
+        SetupWizard(configuration: configuration, secrets: secrets, completion: completion, logger: logger).addRoutes(to: router)
+        workers = [DeferredAppServices(completion: completion, migrated: migrated, client: client, logger: logger)]
+        logger.notice("no GitHub App configured: open the setup page (its address and token are printed at start) to register one; webhooks answer 503 until then", metadata: [
+            "setup.url": "\(configuration.setupPageURL(withToken: false))",
+        ])
     }
-
     var app = Application(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),

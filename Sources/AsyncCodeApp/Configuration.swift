@@ -60,6 +60,27 @@ public struct AppConfiguration: Sendable {
     /// default 5; 0 turns it off). Needs the App's id and key.
     public var recoveryInterval: Duration? = .seconds(300)
 
+    /// This server's public URL (`ASYNCCODE_PUBLIC_URL`): the setup wizard puts it in the App manifest's
+    /// webhook and redirect URLs.
+    public var publicURL: URL?
+    /// GitHub's web address (`GITHUB_WEB_URL`), where the setup wizard posts the manifest; derived from
+    /// `GITHUB_API_URL` by default.
+    public var githubWebURL: URL?
+    /// The one-time token the setup page asks for (`ASYNCCODE_SETUP_TOKEN`; random when unset).
+    public var setupToken: String = randomToken()
+    /// Where the setup wizard writes `.env` and the App's key file (the working directory).
+    public var setupDirectory: String = FileManager.default.currentDirectoryPath
+
+    /// Returns GitHub's web address: `githubWebURL`, else `https://github.com` for `api.github.com`,
+    /// `https://HOST` for `https://HOST/api/v3`, and the API URL itself otherwise (a GitHub stand-in).
+    public var resolvedGitHubWebURL: URL {
+        if let githubWebURL { return githubWebURL }
+        if githubAPIURL.host == "api.github.com" { return URL(string: "https://github.com")! }
+        let text = githubAPIURL.absoluteString
+        if text.hasSuffix("/api/v3") { return URL(string: String(text.dropLast("/api/v3".count)))! }
+        return githubAPIURL
+    }
+
     /// Returns whether the App's id and key are set, which the workers need.
     public var hasAppCredentials: Bool { appID != nil && privateKeyPEM != nil }
 
@@ -82,6 +103,19 @@ public struct AppConfiguration: Sendable {
         self.migrationsDirectory = migrationsDirectory
     }
 
+    /// Returns the raw settings: `.env`'s, overridden by the environment's.
+    public static func settings(
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        dotEnvPath: String? = FileManager.default.currentDirectoryPath + "/.env"
+    ) throws(ConfigurationError) -> [String: String] {
+        var values: [String: String] = [:]
+        if let dotEnvPath, FileManager.default.fileExists(atPath: dotEnvPath) {
+            values = try DotEnv.parse(path: dotEnvPath)
+        }
+        values.merge(environment) { _, process in process }
+        return values
+    }
+
     /// Reads the settings.
     ///
     /// - Parameters:
@@ -94,11 +128,7 @@ public struct AppConfiguration: Sendable {
         dotEnvPath: String? = FileManager.default.currentDirectoryPath + "/.env",
         requireWebhookSecret: Bool = true
     ) throws(ConfigurationError) -> AppConfiguration {
-        var values: [String: String] = [:]
-        if let dotEnvPath, FileManager.default.fileExists(atPath: dotEnvPath) {
-            values = try DotEnv.parse(path: dotEnvPath)
-        }
-        values.merge(environment) { _, process in process }
+        let values = try settings(environment: environment, dotEnvPath: dotEnvPath)
         func value(_ name: String) -> String? {
             guard let raw = values[name]?.trimmingCharacters(in: .whitespaces), !raw.isEmpty else { return nil }
             return raw
@@ -144,6 +174,21 @@ public struct AppConfiguration: Sendable {
         guard let apiURL = URL(string: apiURLString.hasSuffix("/") ? String(apiURLString.dropLast()) : apiURLString),
               let scheme = apiURL.scheme, scheme == "https" || scheme == "http", apiURL.host != nil else {
             throw ConfigurationError(setting: "GITHUB_API_URL", problem: "must be an http(s) URL such as https://api.github.com")
+        }
+
+        func httpURL(_ name: String, example: String) throws(ConfigurationError) -> URL? {
+            guard var text = value(name) else { return nil }
+            while text.hasSuffix("/") { text.removeLast() }
+            guard let url = URL(string: text), let scheme = url.scheme, scheme == "https" || scheme == "http", url.host != nil else {
+                throw ConfigurationError(setting: name, problem: "must be an http(s) URL such as \(example)")
+            }
+            return url
+        }
+        let publicURL = try httpURL("ASYNCCODE_PUBLIC_URL", example: "https://asynccode.example.com")
+        let webURL = try httpURL("GITHUB_WEB_URL", example: "https://github.com")
+        let setupToken = value("ASYNCCODE_SETUP_TOKEN")
+        if let setupToken, setupToken.count < 16 {
+            throw ConfigurationError(setting: "ASYNCCODE_SETUP_TOKEN", problem: "must be at least 16 characters")
         }
 
         let host = value("HOST") ?? "127.0.0.1"
@@ -229,6 +274,10 @@ public struct AppConfiguration: Sendable {
         configuration.executorRetryBaseDelay = .seconds(retrySeconds)
         configuration.recoveryInterval = recoveryMinutes == 0 ? nil : .seconds(recoveryMinutes * 60)
         configuration.logFormat = logFormat
+        configuration.publicURL = publicURL
+        configuration.githubWebURL = webURL
+        if let setupToken { configuration.setupToken = setupToken }
+        if let dotEnvPath { configuration.setupDirectory = URL(fileURLWithPath: dotEnvPath).deletingLastPathComponent().path }
         return configuration
     }
 }
@@ -256,9 +305,18 @@ enum DotEnv {
             if value.count >= 2, let first = value.first, first == "\"" || first == "'", value.last == first {
                 value = String(value.dropFirst().dropLast())
                 if first == "\"" { value = value.replacingOccurrences(of: "\\n", with: "\n") }
+            } else if let comment = value.range(of: " #") {
+                // `KEY=value # note`: the note is not part of an unquoted value.
+                value = value[..<comment.lowerBound].trimmingCharacters(in: .whitespaces)
             }
             values[key] = value
         }
         return values
     }
+}
+
+/// Returns 32 random characters from [a-z0-9].
+func randomToken() -> String {
+    let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789")
+    return String((0..<32).map { _ in alphabet[Int.random(in: 0..<alphabet.count)] })
 }

@@ -6,6 +6,7 @@ import Logging
 import Models
 import NIOCore
 import Queue
+import Synchronization
 
 /// What the webhook route needs from the database: record one delivery and say what came of it.
 public protocol DeliveryRecording: Sendable {
@@ -14,6 +15,24 @@ public protocol DeliveryRecording: Sendable {
 }
 
 extension DeliveryStore: DeliveryRecording {}
+
+/// The webhook secrets in use: none until the setup wizard registers the App, then the App's.
+public final class WebhookSecrets: Sendable {
+    private let current: Mutex<WebhookVerifier?>
+
+    /// Creates the holder with `secrets` (current first, then previous); empty means not set up.
+    public init(_ secrets: [String]) {
+        current = Mutex(secrets.isEmpty ? nil : WebhookVerifier(secrets: secrets))
+    }
+
+    /// Returns the verifier, or nil while no secret is set.
+    var verifier: WebhookVerifier? { current.withLock { $0 } }
+
+    /// Starts accepting signatures made with `secrets` instead.
+    public func replace(with secrets: [String]) {
+        current.withLock { $0 = secrets.isEmpty ? nil : WebhookVerifier(secrets: secrets) }
+    }
+}
 
 /// A refused webhook request, answered with its status and a short JSON message.
 struct WebhookRejection: HTTPResponseError {
@@ -33,13 +52,14 @@ public struct WebhookController<Store: DeliveryRecording>: Sendable {
     /// GitHub caps webhook payloads at 25 MB.
     public static var maxBodyBytes: Int { 25 * 1024 * 1024 }
 
-    let verifier: WebhookVerifier
+    let secrets: WebhookSecrets
     let decoder: WebhookDecoder
     let store: Store
     let logger: Logger
 
-    public init(verifier: WebhookVerifier, decoder: WebhookDecoder, store: Store, logger: Logger) {
-        self.verifier = verifier
+    /// Creates the controller; `secrets` may be empty until the setup wizard registers the App.
+    public init(secrets: WebhookSecrets, decoder: WebhookDecoder, store: Store, logger: Logger) {
+        self.secrets = secrets
         self.decoder = decoder
         self.store = store
         self.logger = logger
@@ -94,6 +114,9 @@ public struct WebhookController<Store: DeliveryRecording>: Sendable {
             throw WebhookRejection(status: .contentTooLarge, message: "payload larger than 25 MB")
         }
         let bytes = Array(body.readableBytesView)
+        guard let verifier = secrets.verifier else {
+            throw WebhookRejection(status: .serviceUnavailable, message: "the GitHub App is not set up yet: open the setup page")
+        }
         // The signature is checked before anything of the body is read.
         guard verifier.isValid(signatureHeader: request.headers[.hubSignature256], body: bytes) else {
             let message = request.headers[.hubSignature256] == nil

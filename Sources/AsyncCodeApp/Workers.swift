@@ -5,6 +5,7 @@ import GitHub
 import Logging
 import PostgresNIO
 import Queue
+import Recovery
 import ServiceLifecycle
 import Synchronization
 
@@ -34,6 +35,21 @@ func makeGitHubClient(configuration: AppConfiguration, logger: Logger) throws ->
     }
 }
 
+/// Returns the services that need the App's credentials: the GitHub client's owner, the task workers and
+/// delivery recovery (when on). Empty when the App's id or key is not configured.
+func makeAppServices(configuration: AppConfiguration, client: PostgresClient, logger: Logger) throws -> [any Service] {
+    guard let github = try makeGitHubClient(configuration: configuration, logger: logger) else { return [] }
+    var services: [any Service] = [GitHubClientService(client: github)]
+    services += try makeWorkerServices(
+        configuration: configuration, client: client, github: github, logger: logger, workerPrefix: workerPrefix())
+    if let interval = configuration.recoveryInterval {
+        var recoveryLogger = logger
+        recoveryLogger[metadataKey: "component"] = "recovery"
+        services.append(DeliveryRecovery(log: github, client: client, logger: recoveryLogger, interval: interval))
+    }
+    return services
+}
+
 /// Returns the services that run tasks: the LISTEN connection, `configuration.workers` task workers and
 /// one control-command worker, all sharing `client` and `github`. Empty when there are no workers to run.
 func makeWorkerServices(
@@ -49,7 +65,11 @@ func makeWorkerServices(
     var settings = ExecutorSettings(workspaceRoot: configuration.workspaceDirectory)
     settings.caBundlePath = configuration.caBundlePath
     settings.retryBaseDelay = configuration.executorRetryBaseDelay
-    settings.secretValues = SecretValues(configuration.webhookSecrets + [configuration.databaseURL.password].compactMap { $0 })
+    // What the agents are handed through `passEnv` (API keys) is redacted from what they print, too.
+    let environment = ProcessInfo.processInfo.environment
+    let passed = configuration.agents.agents.values.flatMap(\.passEnvironment).compactMap { environment[$0] }.filter { $0.count >= 8 }
+    settings.secretValues = SecretValues(
+        configuration.webhookSecrets + [configuration.databaseURL.password].compactMap { $0 } + passed)
     let executor = TaskExecutor(
         api: github, store: store, queue: queue, catalog: configuration.agents, settings: settings, logger: workerLogger)
     var services: [any Service] = [WorkListener(url: configuration.databaseURL, signal: signal, logger: workerLogger)]

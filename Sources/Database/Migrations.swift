@@ -55,14 +55,23 @@ public struct Migration: Sendable, Hashable {
         if let explicit = environment["ASYNCCODE_MIGRATIONS_DIR"], !explicit.isEmpty {
             return URL(fileURLWithPath: explicit)
         }
-        var candidates = [URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent("migrations")]
+        return ProjectResources.locate("migrations/0001_init.sql")?.deletingLastPathComponent()
+    }
+}
+
+/// Finds the files shipped beside the binary (`migrations/`, `app-manifest/`).
+public enum ProjectResources {
+    /// Returns the first existing `relativePath` under the working directory, the binary's folder or one
+    /// of its five parents, or their `share/asynccode/`.
+    public static func locate(_ relativePath: String) -> URL? {
+        var candidates = [URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(relativePath)]
         var folder = URL(fileURLWithPath: CommandLine.arguments.first ?? "").resolvingSymlinksInPath().deletingLastPathComponent()
         for _ in 0..<6 {
-            candidates.append(folder.appendingPathComponent("migrations"))
-            candidates.append(folder.appendingPathComponent("share/asynccode/migrations"))
+            candidates.append(folder.appendingPathComponent(relativePath))
+            candidates.append(folder.appendingPathComponent("share/asynccode/" + relativePath))
             folder = folder.deletingLastPathComponent()
         }
-        return candidates.first { FileManager.default.fileExists(atPath: $0.appendingPathComponent("0001_init.sql").path) }
+        return candidates.first { FileManager.default.fileExists(atPath: $0.path) }
     }
 }
 

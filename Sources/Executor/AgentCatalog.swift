@@ -63,6 +63,23 @@ public struct AgentCatalog: Sendable {
         var fileSizeMB: Int?
     }
 
+    static let entryKeys: Set<String> = ["command", "timeout", "passEnv", "env", "sandbox", "network", "binds", "limits"]
+    static let limitKeys: Set<String> = ["memoryMB", "processes", "fileSizeMB"]
+
+    /// Refuses keys an agent entry does not have (a misspelt `passenv` would silently drop the API key).
+    private static func checkKeys(yaml: String) throws(AgentCatalogError) {
+        guard let root = (try? Yams.load(yaml: yaml)) as? [String: Any], let agents = root["agents"] as? [String: Any] else { return }
+        for (name, value) in agents.sorted(by: { $0.key < $1.key }) {
+            guard let entry = value as? [String: Any] else { continue }
+            if let unknown = Set(entry.keys).subtracting(entryKeys).sorted().first {
+                throw AgentCatalogError(problem: "agents.\(name).\(unknown) is not a setting (known: \(entryKeys.sorted().joined(separator: ", ")))")
+            }
+            if let limits = entry["limits"] as? [String: Any], let unknown = Set(limits.keys).subtracting(limitKeys).sorted().first {
+                throw AgentCatalogError(problem: "agents.\(name).limits.\(unknown) is not a setting (known: \(limitKeys.sorted().joined(separator: ", ")))")
+            }
+        }
+    }
+
     /// Folders never bound whole into a jail: the system's and users' homes.
     static let refusedBinds: Set<String> = ["/", "/root", "/home", "/etc", "/var", "/tmp", "/proc", "/sys", "/dev", "/run"]
 
@@ -91,6 +108,7 @@ public struct AgentCatalog: Sendable {
         } catch {
             throw AgentCatalogError(problem: "is not valid YAML: \(error)")
         }
+        try checkKeys(yaml: yaml)
         var agents: [String: AgentCommand] = [:]
         for (name, entry) in file.agents ?? [:] {
             guard name.range(of: #"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"#, options: .regularExpression) != nil else {

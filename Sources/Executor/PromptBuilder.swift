@@ -8,7 +8,8 @@ public struct PromptBuilder: Sendable {
     /// The most UTF-8 bytes kept of the issue body, of each conversation message, and of the whole prompt.
     public var maxBodyBytes = 48 * 1024
     public var maxMessageBytes = 8 * 1024
-    public var maxPromptBytes = 128 * 1024
+    /// Under Linux's 128 KiB limit on one environment string, since the prompt is also `ASYNCCODE_PROMPT`.
+    public var maxPromptBytes = 120 * 1024
 
     public init() {}
 

@@ -80,26 +80,8 @@ public final class GitHubClient: Sendable {
             throw GitHubError(.invalidConfiguration, message: "GITHUB_API_URL is not an http(s) URL: \(configuration.apiURL)")
         }
         let http: HTTPClient
-        let ownsHTTPClient: Bool
-        if let httpClient {
-            http = httpClient
-            ownsHTTPClient = false
-        } else {
-            var httpConfiguration = HTTPClient.Configuration()
-            httpConfiguration.timeout = .init(connect: .milliseconds(Int64(configuration.connectTimeout.seconds * 1000)), read: .seconds(60))
-            if let path = configuration.caBundlePath {
-                do {
-                    _ = try NIOSSLCertificate.fromPEMFile(path)
-                } catch {
-                    throw GitHubError(.invalidConfiguration, message: "CA bundle \(path) is not a readable PEM certificate file")
-                }
-                var tls = TLSConfiguration.makeClientConfiguration()
-                tls.trustRoots = .file(path)
-                httpConfiguration.tlsConfiguration = tls
-            }
-            http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: httpConfiguration)
-            ownsHTTPClient = true
-        }
+        if let httpClient { http = httpClient } else { http = try Self.makeHTTPClient(configuration) }
+        let ownsHTTPClient = httpClient == nil
         self.configuration = configuration
         let transport = Transport(
             apiURL: apiURL,
@@ -117,6 +99,24 @@ public final class GitHubClient: Sendable {
             try await transport.createInstallationToken(installationID: installationID, repositoryIDs: repositoryIDs, permissions: permissions)
         }
         transport.tokens.set(tokens)
+    }
+
+    /// Returns an HTTP client with the configuration's timeouts, trusting its CA bundle if one is set.
+    /// The caller shuts it down.
+    public static func makeHTTPClient(_ configuration: Configuration) throws(GitHubError) -> HTTPClient {
+        var httpConfiguration = HTTPClient.Configuration()
+        httpConfiguration.timeout = .init(connect: .milliseconds(Int64(configuration.connectTimeout.seconds * 1000)), read: .seconds(60))
+        if let path = configuration.caBundlePath {
+            do {
+                _ = try NIOSSLCertificate.fromPEMFile(path)
+            } catch {
+                throw GitHubError(.invalidConfiguration, message: "CA bundle \(path) is not a readable PEM certificate file")
+            }
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.trustRoots = .file(path)
+            httpConfiguration.tlsConfiguration = tls
+        }
+        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: httpConfiguration)
     }
 
     /// Shuts down the HTTP client if this client created it.

@@ -7,18 +7,9 @@ extension GitHubSimulator {
     /// Creates a GitHub App with a fresh 2048-bit RSA key pair (generated with OpenSSL).
     @discardableResult
     public func createApp(id: Int64? = nil, slug: String = "asynccode-test", name: String = "asynccode (test)", clientID: String? = nil) throws -> SimulatedApp {
-        let key = try RSAPrivateKey.generate(bits: 2048)
-        let publicKey = try key.publicKey()
-        let publicPEM = try key.publicKeyPEMRepresentation()
-        let pkcs1 = try key.pkcs1PEMRepresentation()
-        let pkcs8 = try key.pkcs8PEMRepresentation()
+        let keys = try AppKeys.generate()
         return store.withState { state in
-            let appID = id ?? state.makeID()
-            let app = SimulatedApp(id: appID, slug: slug, name: name, clientID: clientID ?? "Iv1.\(randomAlphanumeric(16).lowercased())",
-                                   privateKeyPEM: pkcs1, privateKeyPKCS8PEM: pkcs8, publicKeyPEM: publicPEM)
-            state.apps[appID] = app
-            state.appPublicKeys[appID] = RSAPublicKeyBox(verify: { signature, message in publicKey.isValidSHA256Signature(signature, for: message) })
-            return app
+            state.registerApp(id: id, slug: slug, name: name, clientID: clientID, keys: keys)
         }
     }
 
@@ -217,5 +208,41 @@ extension GitHubSimulator {
         let installationID = createInstallation(appID: app.id, account: owner)
         let repository = try await createRepository(owner: owner, name: name, installationID: installationID, files: files)
         return SimulatedSetup(app: app, installationID: installationID, repository: repository)
+    }
+}
+
+/// A fresh App key pair, made outside the store's lock.
+struct AppKeys: Sendable {
+    var pkcs1: String
+    var pkcs8: String
+    var publicPEM: String
+    var verifier: RSAPublicKeyBox
+
+    static func generate() throws -> AppKeys {
+        let key = try RSAPrivateKey.generate(bits: 2048)
+        let publicKey = try key.publicKey()
+        return AppKeys(
+            pkcs1: try key.pkcs1PEMRepresentation(), pkcs8: try key.pkcs8PEMRepresentation(),
+            publicPEM: try key.publicKeyPEMRepresentation(),
+            verifier: RSAPublicKeyBox(verify: { signature, message in publicKey.isValidSHA256Signature(signature, for: message) }))
+    }
+}
+
+extension SimulatorStore.State {
+    mutating func registerApp(id: Int64?, slug: String, name: String, clientID: String?, keys: AppKeys) -> SimulatedApp {
+        let appID = id ?? makeID()
+        let app = SimulatedApp(id: appID, slug: slug, name: name, clientID: clientID ?? "Iv1.\(randomAlphanumeric(16).lowercased())",
+                               privateKeyPEM: keys.pkcs1, privateKeyPKCS8PEM: keys.pkcs8, publicKeyPEM: keys.publicPEM)
+        apps[appID] = app
+        appPublicKeys[appID] = keys.verifier
+        return app
+    }
+}
+
+extension GitHubSimulator {
+    /// Returns what `git <arguments>` prints, run on a repository's bare git directory (e.g. `diff main...topic`).
+    public func gitOutput(repositoryID: Int64, _ arguments: [String]) async throws -> String {
+        guard let repo = store.withState({ $0.repositories[repositoryID] }) else { throw SimulatorError("no repository \(repositoryID)") }
+        return try await git(["--git-dir", repo.gitDirectory] + arguments)
     }
 }

@@ -113,3 +113,24 @@ extension GitHubSimulator {
                                         repositoryID: repositoryID)
     }
 }
+
+extension GitHubSimulator {
+    /// `POST /_simulator/comments` with `{"repository": "owner/name", "issue": N, "body": "...", "author": "login"}`:
+    /// a user's comment and its webhook, for the demo's `--keep` mode (answers the delivery's status).
+    func postCommentAsUser(_ body: [UInt8]) async -> SimResponse {
+        guard let fields = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any],
+              let fullName = fields["repository"] as? String, let number = fields["issue"] as? Int,
+              let text = fields["body"] as? String else {
+            return .message(422, "expected {\"repository\": \"owner/name\", \"issue\": N, \"body\": \"...\", \"author\": \"login\"}")
+        }
+        let parts = fullName.split(separator: "/").map(String.init)
+        guard parts.count == 2, let repo = repository(owner: parts[0], name: parts[1]), issue(repositoryID: repo.id, number: number) != nil else {
+            return .notFound
+        }
+        guard let posted = try? await postUserComment(
+            repositoryID: repo.id, issueNumber: number, body: text, author: fields["author"] as? String ?? "octocat") else {
+            return .notFound
+        }
+        return .json(201, ["comment_id": posted.comment.id, "delivery_status": posted.delivery.statusCode])
+    }
+}

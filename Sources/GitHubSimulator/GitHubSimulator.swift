@@ -99,8 +99,10 @@ public final class GitHubSimulator: Sendable {
         }
         let baseURL = "http://127.0.0.1:\(port)"
         store.baseURL = baseURL
-        return GitHubSimulator(baseURL: baseURL, port: port, gitRoot: gitRoot, ownsGitRoot: configuration.gitRoot == nil,
-                               store: store, configuration: configuration, webhooks: webhooks, serverTask: serverTask)
+        let simulator = GitHubSimulator(baseURL: baseURL, port: port, gitRoot: gitRoot, ownsGitRoot: configuration.gitRoot == nil,
+                                        store: store, configuration: configuration, webhooks: webhooks, serverTask: serverTask)
+        store.simulator = simulator
+        return simulator
     }
 
     /// Stops the server, waits for it to finish and removes a temporary git root.
@@ -137,6 +139,8 @@ public final class GitHubSimulator: Sendable {
             injected = true
         } else if rawPath == "/_simulator/webhook-sink" {
             response = SimResponse(status: 200)  // a receiver for tests that only inspect `requests`
+        } else if rawPath == "/_simulator/comments", method == "POST", let simulator = store.simulator {
+            response = await simulator.postCommentAsUser(body)
         } else if rawPath.contains(".git/") {
             response = await git.handle(method: method, path: rawPath, query: query, headers: headers, body: body)
         } else {

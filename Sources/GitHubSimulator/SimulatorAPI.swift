@@ -70,6 +70,10 @@ struct SimulatorAPI: Sendable {
             _ = await webhooks.send(event: original.event, action: original.action, payload: original.payload, guid: original.guid,
                                     installationID: original.installationID, repositoryID: original.repositoryID, redelivery: true)
             return .json(202, [:] as [String: Any])
+        case ("POST", "app-manifests") where segments.count == 3 && segments[2] == "conversions":
+            return convertManifest(code: segments[1])
+        case ("POST", "settings"), ("POST", "organizations"):
+            return handleManifestForm(segments: segments, query: query, body: body) ?? .notFound
         case (_, "app"):
             return handleApp(method: method, segments: Array(segments.dropFirst()), query: query, headers: headers, body: body)
         case ("DELETE", "installation") where segments == ["installation", "token"]:

@@ -25,6 +25,9 @@ final class SimulatorStore: @unchecked Sendable {
         var knownUsers: Set<String> = []
         var webhookURL: String? = nil
         var webhookSecret: String? = nil
+        /// Manifests posted to the App-creation page, by the one-time code GitHub's redirect carries.
+        var manifestCodes: [String: PendingManifest] = [:]
+        var submittedManifests: [String] = []
     }
 
     private let lock = NSLock()
@@ -36,6 +39,13 @@ final class SimulatorStore: @unchecked Sendable {
     var baseURL: String {
         get { baseURLLock.withLock { _baseURL } }
         set { baseURLLock.withLock { _baseURL = newValue } }
+    }
+
+    private weak var _simulator: GitHubSimulator?
+    /// The simulator that owns this store (for the admin routes that act like a user).
+    var simulator: GitHubSimulator? {
+        get { baseURLLock.withLock { _simulator } }
+        set { baseURLLock.withLock { _simulator = newValue } }
     }
 
     func withState<T>(_ body: (inout State) throws -> T) rethrows -> T {

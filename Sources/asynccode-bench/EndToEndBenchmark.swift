@@ -27,15 +27,9 @@ struct EndToEndBench: AsyncParsableCommand {
         var logger = Logger(label: "bench")
         logger.logLevel = .error
         guard let migrations = Migration.locateDirectory() else { throw ValidationError("no migrations folder found") }
-        let name = "bench_e2e_\(UInt32.random(in: 0...UInt32.max))"
-        try await admin(server, "CREATE DATABASE \(name)", logger)
-        do {
-            try await measure(database: server.with(database: name), migrations: migrations, logger: logger)
-        } catch {
-            try? await admin(server, "DROP DATABASE IF EXISTS \(name) WITH (FORCE)", logger)
-            throw error
+        try await ScratchDatabase.with(on: server, prefix: "bench_e2e", logger: logger) { database in
+            try await measure(database: database, migrations: migrations, logger: logger)
         }
-        try await admin(server, "DROP DATABASE IF EXISTS \(name) WITH (FORCE)", logger)
     }
 
     private func measure(database: DatabaseURL, migrations: URL, logger: Logger) async throws {
@@ -112,17 +106,5 @@ struct EndToEndBench: AsyncParsableCommand {
         let sorted = values.sorted()
         guard !sorted.isEmpty else { return 0 }
         return sorted[min(sorted.count - 1, Int((Double(sorted.count - 1) * fraction).rounded()))]
-    }
-
-    private func admin(_ server: DatabaseURL, _ sql: String, _ logger: Logger) async throws {
-        let connection = try await PostgresConnection.connect(
-            configuration: server.connectionConfiguration(connectTimeout: .seconds(10)), id: 1, logger: logger)
-        do {
-            try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger)
-        } catch {
-            try? await connection.close()
-            throw error
-        }
-        try await connection.close()
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import AsyncCodeApp
 import Database
+import Demo
 import Foundation
 import Logging
 
@@ -10,7 +11,7 @@ struct AsyncCodeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "asynccode",
         abstract: "A self-hosted GitHub App that turns /asynccode commands on issues into pull requests.",
-        subcommands: [Serve.self, Worker.self, Migrate.self],
+        subcommands: [Serve.self, Worker.self, Migrate.self, DemoCommand.self, Receive.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -19,6 +20,15 @@ struct AsyncCodeCommand: AsyncParsableCommand {
 func loadConfiguration(requireWebhookSecret: Bool) -> AppConfiguration {
     do {
         return try AppConfiguration.load(requireWebhookSecret: requireWebhookSecret)
+    } catch {
+        fail("configuration error: \(error)")
+    }
+}
+
+/// Returns the raw settings (`.env` and the environment), or exits with one line naming the bad `.env`.
+func loadSettings() -> [String: String] {
+    do {
+        return try AppConfiguration.settings()
     } catch {
         fail("configuration error: \(error)")
     }
@@ -67,8 +77,16 @@ struct Serve: AsyncParsableCommand {
         abstract: "Serve webhooks and run ASYNCCODE_WORKERS task workers (default 2). Applies migrations first.")
 
     func run() async throws {
-        let configuration = loadConfiguration(requireWebhookSecret: true)
+        let configuration = loadConfiguration(requireWebhookSecret: false)
         let logger = makeLogger(configuration)
+        if !configuration.hasAppCredentials {
+            FileHandle.standardError.write(Data("""
+                asynccode: no GitHub App is configured yet. To register one, open
+                  \(configuration.setupPageURL(withToken: true))
+                (ASYNCCODE_PUBLIC_URL sets the address GitHub and your browser use; see app-manifest/README.md to register by hand)
+
+                """.utf8))
+        }
         await runOrFail {
             try await DatabaseProbe.check(configuration.databaseURL, logger: logger)
             let app = try buildApplication(configuration: configuration, logger: logger) { port in
@@ -107,6 +125,77 @@ struct Migrate: AsyncParsableCommand {
             fail("database error: \(error.message)")
         } catch {
             fail("migrate failed: \(describe(error))")
+        }
+    }
+}
+
+struct DemoCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo",
+        abstract: "Run the whole pipeline offline: a local GitHub simulator, the bot and a demo agent; no GitHub account needed.",
+        discussion: "Needs DATABASE_URL (scripts/run demo starts the local PostgreSQL and sets it); the demo makes and drops its own database there.")
+
+    @Flag(help: "Leave the bot and the simulator running (until Ctrl-C) and print how to send more commands.")
+    var keep = false
+
+    @Option(help: "Where the log, the demo agent and the workspaces go.")
+    var folder = ".local/demo"
+
+    func run() async throws {
+        let settings = loadSettings()
+        guard let raw = settings["DATABASE_URL"], !raw.isEmpty else {
+            fail("demo: DATABASE_URL is not set; `scripts/run demo` starts the local PostgreSQL and sets it")
+        }
+        let server: DatabaseURL
+        do {
+            server = try DatabaseURL(raw)
+        } catch {
+            fail("configuration error: DATABASE_URL: is malformed: \(error.message)")
+        }
+        let folder = URL(fileURLWithPath: folder, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath)).standardizedFileURL.path
+        var options = Demo.Options(server: server, folder: folder)
+        options.keep = keep
+        let demo = Demo(options: options)
+        do {
+            try await demo.run()
+        } catch {
+            fail("demo failed: \(describe(error))\n  logs: \(folder)/demo.log")
+        }
+    }
+}
+
+struct Receive: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Sign a webhook payload file with GITHUB_WEBHOOK_SECRET and deliver it to a running bot, printing its answer.")
+
+    @Option(help: "The event, sent as X-GitHub-Event (issue_comment, issues, pull_request, ...).")
+    var event: String
+
+    @Option(help: "The JSON payload file.")
+    var payload: String
+
+    @Option(help: "Where to deliver (default: the local bot, http://127.0.0.1:$PORT/webhooks/github).")
+    var url: String?
+
+    @Option(help: "The delivery GUID, sent as X-GitHub-Delivery (default: a new one; repeat one to see duplicates refused).")
+    var delivery: String?
+
+    func run() async throws {
+        let settings = loadSettings()
+        guard let secret = settings["GITHUB_WEBHOOK_SECRET"], !secret.isEmpty else {
+            fail("configuration error: GITHUB_WEBHOOK_SECRET: is not set (the secret the bot checks signatures with)")
+        }
+        let target = url ?? "http://127.0.0.1:\(settings["PORT"].flatMap { $0.isEmpty ? nil : $0 } ?? "3000")/webhooks/github"
+        var replay = WebhookReplay(url: target, event: event, secret: secret)
+        if let delivery { replay.deliveryID = delivery }
+        do {
+            let answer = try await replay.deliver(payloadAt: payload)
+            print("POST \(target) (X-GitHub-Event: \(event), X-GitHub-Delivery: \(replay.deliveryID))")
+            print("HTTP \(answer.status) \(answer.reason)")
+            if !answer.body.isEmpty { print(answer.body.hasSuffix("\n") ? String(answer.body.dropLast()) : answer.body) }
+            if !(200..<300).contains(answer.status) { throw ExitCode(1) }
+        } catch let failure as WebhookReplay.Failure {
+            fail("receive: \(failure)")
         }
     }
 }

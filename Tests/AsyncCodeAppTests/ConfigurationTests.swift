@@ -18,7 +18,7 @@ struct FailingStore: DeliveryRecording {
         let router = Router()
         var logger = Logger(label: "t")
         logger.logLevel = .critical
-        WebhookController(verifier: WebhookVerifier(secrets: [secret]), decoder: WebhookDecoder(),
+        WebhookController(secrets: WebhookSecrets([secret]), decoder: WebhookDecoder(),
                           store: FailingStore(), logger: logger).addRoutes(to: router)
         let app = Application(router: router, logger: logger)
         try await app.test(.router) { client in
@@ -85,6 +85,7 @@ struct FailingStore: DeliveryRecording {
             export DATABASE_URL="postgres://u:p@127.0.0.1/fromfile"
             GITHUB_WEBHOOK_SECRET='file-secret'
             PORT=4000
+            GITHUB_APP_ID=12345 # the App's id, from its settings page
             GITHUB_APP_PRIVATE_KEY="-----BEGIN RSA PRIVATE KEY-----\\nabc\\n-----END RSA PRIVATE KEY-----"
             """.write(toFile: path, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: path) }
@@ -94,6 +95,7 @@ struct FailingStore: DeliveryRecording {
         #expect(configuration.webhookSecrets == ["file-secret"])
         #expect(configuration.port == 5000)
         #expect(configuration.privateKeyPEM?.contains("\nabc\n") == true)
+        #expect(configuration.appID == "12345")
     }
 
     @Test func yamlTriggerLabel() throws {

@@ -81,6 +81,9 @@ import Testing
         #expect(problem("agents:\n  y:\n    timeout: 5\n")?.contains("command") == true)
         #expect(problem("agents:\n  'bad name':\n    command: [y]\n")?.contains("agent name") == true)
         #expect(problem("agents: [unclosed\n") != nil)
+        // A misspelt key would silently drop what it was meant to set (an API key, a limit).
+        #expect(problem("agents:\n  y:\n    command: [y]\n    passenv: [OPENAI_API_KEY]\n")?.hasPrefix("agents.y.passenv is not a setting") == true)
+        #expect(problem("agents:\n  y:\n    command: [y]\n    limits: {memory: 5}\n")?.hasPrefix("agents.y.limits.memory is not a setting") == true)
     }
 }
 

@@ -1,0 +1,261 @@
+import AsyncCodeApp
+import Database
+import Executor
+import Foundation
+import GitHubSimulator
+import Logging
+import Queue
+import Synchronization
+
+/// `asynccode demo`: the whole pipeline on this machine, with no GitHub account and no network.
+///
+/// Starts a GitHub simulator holding `acme/widgets` and issue #1, the bot (on a scratch database of
+/// the given PostgreSQL server) and a built-in demo agent; delivers a signed `/asynccode fix readme`
+/// comment; narrates the progress comment, the pull request and its diff; then a follow-up comment on
+/// the pull request; then stops everything it started.
+public struct Demo: Sendable {
+    /// What the demo is told.
+    public struct Options: Sendable {
+        /// The PostgreSQL server on which the demo makes (and drops) its own database.
+        public var server: DatabaseURL
+        /// Where the log, the agent script and the workspaces go.
+        public var folder: String
+        /// Leaves the bot and the simulator running until Ctrl-C.
+        public var keep = false
+        /// How long each step may take.
+        public var stepTimeout: Duration = .seconds(120)
+
+        /// Creates options.
+        public init(server: DatabaseURL, folder: String) {
+            self.server = server
+            self.folder = folder
+        }
+    }
+
+    /// A step of the demo that did not happen; the description says which and where the logs are.
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    let options: Options
+    let print: @Sendable (String) -> Void
+
+    /// Creates a demo that narrates with `print` (standard output by default).
+    public init(options: Options, print: @escaping @Sendable (String) -> Void = { Swift.print($0) }) {
+        self.options = options
+        self.print = print
+    }
+
+    var logPath: String { options.folder + "/demo.log" }
+
+    /// Runs the demo; throws ``Failure`` naming the step that broke.
+    public func run() async throws {
+        let fileManager = FileManager.default
+        try? fileManager.removeItem(atPath: options.folder + "/workspaces")
+        try fileManager.createDirectory(atPath: options.folder + "/agent", withIntermediateDirectories: true)
+        fileManager.createFile(atPath: logPath, contents: nil)
+        guard let log = FileHandle(forWritingAtPath: logPath) else { throw Failure(description: "cannot write \(logPath)") }
+        defer { try? log.close() }
+        let logger = Logger(label: "asynccode.demo") { label in
+            var handler = JSONLogHandler(label: label) { line in log.write(Data(line.utf8)) }
+            handler.logLevel = .debug
+            return handler
+        }
+        guard let migrations = Migration.locateDirectory() else {
+            throw Failure(description: "no migrations folder found: run the demo from the project folder (scripts/run demo)")
+        }
+        let scratch: ScratchDatabase
+        do {
+            scratch = try await ScratchDatabase.create(on: options.server, prefix: "asynccode_demo", logger: logger)
+        } catch {
+            throw Failure(description: "cannot create a database on \(options.server.host):\(options.server.port) (\(describe(error))); is PostgreSQL running? scripts/run demo starts it")
+        }
+        do {
+            try await run(database: scratch.url, migrations: migrations, logger: logger)
+        } catch {
+            try? await scratch.drop(logger: logger)
+            throw error
+        }
+        try? await scratch.drop(logger: logger)
+    }
+
+    private func run(database: DatabaseURL, migrations: URL, logger: Logger) async throws {
+        let agent = try writeAgent()
+        let simulatorLogger = Logger(label: "asynccode.demo.simulator") { _ in SwiftLogNoOpLogHandler() }
+        let sim = try await GitHubSimulator.start(logger: simulatorLogger)
+        do {
+            try await run(sim: sim, database: database, migrations: migrations, agent: agent, logger: logger)
+            await sim.shutdown()
+        } catch {
+            await sim.shutdown()
+            throw error
+        }
+    }
+
+    private func run(sim: GitHubSimulator, database: DatabaseURL, migrations: URL, agent: AgentCommand, logger: Logger) async throws {
+        let setup = try await sim.setUpAppWithRepository(owner: "acme", name: "widgets", files: [
+            "README.md": "# Widgets\n\nWidgets for everyone.\n",
+            "widgets.py": "def widget():\n    return \"widget\"\n",
+        ])
+        let repositoryID = setup.repository.id
+        sim.setCollaborator("alice", role: "write", onRepositoryID: repositoryID)
+        let issue = sim.createIssue(repositoryID: repositoryID, title: "The README says too little",
+                                    body: "It should tell people how to try the project.", author: "alice")
+        let secret = randomSecret()
+        var configuration = AppConfiguration(
+            databaseURL: database, webhookSecrets: [secret], appID: String(setup.app.id), privateKeyPEM: setup.app.privateKeyPEM,
+            githubAPIURL: URL(string: sim.apiURL)!, port: 0, migrationsDirectory: migrations)
+        configuration.workers = 2
+        configuration.agents = AgentCatalog(defaultAgent: "demo", agents: ["demo": agent])
+        configuration.workspaceDirectory = options.folder + "/workspaces"
+        configuration.recoveryInterval = nil
+        configuration.executorRetryBaseDelay = .seconds(1)
+
+        let port = Mutex<Int?>(nil)
+        let app = try buildApplication(configuration: configuration, logger: logger) { bound in port.withLock { $0 = bound } }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await app.runService() }
+            defer { group.cancelAll() }
+            try await waitUntil("the bot to listen", timeout: .seconds(60)) { port.withLock { $0 } != nil }
+            let botURL = "http://127.0.0.1:\(port.withLock { $0 }!)"
+            sim.configureWebhook(url: botURL + "/webhooks/github", secret: secret)
+            let jail = agent.sandbox == .bwrap ? "in a bubblewrap jail" : "without a jail (bubblewrap is not usable here)"
+            print("asynccode demo: a GitHub simulator at \(sim.baseURL), the bot at \(botURL), the demo agent \(jail)")
+            print("  repository acme/widgets, issue #\(issue) \"The README says too little\" by @alice")
+
+            // 1. A command on the issue.
+            let command = "/asynccode fix readme"
+            print("\n@alice comments on acme/widgets#\(issue): \(command)")
+            let first = try await sim.postUserComment(repositoryID: repositoryID, issueNumber: issue, body: command, author: "alice")
+            print("  webhook delivered, signed with the App's secret: the bot answered HTTP \(first.delivery.statusCode)")
+            try await follow(sim: sim, repositoryID: repositoryID, thread: issue, after: first.comment.id, botLogin: setup.app.botLogin)
+            guard let pull = sim.pullRequests(repositoryID: repositoryID).first(where: { $0.body?.contains("Closes #\(issue)") == true }) else {
+                throw Failure(description: "the task ended without a pull request (see the progress comment above and \(logPath))")
+            }
+            print("\nPull request #\(pull.number): \(pull.title)")
+            print("  branch \(pull.head) → \(pull.base), review requested from \(pull.requestedReviewers.map { "@\($0)" }.joined(separator: ", "))")
+            print(indent(pull.body ?? "", by: "  │ "))
+            print("\nIts diff:")
+            print(indent(try await sim.gitOutput(repositoryID: repositoryID, ["diff", "\(pull.base)...\(pull.head)"]), by: "  "))
+
+            // 2. A follow-up on the pull request: same branch, a new commit.
+            let followUp = "/asynccode also mention the demo"
+            print("\n@alice comments on pull request #\(pull.number): \(followUp)")
+            let second = try await sim.postUserComment(repositoryID: repositoryID, issueNumber: pull.number, body: followUp, author: "alice")
+            print("  the bot answered HTTP \(second.delivery.statusCode)")
+            try await follow(sim: sim, repositoryID: repositoryID, thread: pull.number, after: second.comment.id, botLogin: setup.app.botLogin)
+            let pulls = sim.pullRequests(repositoryID: repositoryID)
+            let commits = try await sim.gitOutput(repositoryID: repositoryID, ["rev-list", "--count", "\(pull.base)..\(pull.head)"])
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            print("\nThe follow-up pushed to the same branch (\(commits) commits on \(pull.head), still \(pulls.count) pull request):")
+            print(indent(try await sim.gitOutput(repositoryID: repositoryID, ["show", "--format=%s", pull.head]), by: "  "))
+
+            if options.keep {
+                print("""
+
+                    The bot and the simulator keep running; Ctrl-C stops them. Send more commands as @alice with:
+                      curl -s -X POST \(sim.baseURL)/_simulator/comments -d '{"repository": "acme/widgets", "issue": \(issue), "author": "alice", "body": "/asynccode ask what does widget() return?"}'
+                    and read the thread with:
+                      curl -s -H 'Accept: application/vnd.github+json' \(sim.baseURL)/repos/acme/widgets/issues/\(issue)/comments
+                    Webhooks go to \(botURL)/webhooks/github (secret in this process only); logs: \(logPath)
+                    """)
+                try await waitForInterrupt()
+            }
+            print("\nasynccode demo: done; the bot and the simulator are stopped.")
+        }
+    }
+
+    /// Prints the progress comment's states for the command `after` on `thread` until it ends.
+    private func follow(sim: GitHubSimulator, repositoryID: Int64, thread: Int, after commandID: Int64, botLogin: String) async throws {
+        let started = ContinuousClock.now
+        var printed: [String] = []
+        try await waitUntil("the task on #\(thread) to end", timeout: options.stepTimeout) {
+            guard let progress = sim.comments(repositoryID: repositoryID, issueNumber: thread)
+                .last(where: { $0.author == botLogin && $0.id > commandID && $0.body.contains("<!-- asynccode:task:") }) else { return false }
+            for body in progress.history {
+                for line in Self.stateLines(body) where !printed.contains(line) {
+                    printed.append(line)
+                    print(String(format: "  %6.2f s  ", (ContinuousClock.now - started).inSeconds) + line)
+                }
+            }
+            let body = Self.plain(progress.body)
+            guard ["✅ Completed", "❌ Failed", "🚫 ", "⏱️ Timed out"].contains(where: { body.contains($0) }) else { return false }
+            for line in Self.summaryLines(progress.body) { print("            " + line) }
+            return true
+        }
+    }
+
+    /// Returns the finished step lines and then the headline of a progress comment, without Markdown emphasis.
+    static func stateLines(_ body: String) -> [String] {
+        let lines = body.split(separator: "\n").map(String.init)
+        let steps = lines.filter { line in ["- ✅", "- ❌", "- ⏭️"].contains { line.hasPrefix($0) } }
+        let headline = lines.filter { line in ["⏳", "🔄", "✅", "❌", "🚫", "⚠️", "⏱️"].contains { line.hasPrefix($0) } }
+        return (steps + headline).map(plain)
+    }
+
+    /// Returns the lines of a final progress comment after its steps (the summary), without the agent's output.
+    static func summaryLines(_ body: String) -> [String] {
+        let lines = body.components(separatedBy: "<details>")[0].split(separator: "\n").map(String.init)
+        guard let lastStep = lines.lastIndex(where: { $0.hasPrefix("- ") }) else { return [] }
+        return lines[(lastStep + 1)...].filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }.map(plain)
+    }
+
+    static func plain(_ line: String) -> String {
+        line.replacingOccurrences(of: "**", with: "").replacingOccurrences(of: "`", with: "")
+    }
+
+    /// Writes the demo agent: a shell script that makes a visible edit to the README.
+    private func writeAgent() throws -> AgentCommand {
+        let folder = options.folder + "/agent"
+        let script = folder + "/demo-agent.sh"
+        try """
+            #!/bin/sh
+            # The asynccode demo agent: reads the prompt on stdin and makes a visible edit to the README.
+            cat > /dev/null
+            if grep -q '^## Trying it' README.md; then
+              echo '- Or try the whole pipeline offline first: `scripts/run demo`.' >> README.md
+              echo "Mentioned the demo in the README."
+            else
+              printf '\\n## Trying it\\n\\n- Import `widgets` and call `widget()`.\\n' >> README.md
+              echo "Added a 'Trying it' section to the README."
+            fi
+
+            """.write(toFile: script, atomically: true, encoding: .utf8)
+        for path in [options.folder, folder, script] {
+            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: path)
+        }
+        var agent = AgentCommand(name: "demo", command: [script], timeout: .seconds(60))
+        agent.binds = [folder]
+        agent.sandbox = Sandbox.problem() == nil ? .bwrap : .none
+        return agent
+    }
+
+    private func waitUntil(_ what: String, timeout: Duration, _ condition: () async throws -> Bool) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if try await condition() { return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        if try await condition() { return }
+        throw Failure(description: "timed out after \(timeout.components.seconds) s waiting for \(what); the bot's log: \(logPath)")
+    }
+
+    private func waitForInterrupt() async throws {
+        let (stream, continuation) = AsyncStream.makeStream(of: Void.self)
+        let source = DispatchSource.makeSignalSource(signal: SIGINT)
+        signal(SIGINT, SIG_IGN)
+        source.setEventHandler { continuation.finish() }
+        source.resume()
+        for await _ in stream {}
+        source.cancel()
+    }
+
+    private func indent(_ text: String, by prefix: String) -> String {
+        text.split(separator: "\n", omittingEmptySubsequences: false).map { prefix + $0 }.joined(separator: "\n")
+    }
+
+    private func randomSecret() -> String {
+        let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789")
+        return String((0..<40).map { _ in alphabet[Int.random(in: 0..<alphabet.count)] })
+    }
+}
