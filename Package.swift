@@ -20,6 +20,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
     ],
     targets: [
         // System OpenSSL (libssl-dev): HMAC-SHA256, SHA-256, RS256.
@@ -35,12 +38,14 @@ let package = Package(
         ]),
         .target(name: "Queue", dependencies: [
             "Models", "Database",
+            .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .target(name: "GitHub", dependencies: [
             "OpenSSLCrypto",
+            .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -57,6 +62,7 @@ let package = Package(
         ]),
         .target(name: "Executor", dependencies: [
             "Models", "Commands", "Queue", "GitHub",
+            .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Subprocess", package: "swift-subprocess"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -64,6 +70,7 @@ let package = Package(
         ]),
         .target(name: "Recovery", dependencies: [
             "GitHub",
+            .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -73,6 +80,8 @@ let package = Package(
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -103,13 +112,15 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], path: "Tests/TestSupport"),
         .testTarget(name: "OpenSSLCryptoTests", dependencies: ["OpenSSLCrypto", "TestSupport"]),
-        .testTarget(name: "CommandsTests", dependencies: ["Commands"]),
+        .testTarget(name: "CommandsTests", dependencies: [
+            "Commands", "Models", .product(name: "PropertyBased", package: "swift-property-based"),
+        ]),
         .testTarget(name: "IntakeTests", dependencies: ["Intake", "TestSupport"]),
         .testTarget(name: "DatabaseTests", dependencies: ["Database", "TestSupport"]),
         .testTarget(name: "ExecutorTests", dependencies: ["Executor", "Models", "GitHub", "TestSupport"]),
         .testTarget(name: "QueueTests", dependencies: ["Queue", "Models", "Database", "TestSupport"]),
         .testTarget(name: "AsyncCodeAppTests", dependencies: [
-            "AsyncCodeApp", "TestSupport", "Intake", "Queue", "Database", "OpenSSLCrypto",
+            "AsyncCodeApp", "Executor", "TestSupport", "Intake", "Queue", "Database", "OpenSSLCrypto",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
         // Checks recorded requests against GitHub's OpenAPI description (GitHub and end-to-end tests).

@@ -32,13 +32,17 @@ public func buildApplication(
 
     let router = Router()
     let secrets = WebhookSecrets(configuration.webhookSecrets)
+    let metrics = AppMetrics()
     WebhookController(
         secrets: secrets,
         decoder: WebhookDecoder(settings: IntakeSettings(triggerLabel: configuration.triggerLabel)),
         store: store,
-        logger: logger
+        logger: logger,
+        metrics: metrics.factory
     ).addRoutes(to: router)
     HealthController(readiness: DatabaseReadiness(client: client, migrator: migrator, logger: databaseLogger))
+        .addRoutes(to: router)
+    MetricsController(metrics: metrics, client: client, token: configuration.metricsToken, logger: databaseLogger)
         .addRoutes(to: router)
 
     // Workers start once the migrations are applied, and once the App is registered when the setup
@@ -49,12 +53,12 @@ public func buildApplication(
         guard !configuration.webhookSecrets.isEmpty else {
             throw ConfigurationError(setting: "GITHUB_WEBHOOK_SECRET", problem: "is not set (the App's webhook secret)")
         }
-        workers = try makeAppServices(configuration: configuration, client: client, logger: logger)
+        workers = try makeAppServices(configuration: configuration, client: client, logger: logger, metrics: metrics.factory)
             .map { GatedService(gate: migrated, service: $0) }
     } else {
         let completion = SetupCompletion()
         SetupWizard(configuration: configuration, secrets: secrets, completion: completion, logger: logger).addRoutes(to: router)
-        workers = [DeferredAppServices(completion: completion, migrated: migrated, client: client, logger: logger)]
+        workers = [DeferredAppServices(completion: completion, migrated: migrated, client: client, logger: logger, metrics: metrics.factory)]
         logger.notice("no GitHub App configured: open the setup page (its address and token are printed at start) to register one; webhooks answer 503 until then", metadata: [
             "setup.url": "\(configuration.setupPageURL(withToken: false))",
         ])

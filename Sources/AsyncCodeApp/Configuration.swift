@@ -68,6 +68,8 @@ public struct AppConfiguration: Sendable {
     public var githubWebURL: URL?
     /// The one-time token the setup page asks for (`ASYNCCODE_SETUP_TOKEN`; random when unset).
     public var setupToken: String = randomToken()
+    /// The bearer token `GET /metrics` asks for (`ASYNCCODE_METRICS_TOKEN`); unset: no token needed.
+    public var metricsToken: String?
     /// Where the setup wizard writes `.env` and the App's key file (the working directory).
     public var setupDirectory: String = FileManager.default.currentDirectoryPath
 
@@ -277,6 +279,7 @@ public struct AppConfiguration: Sendable {
         configuration.publicURL = publicURL
         configuration.githubWebURL = webURL
         if let setupToken { configuration.setupToken = setupToken }
+        configuration.metricsToken = value("ASYNCCODE_METRICS_TOKEN")
         if let dotEnvPath { configuration.setupDirectory = URL(fileURLWithPath: dotEnvPath).deletingLastPathComponent().path }
         return configuration
     }

@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import Intake
 import Logging
+import Metrics
 import Models
 import NIOCore
 import Queue
@@ -56,9 +57,14 @@ public struct WebhookController<Store: DeliveryRecording>: Sendable {
     let decoder: WebhookDecoder
     let store: Store
     let logger: Logger
+    let metrics: any MetricsFactory
 
     /// Creates the controller; `secrets` may be empty until the setup wizard registers the App.
-    public init(secrets: WebhookSecrets, decoder: WebhookDecoder, store: Store, logger: Logger) {
+    public init(
+        secrets: WebhookSecrets, decoder: WebhookDecoder, store: Store, logger: Logger,
+        metrics: any MetricsFactory = NOOPMetricsHandler.instance
+    ) {
+        self.metrics = metrics
         self.secrets = secrets
         self.decoder = decoder
         self.store = store
@@ -85,6 +91,15 @@ public struct WebhookController<Store: DeliveryRecording>: Sendable {
             metadata["outcome"] = "\(outcome)"
             metadata["duration_ms"] = "\(Self.milliseconds(since: started))"
             logger.log(level: level, "webhook delivery", metadata: metadata)
+            // Labels stay bounded: an event name counts only once the signature is good, an outcome is a
+            // word or an HTTP status.
+            let verified = status.code < 400 || status.code == 400 || status.code == 415
+            let event = verified ? eventHeader.flatMap { WebhookDecoder.isValidEventName($0) ? $0 : nil } ?? "none" : "unverified"
+            let label = status.code < 400 ? outcome : "http_\(status.code)"
+            Counter(label: "asynccode_webhook_deliveries_total", dimensions: [("event", event), ("outcome", label)], factory: metrics)
+                .increment()
+            Timer(label: "asynccode_webhook_duration_seconds", dimensions: [("status", String(status.code))], factory: metrics)
+                .record(duration: ContinuousClock.now - started)
         }
         do {
             let (response, plan, outcome) = try await handle(request, delivery: deliveryHeader, event: eventHeader)

@@ -3,6 +3,7 @@ import Executor
 import Foundation
 import GitHub
 import Logging
+import Metrics
 import PostgresNIO
 import Queue
 import Recovery
@@ -21,7 +22,9 @@ struct GitHubClientService: Service, CustomStringConvertible {
 }
 
 /// Returns the App's GitHub client, or `nil` when the App's id or key is not configured.
-func makeGitHubClient(configuration: AppConfiguration, logger: Logger) throws -> GitHubClient? {
+func makeGitHubClient(
+    configuration: AppConfiguration, logger: Logger, metrics: any MetricsFactory = NOOPMetricsHandler.instance
+) throws -> GitHubClient? {
     guard let appID = configuration.appID, let privateKeyPEM = configuration.privateKeyPEM else { return nil }
     do {
         let signer = try AppJWTSigner(issuer: appID, privateKeyPEM: privateKeyPEM)
@@ -29,7 +32,7 @@ func makeGitHubClient(configuration: AppConfiguration, logger: Logger) throws ->
         githubLogger[metadataKey: "component"] = "github"
         return try GitHubClient(
             configuration: .init(apiURL: configuration.githubAPIURL.absoluteString, caBundlePath: configuration.caBundlePath),
-            signer: signer, logger: githubLogger)
+            signer: signer, logger: githubLogger, metrics: metrics)
     } catch {
         throw ConfigurationError(setting: "GITHUB_APP_PRIVATE_KEY", problem: error.message)
     }
@@ -37,15 +40,18 @@ func makeGitHubClient(configuration: AppConfiguration, logger: Logger) throws ->
 
 /// Returns the services that need the App's credentials: the GitHub client's owner, the task workers and
 /// delivery recovery (when on). Empty when the App's id or key is not configured.
-func makeAppServices(configuration: AppConfiguration, client: PostgresClient, logger: Logger) throws -> [any Service] {
-    guard let github = try makeGitHubClient(configuration: configuration, logger: logger) else { return [] }
+func makeAppServices(
+    configuration: AppConfiguration, client: PostgresClient, logger: Logger, metrics: any MetricsFactory
+) throws -> [any Service] {
+    guard let github = try makeGitHubClient(configuration: configuration, logger: logger, metrics: metrics) else { return [] }
     var services: [any Service] = [GitHubClientService(client: github)]
     services += try makeWorkerServices(
-        configuration: configuration, client: client, github: github, logger: logger, workerPrefix: workerPrefix())
+        configuration: configuration, client: client, github: github, logger: logger, workerPrefix: workerPrefix(),
+        metrics: metrics)
     if let interval = configuration.recoveryInterval {
         var recoveryLogger = logger
         recoveryLogger[metadataKey: "component"] = "recovery"
-        services.append(DeliveryRecovery(log: github, client: client, logger: recoveryLogger, interval: interval))
+        services.append(DeliveryRecovery(log: github, client: client, logger: recoveryLogger, interval: interval, metrics: metrics))
     }
     return services
 }
@@ -53,7 +59,8 @@ func makeAppServices(configuration: AppConfiguration, client: PostgresClient, lo
 /// Returns the services that run tasks: the LISTEN connection, `configuration.workers` task workers and
 /// one control-command worker, all sharing `client` and `github`. Empty when there are no workers to run.
 func makeWorkerServices(
-    configuration: AppConfiguration, client: PostgresClient, github: GitHubClient, logger: Logger, workerPrefix: String
+    configuration: AppConfiguration, client: PostgresClient, github: GitHubClient, logger: Logger, workerPrefix: String,
+    metrics: any MetricsFactory = NOOPMetricsHandler.instance
 ) throws -> [any Service] {
     guard configuration.workers > 0 else { return [] }
     try checkSandbox(configuration.agents, logger: logger)
@@ -68,6 +75,7 @@ func makeWorkerServices(
     // What the agents are handed through `passEnv` (API keys) is redacted from what they print, too.
     let environment = ProcessInfo.processInfo.environment
     let passed = configuration.agents.agents.values.flatMap(\.passEnvironment).compactMap { environment[$0] }.filter { $0.count >= 8 }
+    settings.metrics = metrics
     settings.secretValues = SecretValues(
         configuration.webhookSecrets + [configuration.databaseURL.password].compactMap { $0 } + passed)
     let executor = TaskExecutor(
@@ -76,7 +84,7 @@ func makeWorkerServices(
     for index in 1...configuration.workers {
         services.append(TaskWorker(
             name: "\(workerPrefix)-\(index)", queue: queue, signal: signal, handler: executor, logger: workerLogger,
-            gracePeriod: configuration.shutdownGracePeriod))
+            gracePeriod: configuration.shutdownGracePeriod, metrics: metrics))
     }
     services.append(ControlCommandWorker(
         name: "\(workerPrefix)-control", api: github, controls: ControlStore(client: client, logger: workerLogger),

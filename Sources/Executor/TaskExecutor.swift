@@ -4,6 +4,7 @@ import Glibc
 #endif
 import GitHub
 import Logging
+import Metrics
 import Models
 import Queue
 import Synchronization
@@ -27,6 +28,8 @@ public struct ExecutorSettings: Sendable {
     public var retryBaseDelay: Duration = .seconds(10)
     /// Values never to show in comments or store (the webhook secret, the database password…).
     public var secretValues = SecretValues([])
+    /// Where agent exits are counted (`asynccode_agent_exits_total`).
+    public var metrics: any MetricsFactory = NOOPMetricsHandler.instance
 
     public init(workspaceRoot: String, botName: String = "asynccode[bot]", botEmail: String = "asynccode[bot]@users.noreply.github.com") {
         self.workspaceRoot = workspaceRoot
@@ -272,6 +275,14 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
             Self.tail(result.errorOutput + (result.errorOutput.isEmpty ? "" : "\n") + result.output), also: secrets)
         var exitCode: Int?
         if case .exited(let code) = result.ending { exitCode = Int(code) }
+        let ending: String = switch result.ending {
+        case .exited(let code): String(code)
+        case .signalled(let signal): "signal_\(signal)"
+        case .timedOut: "timeout"
+        case .cancelled: "cancelled"
+        }
+        Counter(label: "asynccode_agent_exits_total", dimensions: [("agent", agent.name), ("code", ending)], factory: settings.metrics)
+            .increment()
         try? await store.recordResult(taskID: record.id, kind: "agent", content: String(output.prefix(256 * 1024)),
                                       exitCode: exitCode, outputTail: tail)
         switch result.ending {

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import Logging
+import Metrics
 import NIOCore
 import NIOHTTP1
 import NIOSSL
@@ -72,7 +73,8 @@ public final class GitHubClient: Sendable {
         signer: AppJWTSigner,
         clock: any GitHubClock = SystemGitHubClock(),
         logger: Logger = Logger(label: "asynccode.github"),
-        httpClient: HTTPClient? = nil
+        httpClient: HTTPClient? = nil,
+        metrics: any MetricsFactory = NOOPMetricsHandler.instance
     ) throws(GitHubError) {
         var apiURL = configuration.apiURL
         while apiURL.hasSuffix("/") { apiURL.removeLast() }
@@ -92,7 +94,8 @@ public final class GitHubClient: Sendable {
             ownsHTTPClient: ownsHTTPClient,
             signer: signer,
             clock: clock,
-            logger: logger
+            logger: logger,
+            metrics: metrics
         )
         self.transport = transport
         self.tokens = InstallationTokenProvider(permissions: configuration.tokenPermissions, clock: clock) { installationID, repositoryIDs, permissions in

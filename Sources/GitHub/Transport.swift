@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import Logging
+import Metrics
 import NIOCore
 import NIOHTTP1
 
@@ -38,11 +39,12 @@ final class Transport: Sendable {
     let signer: AppJWTSigner
     let clock: any GitHubClock
     let logger: Logger
+    let metrics: any MetricsFactory
     let tokens = LateBound<InstallationTokenProvider>()
     private let gate = KeyedSerialGate<Int64>()
 
     init(apiURL: String, userAgent: String, policy: RetryPolicy, timeout: Duration, http: HTTPClient, ownsHTTPClient: Bool,
-         signer: AppJWTSigner, clock: any GitHubClock, logger: Logger) {
+         signer: AppJWTSigner, clock: any GitHubClock, logger: Logger, metrics: any MetricsFactory = NOOPMetricsHandler.instance) {
         self.apiURL = apiURL
         self.userAgent = userAgent
         self.policy = policy
@@ -52,6 +54,18 @@ final class Transport: Sendable {
         self.signer = signer
         self.clock = clock
         self.logger = logger
+        self.metrics = metrics
+    }
+
+    /// Counts one answer (or a failure to get one) of `route`, and records the rate limit it reports.
+    func count(route: String, status: String, headers: HTTPHeaders?, installationID: Int64?) {
+        Counter(label: "asynccode_github_requests_total", dimensions: [("route", route), ("status", status)], factory: metrics)
+            .increment()
+        if let remaining = headers?.first(name: "x-ratelimit-remaining").flatMap({ Int($0) }) {
+            Gauge(label: "asynccode_github_rate_limit_remaining",
+                  dimensions: [("installation", installationID.map(String.init) ?? "app")], factory: metrics)
+                .record(remaining)
+        }
     }
 
     func createInstallationToken(installationID: Int64, repositoryIDs: [Int64], permissions: [String: String]) async throws -> InstallationToken {
@@ -141,6 +155,7 @@ final class Transport: Sendable {
                 throw error
             } catch {
                 failures += 1
+                count(route: route, status: "error", headers: nil, installationID: installationID)
                 logger.debug("GitHub request failed to complete", metadata: [
                     "github.error": "\(String(describing: type(of: error)))", "github.attempt": "\(failures)",
                 ])
@@ -152,6 +167,7 @@ final class Transport: Sendable {
             }
 
             let status = Int(response.status.code)
+            count(route: route, status: String(status), headers: response.headers, installationID: installationID)
             logger.debug("GitHub response", metadata: ["github.status": "\(status)"])
             if (200..<300).contains(status) {
                 return Response(status: status, headers: response.headers, body: responseBody)

@@ -107,9 +107,19 @@ extension GitHubSimulator {
         store.withState { $0.failures.append((method, pattern, failure, times)) }
     }
 
-    /// Removes every injected failure not yet used.
+    /// Fails a share `rate` of REST calls (git over HTTP and the simulator's own routes are spared) from now on:
+    /// `rateLimitShare` of those with a secondary rate limit (403, `Retry-After: 1`), the rest with 502.
+    /// The choice is drawn from `seed`, so a run can be replayed.
+    public func injectRandomFailures(rate: Double, rateLimitShare: Double = 0.2, seed: UInt64 = 1) {
+        store.withState { $0.chaos = RandomFailures(rate: rate, rateLimitShare: rateLimitShare, state: seed) }
+    }
+
+    /// Removes every injected failure not yet used, and random failures.
     public func clearInjectedFailures() {
-        store.withState { $0.failures.removeAll() }
+        store.withState { state in
+            state.failures.removeAll()
+            state.chaos = nil
+        }
     }
 
     /// Makes every minted token expire now.
@@ -244,5 +254,25 @@ extension GitHubSimulator {
     public func gitOutput(repositoryID: Int64, _ arguments: [String]) async throws -> String {
         guard let repo = store.withState({ $0.repositories[repositoryID] }) else { throw SimulatorError("no repository \(repositoryID)") }
         return try await git(["--git-dir", repo.gitDirectory] + arguments)
+    }
+}
+
+/// Random failures for fault-injection runs: a seeded SplitMix64 draw per REST call.
+struct RandomFailures: Sendable {
+    var rate: Double
+    var rateLimitShare: Double
+    var state: UInt64
+
+    mutating func nextUnit() -> Double {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return Double((z ^ (z >> 31)) >> 11) / Double(1 << 53)
+    }
+
+    mutating func draw() -> InjectedFailure? {
+        guard nextUnit() < rate else { return nil }
+        return nextUnit() < rateLimitShare ? .secondaryRateLimit(retryAfter: 1) : .status(502)
     }
 }

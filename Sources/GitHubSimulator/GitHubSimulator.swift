@@ -210,6 +210,7 @@ extension SimulatorStore.State {
             failures[index].remaining -= 1
             return rule.failure
         }
+        if chaos != nil, !path.contains(".git/"), !path.hasPrefix("/_simulator") { return chaos!.draw() }
         return nil
     }
 

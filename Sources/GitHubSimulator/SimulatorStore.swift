@@ -28,6 +28,7 @@ final class SimulatorStore: @unchecked Sendable {
         /// Manifests posted to the App-creation page, by the one-time code GitHub's redirect carries.
         var manifestCodes: [String: PendingManifest] = [:]
         var submittedManifests: [String] = []
+        var chaos: RandomFailures? = nil
     }
 
     private let lock = NSLock()

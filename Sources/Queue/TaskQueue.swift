@@ -15,6 +15,8 @@ public struct ClaimedTask: Sendable, Hashable {
     /// How many times the task has been claimed, this time included.
     public var attempt: Int
     public var maxAttempts: Int
+    /// How long it waited to be claimed: from when it could first run (queued, or its retry time) to now.
+    public var waited: Duration = .zero
 }
 
 /// What happened to a task whose lease ran out.
@@ -69,14 +71,15 @@ public struct TaskQueue: Sendable {
                     started_at = COALESCE(tasks.started_at, now()), error = NULL, ack_owner = NULL
                 FROM next WHERE tasks.id = next.id
                 RETURNING tasks.id, tasks.kind::text, tasks.repository_id, tasks.issue_number, tasks.is_pull_request,
-                          tasks.agent, tasks.prompt, tasks.target_branch, tasks.attempts, tasks.max_attempts
+                          tasks.agent, tasks.prompt, tasks.target_branch, tasks.attempts, tasks.max_attempts,
+                          (extract(epoch FROM now() - GREATEST(tasks.created_at, tasks.run_after)) * 1000)::bigint
                 """, logger: logger)
-            for try await (id, kind, repositoryID, issueNumber, isPullRequest, agent, prompt, targetBranch, attempts, maxAttempts)
-                in rows.decode((Int64, String, Int64, Int64, Bool, String?, String, String?, Int, Int).self) {
+            for try await (id, kind, repositoryID, issueNumber, isPullRequest, agent, prompt, targetBranch, attempts, maxAttempts, waitedMS)
+                in rows.decode((Int64, String, Int64, Int64, Bool, String?, String, String?, Int, Int, Int64).self) {
                 return ClaimedTask(
                     id: id, kind: TaskKind(rawValue: kind) ?? .code, repositoryID: repositoryID, issueNumber: issueNumber,
                     isPullRequest: isPullRequest, agent: agent, prompt: prompt, targetBranch: targetBranch,
-                    attempt: attempts, maxAttempts: maxAttempts)
+                    attempt: attempts, maxAttempts: maxAttempts, waited: .milliseconds(max(waitedMS, 0)))
             }
             return nil
         } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {

@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import ServiceLifecycle
 
 /// What a worker does with a claimed task; the executor implements it.
@@ -48,10 +49,13 @@ public struct TaskWorker<Handler: TaskHandling>: Service, CustomStringConvertibl
     private let pollInterval: Duration
     private let gracePeriod: Duration
     private let reapInterval: Duration
+    private let metrics: any MetricsFactory
 
+    /// Creates a worker; `metrics` receives queue waits, task durations and outcomes.
     public init(
         name: String, queue: TaskQueue, signal: WorkSignal, handler: Handler, logger: Logger,
-        pollInterval: Duration = .seconds(5), gracePeriod: Duration = .seconds(30), reapInterval: Duration = .seconds(5)
+        pollInterval: Duration = .seconds(5), gracePeriod: Duration = .seconds(30), reapInterval: Duration = .seconds(5),
+        metrics: any MetricsFactory = NOOPMetricsHandler.instance
     ) {
         self.name = name
         self.queue = queue
@@ -61,6 +65,7 @@ public struct TaskWorker<Handler: TaskHandling>: Service, CustomStringConvertibl
         self.pollInterval = pollInterval
         self.gracePeriod = gracePeriod
         self.reapInterval = reapInterval
+        self.metrics = metrics
     }
 
     static var acknowledgementsPerPass: Int { 10 }
@@ -113,6 +118,10 @@ public struct TaskWorker<Handler: TaskHandling>: Service, CustomStringConvertibl
     private func run(_ task: ClaimedTask, stopping: Flag) async {
         var logger = self.logger
         logger[metadataKey: "task.id"] = "\(task.id)"
+        let agent = task.agent ?? "default"
+        Timer(label: "asynccode_queue_wait_seconds", dimensions: [("kind", task.kind.rawValue)], factory: metrics)
+            .record(duration: task.waited)
+        let started = ContinuousClock.now
         let outcome = await withTaskGroup(of: TaskOutcome?.self) { group in
             group.addTask { await handler.handle(task) }
             group.addTask { await renewLease(task) }
@@ -125,6 +134,16 @@ public struct TaskWorker<Handler: TaskHandling>: Service, CustomStringConvertibl
             }
             return .interrupted
         }
+        Timer(label: "asynccode_task_duration_seconds", dimensions: [("agent", agent), ("kind", task.kind.rawValue)], factory: metrics)
+            .record(duration: ContinuousClock.now - started)
+        let result: String = switch outcome {
+        case .completed: "completed"
+        case .failed(_, let retryable, _): retryable && task.attempt < task.maxAttempts ? "retrying" : "failed"
+        case .interrupted: "interrupted"
+        case .cancelled: "cancelled"
+        }
+        Counter(label: "asynccode_tasks_total", dimensions: [("status", result), ("kind", task.kind.rawValue), ("agent", agent)],
+                factory: metrics).increment()
         do {
             switch outcome {
             case .completed:

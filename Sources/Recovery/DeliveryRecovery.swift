@@ -1,5 +1,6 @@
 import GitHub
 import Logging
+import Metrics
 import PostgresNIO
 import ServiceLifecycle
 
@@ -38,10 +39,13 @@ public struct DeliveryRecovery<Log: DeliveryLog>: Service, CustomStringConvertib
     /// Redeliveries asked for per pass.
     public let maxRedeliveries: Int
 
+    let metrics: any MetricsFactory
+
     public init(
         log: Log, client: PostgresClient, logger: Logger, interval: Duration = .seconds(300), maxPages: Int = 10,
-        maxRedeliveries: Int = 50
+        maxRedeliveries: Int = 50, metrics: any MetricsFactory = NOOPMetricsHandler.instance
     ) {
+        self.metrics = metrics
         self.log = log
         self.client = client
         self.logger = logger
@@ -62,6 +66,10 @@ public struct DeliveryRecovery<Log: DeliveryLog>: Service, CustomStringConvertib
                 }
                 do {
                     let report = try await recoverOnce()
+                    Counter(label: "asynccode_recovery_redeliveries_total", dimensions: [("result", "asked")], factory: metrics)
+                        .increment(by: report.redelivered)
+                    Counter(label: "asynccode_recovery_redeliveries_total", dimensions: [("result", "refused")], factory: metrics)
+                        .increment(by: report.failed)
                     if report.redelivered > 0 || report.failed > 0 {
                         logger.notice("asked GitHub to redeliver failed webhook deliveries", metadata: [
                             "recovery.listed": "\(report.listed)", "recovery.missing": "\(report.missing)",

@@ -15,13 +15,14 @@ let secret = "It's a Secret to Everybody"
 
 /// Runs `body` against the real `serve` application on a fresh database.
 func withIntake(
-    secrets: [String] = [secret], setup: TestingSetup = .live,
+    secrets: [String] = [secret], setup: TestingSetup = .live, metricsToken: String? = nil,
     _ body: @Sendable (any TestClientProtocol, TestDatabase) async throws -> Void
 ) async throws {
     try await TestDatabase.with { db in
-        let configuration = AppConfiguration(
+        var configuration = AppConfiguration(
             databaseURL: db.url, webhookSecrets: secrets, port: 0,
             migrationsDirectory: TestEnvironment.migrationsDirectory)
+        configuration.metricsToken = metricsToken
         var logger = Logger(label: "intake-test")
         logger.logLevel = .critical
         let app = try buildApplication(configuration: configuration, logger: logger)
@@ -311,6 +312,24 @@ func commentPayload(_ text: String, commentID: Int = 492700400, senderType: Stri
             #expect(health.status == .ok)
             let ready = try await client.execute(uri: "/readyz", method: .get)
             #expect(ready.status == .ok)
+        }
+    }
+
+    @Test func metricsCountDeliveriesAndAskForTheTokenWhenOneIsSet() async throws {
+        try await withIntake(metricsToken: "metrics-token-0123456789") { client, _ in
+            _ = try await client.deliver(body: try commentPayload("/asynccode fix the build"))
+            _ = try await client.deliver(body: Array("{}".utf8), signature: "sha256=" + String(repeating: "0", count: 64))
+            #expect(try await client.execute(uri: "/metrics", method: .get).status == .unauthorized)
+            #expect(try await client.execute(uri: "/metrics", method: .get, headers: [.authorization: "Bearer wrong"]).status == .unauthorized)
+            let scraped = try await client.execute(uri: "/metrics", method: .get, headers: [.authorization: "Bearer metrics-token-0123456789"])
+            #expect(scraped.status == .ok)
+            #expect(scraped.headers[.contentType]?.hasPrefix("text/plain; version=0.0.4") == true)
+            let text = String(buffer: scraped.body)
+            #expect(text.contains(#"asynccode_webhook_deliveries_total{event="issue_comment",outcome="queued"} 1"#))
+            // A bad signature counts without its (attacker-chosen) event name.
+            #expect(text.contains(#"asynccode_webhook_deliveries_total{event="unverified",outcome="http_401"} 1"#))
+            #expect(text.contains(#"asynccode_tasks{status="pending"} 1"#))
+            #expect(text.contains("asynccode_database_up 1"))
         }
     }
 }

@@ -57,6 +57,17 @@ func sleeperIsRunning() async throws -> Bool {
             #expect(try await e2e.string("SELECT changed_files::text FROM tasks WHERE id = \(taskID)")?.contains("\"README.md\"") == true)
             #expect(try await e2e.db.count("pull_requests WHERE task_id = \(taskID)") == 1)
             #expect(try await e2e.db.count("task_events WHERE task_id = \(taskID)") >= 6)
+            // What the operator's Prometheus sees of it.
+            let metrics = try await e2e.metrics()
+            #expect(e2e.sample(#"asynccode_webhook_deliveries_total{event="issue_comment",outcome="queued"}"#, in: metrics) == 1)
+            #expect(e2e.sample(#"asynccode_tasks_total{status="completed",kind="code",agent="#, in: metrics) == 1)
+            #expect(e2e.sample(#"asynccode_agent_exits_total{agent="edit",code="0"}"#, in: metrics) == 1)
+            #expect(e2e.sample(#"asynccode_github_requests_total{route="POST /repos/{owner}/{repo}/pulls",status="201"}"#, in: metrics) == 1)
+            #expect(e2e.sample(#"asynccode_queue_wait_seconds_count{kind="code"}"#, in: metrics) == 1)
+            #expect(e2e.sample(#"asynccode_task_duration_seconds_count{agent="#, in: metrics) == 1)
+            #expect(e2e.sample(#"asynccode_webhook_duration_seconds_count{status="202"}"#, in: metrics) ?? 0 >= 1)
+            #expect(e2e.sample(#"asynccode_tasks{status="pending"}"#, in: metrics) == 0)
+            #expect(e2e.sample("asynccode_database_up", in: metrics) == 1)
             // The token is revoked after the task.
             try await eventually("every token is revoked") { e2e.sim.issuedTokens.allSatisfy(\.revoked) }
             #expect(!e2e.sim.issuedTokens.isEmpty)

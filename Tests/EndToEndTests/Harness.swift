@@ -1,4 +1,5 @@
 import AsyncCodeApp
+import AsyncHTTPClient
 import Database
 import Foundation
 import GitHubConformance
@@ -265,6 +266,28 @@ struct EndToEnd: Sendable {
     func commitCount(on branch: String) async throws -> Int {
         let result = try await TestSupport.run(["git", "--git-dir", setup.repository.gitDirectory, "rev-list", "--count", branch])
         return Int(result.output.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+    }
+
+    /// Returns what `GET /metrics` serves, as Prometheus would scrape it.
+    func metrics() async throws -> String {
+        let http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup)
+        do {
+            let response = try await http.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)/metrics"), timeout: .seconds(10))
+            let body = try await response.body.collect(upTo: 4 * 1024 * 1024)
+            try await http.shutdown()
+            return String(buffer: body)
+        } catch {
+            try? await http.shutdown()
+            throw error
+        }
+    }
+
+    /// Returns the value of the first sample whose series starts with `prefix` (name and labels), if any.
+    func sample(_ prefix: String, in text: String) -> Double? {
+        for line in text.split(separator: "\n") where line.hasPrefix(prefix) {
+            if let value = line.split(separator: " ").last.flatMap({ Double($0) }) { return value }
+        }
+        return nil
     }
 
     func string(_ sql: String) async throws -> String? {

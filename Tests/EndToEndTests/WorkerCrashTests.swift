@@ -11,7 +11,7 @@ import Glibc
     static let binary = TestEnvironment.packageRoot.appendingPathComponent(".build/debug/asynccode").path
 
     /// Starts `asynccode worker` against the end-to-end setup.
-    func startWorker(_ e2e: EndToEnd, log: String) throws -> Process {
+    func startWorker(_ e2e: EndToEnd, log: String, workers: Int = 1) throws -> Process {
         let url = e2e.db.url
         let password = (url.password ?? "").addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""
         let process = Process()
@@ -25,7 +25,7 @@ import Glibc
             "GITHUB_APP_PRIVATE_KEY": e2e.setup.app.privateKeyPEM,
             "GITHUB_API_URL": e2e.sim.apiURL,
             "ASYNCCODE_CONFIG": e2e.configPath,
-            "ASYNCCODE_WORKERS": "1",
+            "ASYNCCODE_WORKERS": String(workers),
             "ASYNCCODE_LEASE_SECONDS": "3",
             "ASYNCCODE_RETRY_BASE_SECONDS": "1",
             "ASYNCCODE_SHUTDOWN_GRACE_SECONDS": "5",
@@ -76,6 +76,44 @@ import Glibc
             try await eventually("the second worker stops", timeout: .seconds(30)) { !second.isRunning }
             #expect(second.terminationStatus == 0)
             #expect(try await e2e.db.count("tasks WHERE status = 'running'") == 0)
+        }
+    }
+
+    @Test func sigtermWithTenTasksRunningLeavesNoneRunningAndASecondProcessFinishesThem() async throws {
+        try await EndToEnd.with(workers: 0) { e2e in
+            var tasks: [(issue: Int, task: Int64)] = []
+            for index in 0..<10 {
+                let issue = e2e.issue("Task \(index)")
+                tasks.append((issue, try await e2e.comment("/asynccode --agent once fix \(index)", on: issue)))
+            }
+            let first = try startWorker(e2e, log: e2e.stateDirectory + "/stop1.log", workers: 10)
+            try await eventually("ten agents run at once", timeout: .seconds(120)) {
+                try await e2e.db.count("tasks WHERE status = 'running'") == 10
+            }
+            first.terminate()
+            try await eventually("the first process stops within its grace period", timeout: .seconds(60)) { !first.isRunning }
+            #expect(first.terminationStatus == 0)
+            #expect(try await e2e.db.count("tasks WHERE status = 'running'") == 0)
+            #expect(try await e2e.db.count("tasks WHERE status = 'pending'") == 10)
+            try await eventually("no agent is left behind", timeout: .seconds(10)) {
+                try await TestSupport.run(["pgrep", "-f", "sleep 3142"]).status != 0
+            }
+
+            FileManager.default.createFile(atPath: e2e.stateDirectory + "/release", contents: Data())
+            let second = try startWorker(e2e, log: e2e.stateDirectory + "/stop2.log", workers: 4)
+            for (_, task) in tasks { try await e2e.waitFor(task: task, status: "completed", timeout: .seconds(180)) }
+            second.terminate()
+            try await eventually("the second process stops", timeout: .seconds(30)) { !second.isRunning }
+            // Each task: one pull request, one progress comment, ending completed.
+            let pulls = e2e.sim.pullRequests(repositoryID: e2e.repositoryID)
+            #expect(pulls.count == 10)
+            for (issue, _) in tasks {
+                #expect(pulls.filter { $0.body?.contains("Closes #\(issue)\n") == true }.count == 1)
+                let comments = e2e.botComments(on: issue)
+                #expect(comments.count == 1)
+                #expect(comments.first?.body.contains("✅ **Completed**") == true)
+            }
+            print("SIGTERM with 10 running: 10 released to pending by a clean stop, 10 completed by a second process, \(pulls.count) pull requests")
         }
     }
 }

@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import PostgresNIO
 import ServiceLifecycle
 import Synchronization
@@ -73,6 +74,7 @@ struct DeferredAppServices: Service, CustomStringConvertible {
     let migrated: StartGate
     let client: PostgresClient
     let logger: Logger
+    let metrics: any MetricsFactory
     var description: String { "DeferredAppServices" }
 
     func run() async throws {
@@ -83,7 +85,7 @@ struct DeferredAppServices: Service, CustomStringConvertible {
         }
         guard let configuration else { return }
         await migrated.wait()
-        let services = try makeAppServices(configuration: configuration, client: client, logger: logger)
+        let services = try makeAppServices(configuration: configuration, client: client, logger: logger, metrics: metrics)
         guard !services.isEmpty else { return }
         logger.info("GitHub App registered: starting the workers", metadata: ["workers": "\(configuration.workers)"])
         let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) }, logger: logger))
