@@ -126,7 +126,7 @@ let package = Package(
         // Checks recorded requests against GitHub's OpenAPI description (GitHub and end-to-end tests).
         .target(name: "GitHubConformance", dependencies: ["GitHubSimulator"], path: "Tests/GitHubConformance"),
         .testTarget(name: "EndToEndTests", dependencies: [
-            "AsyncCodeApp", "Database", "Executor", "GitHub", "GitHubSimulator", "GitHubConformance", "Recovery", "TestSupport",
+            "AsyncCodeApp", "Database", "Executor", "GitHub", "GitHubSimulator", "GitHubConformance", "Queue", "Recovery", "TestSupport",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -84,7 +84,9 @@ func makeWorkerServices(
     for index in 1...configuration.workers {
         services.append(TaskWorker(
             name: "\(workerPrefix)-\(index)", queue: queue, signal: signal, handler: executor, logger: workerLogger,
-            gracePeriod: configuration.shutdownGracePeriod, metrics: metrics))
+            gracePeriod: configuration.shutdownGracePeriod,
+            // A dead worker's task is looked for at least twice per lease, so it waits little past the lease.
+            reapInterval: min(.seconds(5), configuration.leaseDuration / 2), metrics: metrics))
     }
     services.append(ControlCommandWorker(
         name: "\(workerPrefix)-control", api: github, controls: ControlStore(client: client, logger: workerLogger),

@@ -107,6 +107,14 @@ extension GitHubSimulator {
         store.withState { $0.failures.append((method, pattern, failure, times)) }
     }
 
+    /// Holds the next `times` requests matching `method` and `path` (segments; `*` matches one, a trailing
+    /// `**` the rest; git paths too) for `duration` before answering them, so a test can act while they are
+    /// in flight (a request in flight is recorded with status 0).
+    public func injectDelay(_ duration: Duration, method: String? = nil, path: String, times: Int = 1) {
+        let pattern = path.split(separator: "/", omittingEmptySubsequences: true)
+        store.withState { $0.delays.append((method, pattern, duration, times)) }
+    }
+
     /// Fails a share `rate` of REST calls (git over HTTP and the simulator's own routes are spared) from now on:
     /// `rateLimitShare` of those with a secondary rate limit (403, `Retry-After: 1`), the rest with 502.
     /// The choice is drawn from `seed`, so a run can be replayed.
@@ -118,6 +126,7 @@ extension GitHubSimulator {
     public func clearInjectedFailures() {
         store.withState { state in
             state.failures.removeAll()
+            state.delays.removeAll()
             state.chaos = nil
         }
     }

@@ -132,6 +132,9 @@ public final class GitHubSimulator: Sendable {
                                                   status: 0, injected: false, receivedAt: Date()))
             return state.requests.count - 1
         }
+        if let delay = store.withState({ $0.takeDelay(method: method, path: rawPath) }) {
+            try? await Task.sleep(for: delay)
+        }
         let response: SimResponse
         var injected = false
         if let failure = store.withState({ $0.takeFailure(method: method, path: rawPath) }) {
@@ -211,6 +214,18 @@ extension SimulatorStore.State {
             return rule.failure
         }
         if chaos != nil, !path.contains(".git/"), !path.hasPrefix("/_simulator") { return chaos!.draw() }
+        return nil
+    }
+
+    mutating func takeDelay(method: String, path: String) -> Duration? {
+        let segments = path.split(separator: "/", omittingEmptySubsequences: true)
+        for index in delays.indices where delays[index].remaining > 0 {
+            let rule = delays[index]
+            if let ruleMethod = rule.method, ruleMethod.uppercased() != method { continue }
+            guard Self.matches(pattern: rule.pattern, segments) else { continue }
+            delays[index].remaining -= 1
+            return rule.duration
+        }
         return nil
     }
 

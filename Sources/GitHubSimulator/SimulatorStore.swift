@@ -29,6 +29,7 @@ final class SimulatorStore: @unchecked Sendable {
         var manifestCodes: [String: PendingManifest] = [:]
         var submittedManifests: [String] = []
         var chaos: RandomFailures? = nil
+        var delays: [(method: String?, pattern: [Substring], duration: Duration, remaining: Int)] = []
     }
 
     private let lock = NSLock()

@@ -1,5 +1,6 @@
 import Foundation
 import GitHubSimulator
+import Queue
 import Testing
 import TestSupport
 #if canImport(Glibc)
@@ -11,7 +12,7 @@ import Glibc
     static let binary = TestEnvironment.packageRoot.appendingPathComponent(".build/debug/asynccode").path
 
     /// Starts `asynccode worker` against the end-to-end setup.
-    func startWorker(_ e2e: EndToEnd, log: String, workers: Int = 1) throws -> Process {
+    func startWorker(_ e2e: EndToEnd, log: String, workers: Int = 1, leaseSeconds: Int = 3) throws -> Process {
         let url = e2e.db.url
         let password = (url.password ?? "").addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""
         let process = Process()
@@ -26,7 +27,7 @@ import Glibc
             "GITHUB_API_URL": e2e.sim.apiURL,
             "ASYNCCODE_CONFIG": e2e.configPath,
             "ASYNCCODE_WORKERS": String(workers),
-            "ASYNCCODE_LEASE_SECONDS": "3",
+            "ASYNCCODE_LEASE_SECONDS": String(leaseSeconds),
             "ASYNCCODE_RETRY_BASE_SECONDS": "1",
             "ASYNCCODE_SHUTDOWN_GRACE_SECONDS": "5",
             "ASYNCCODE_WORKSPACE_DIR": e2e.workspaceDirectory,
@@ -114,6 +115,64 @@ import Glibc
                 #expect(comments.first?.body.contains("✅ **Completed**") == true)
             }
             print("SIGTERM with 10 running: 10 released to pending by a clean stop, 10 completed by a second process, \(pulls.count) pull requests")
+        }
+    }
+
+    /// Where a worker is killed: while cloning, while the agent runs, after the push (the pull request
+    /// being opened), after the pull request (the review being requested).
+    enum KillPoint: String, CaseIterable { case cloning, agentRunning, afterPush, afterPullRequest }
+
+    @Test func sigkillAtEachStepTwentyTimesEndsEveryTaskOnceWithOnePullRequest() async throws {
+        try await EndToEnd.with(workers: 0) { e2e in
+            let release = e2e.stateDirectory + "/release"
+            var worker = try startWorker(e2e, log: e2e.stateDirectory + "/kill-0.log", leaseSeconds: 2)
+            var found: [KillPoint: Int] = [:]
+            var recoveries: [Double] = []
+            for round in 0..<20 {
+                let point = KillPoint.allCases[round % KillPoint.allCases.count]
+                let issue = e2e.issue("Kill \(round) at \(point.rawValue)")
+                // Hold the request that follows the step, so the kill lands after the step and before the next.
+                func inFlight(_ method: String, _ suffix: String) -> Bool {
+                    e2e.sim.requests.contains { $0.method == method && $0.path.hasSuffix(suffix) && $0.status == 0 }
+                }
+                switch point {
+                case .cloning: e2e.sim.injectDelay(.seconds(3), method: "POST", path: "acme/widgets.git/git-upload-pack")
+                case .agentRunning: try? FileManager.default.removeItem(atPath: release)
+                case .afterPush: e2e.sim.injectDelay(.seconds(3), method: "POST", path: "repos/acme/widgets/pulls")
+                case .afterPullRequest: e2e.sim.injectDelay(.seconds(3), method: "POST", path: "repos/acme/widgets/pulls/*/requested_reviewers")
+                }
+                let agent = point == .agentRunning ? "--agent once " : ""
+                let roundStart = ContinuousClock.now
+                let task = try await e2e.comment("/asynccode \(agent)fix kill \(round)", on: issue)
+                try await eventually("round \(round) reaches \(point.rawValue)", timeout: .seconds(60), interval: .milliseconds(20)) {
+                    switch point {
+                    case .cloning: return inFlight("POST", "/git-upload-pack")
+                    case .agentRunning: return try await TestSupport.run(["pgrep", "-f", "sleep 3142"]).status == 0
+                    case .afterPush: return inFlight("POST", "/repos/acme/widgets/pulls")
+                    case .afterPullRequest: return inFlight("POST", "/requested_reviewers")
+                    }
+                }
+                let reached = ContinuousClock.now - roundStart
+                kill(worker.processIdentifier, SIGKILL)
+                try await eventually("worker \(round) is gone") { !worker.isRunning }
+                found[point, default: 0] += 1
+                FileManager.default.createFile(atPath: release, contents: Data())
+                e2e.sim.clearInjectedFailures()
+                // The next process takes the task back when its lease runs out, finishes it, and is the next victim.
+                worker = try startWorker(e2e, log: e2e.stateDirectory + "/kill-\(round + 1).log", leaseSeconds: 2)
+                try await e2e.waitFor(task: task, status: "completed", timeout: .seconds(90))
+                recoveries.append((ContinuousClock.now - roundStart - reached).inSeconds)
+                let pulls = e2e.sim.pullRequests(repositoryID: e2e.repositoryID).filter { $0.body?.contains("Closes #\(issue)\n") == true }
+                #expect(pulls.count == 1, "round \(round) (\(point.rawValue)): \(pulls.count) pull requests")
+                let comments = e2e.botComments(on: issue)
+                #expect(comments.count == 1, "round \(round) (\(point.rawValue)): \(comments.count) progress comments")
+                #expect(comments.first?.body.contains("✅ **Completed**") == true, "round \(round) (\(point.rawValue))")
+                #expect(try await e2e.db.scalar("SELECT attempts FROM tasks WHERE id = \(task)", as: Int32.self) ?? 0 >= 2)
+            }
+            worker.terminate()
+            try await eventually("the last worker stops", timeout: .seconds(30)) { !worker.isRunning }
+            #expect(try await e2e.db.count("tasks WHERE status <> 'completed'") == 0)
+            print("SIGKILL: \(found.values.reduce(0, +)) kills (\(KillPoint.allCases.map { "\($0.rawValue) \(found[$0] ?? 0)" }.joined(separator: ", "))); every task completed once, one pull request and one progress comment each; kill to completed: mean \(String(format: "%.1f", recoveries.reduce(0, +) / Double(max(recoveries.count, 1)))) s, max \(String(format: "%.1f", recoveries.max() ?? 0)) s (lease 2 s)")
         }
     }
 }
