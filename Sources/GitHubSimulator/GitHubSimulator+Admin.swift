@@ -104,7 +104,7 @@ extension GitHubSimulator {
     /// `/repos/*/*/issues/*/comments`.
     public func injectFailure(_ failure: InjectedFailure, method: String? = nil, path: String, times: Int = 1) {
         let pattern = path.split(separator: "/", omittingEmptySubsequences: true)
-        store.withState { $0.failures.append((method, pattern, failure, times)) }
+        store.withState { $0.failures.append(InjectionRule(method: method, pattern: pattern, effect: failure, remaining: times)) }
     }
 
     /// Holds the next `times` requests matching `method` and `path` (segments; `*` matches one, a trailing
@@ -112,7 +112,7 @@ extension GitHubSimulator {
     /// in flight (a request in flight is recorded with status 0).
     public func injectDelay(_ duration: Duration, method: String? = nil, path: String, times: Int = 1) {
         let pattern = path.split(separator: "/", omittingEmptySubsequences: true)
-        store.withState { $0.delays.append((method, pattern, duration, times)) }
+        store.withState { $0.delays.append(InjectionRule(method: method, pattern: pattern, effect: duration, remaining: times)) }
     }
 
     /// Fails a share `rate` of REST calls (git over HTTP and the simulator's own routes are spared) from now on:

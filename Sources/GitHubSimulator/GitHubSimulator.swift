@@ -205,26 +205,24 @@ extension InjectedFailure {
 
 extension SimulatorStore.State {
     mutating func takeFailure(method: String, path: String) -> InjectedFailure? {
-        let segments = path.split(separator: "/", omittingEmptySubsequences: true)
-        for index in failures.indices where failures[index].remaining > 0 {
-            let rule = failures[index]
-            if let ruleMethod = rule.method, ruleMethod.uppercased() != method { continue }
-            guard Self.matches(pattern: rule.pattern, segments) else { continue }
-            failures[index].remaining -= 1
-            return rule.failure
-        }
+        if let failure = Self.take(from: &failures, method: method, path: path) { return failure }
         if chaos != nil, !path.contains(".git/"), !path.hasPrefix("/_simulator") { return chaos!.draw() }
         return nil
     }
 
     mutating func takeDelay(method: String, path: String) -> Duration? {
+        Self.take(from: &delays, method: method, path: path)
+    }
+
+    /// Uses up one turn of the first rule matching the request and returns its effect.
+    static func take<Effect>(from rules: inout [InjectionRule<Effect>], method: String, path: String) -> Effect? {
         let segments = path.split(separator: "/", omittingEmptySubsequences: true)
-        for index in delays.indices where delays[index].remaining > 0 {
-            let rule = delays[index]
+        for index in rules.indices where rules[index].remaining > 0 {
+            let rule = rules[index]
             if let ruleMethod = rule.method, ruleMethod.uppercased() != method { continue }
-            guard Self.matches(pattern: rule.pattern, segments) else { continue }
-            delays[index].remaining -= 1
-            return rule.duration
+            guard matches(pattern: rule.pattern, segments) else { continue }
+            rules[index].remaining -= 1
+            return rule.effect
         }
         return nil
     }
@@ -238,4 +236,12 @@ extension SimulatorStore.State {
         guard pattern.count == segments.count else { return false }
         return zip(pattern, segments).allSatisfy { $0 == "*" || $0 == $1 }
     }
+}
+
+/// An injected failure or delay: the requests it applies to and how many more times.
+struct InjectionRule<Effect: Sendable>: Sendable {
+    var method: String?
+    var pattern: [Substring]
+    var effect: Effect
+    var remaining: Int
 }

@@ -17,7 +17,7 @@ final class SimulatorStore: @unchecked Sendable {
         var tokens: [String: IssuedToken] = [:]
         var tokenOrder: [String] = []
         var requests: [RecordedRequest] = []
-        var failures: [(method: String?, pattern: [Substring], failure: InjectedFailure, remaining: Int)] = []
+        var failures: [InjectionRule<InjectedFailure>] = []
         var deliveries: [SimulatedDelivery] = []
         var redeliveries: [Int64] = []
         var inFlightMutations: [Int64: Int] = [:]
@@ -29,7 +29,7 @@ final class SimulatorStore: @unchecked Sendable {
         var manifestCodes: [String: PendingManifest] = [:]
         var submittedManifests: [String] = []
         var chaos: RandomFailures? = nil
-        var delays: [(method: String?, pattern: [Substring], duration: Duration, remaining: Int)] = []
+        var delays: [InjectionRule<Duration>] = []
     }
 
     private let lock = NSLock()
