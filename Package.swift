@@ -76,7 +76,7 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .target(name: "AsyncCodeApp", dependencies: [
-            "Models", "Commands", "Intake", "Database", "Queue", "GitHub", "Executor", "Recovery",
+            "Models", "Commands", "Intake", "Database", "Queue", "GitHub", "Executor", "Recovery", "OpenSSLCrypto",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),

@@ -318,8 +318,8 @@ enum DotEnv {
     }
 }
 
-/// Returns 32 random characters from [a-z0-9].
-func randomToken() -> String {
+/// Returns 32 random characters from [a-z0-9] (the system's secure generator): setup tokens, states, secrets.
+public func randomToken() -> String {
     let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789")
     return String((0..<32).map { _ in alphabet[Int.random(in: 0..<alphabet.count)] })
 }

@@ -4,6 +4,7 @@ import Hummingbird
 import Logging
 import Metrics
 import NIOCore
+import OpenSSLCrypto
 import PostgresNIO
 import Prometheus
 
@@ -50,7 +51,7 @@ struct MetricsController: Sendable {
     func scrape(_ request: Request) async -> Response {
         if let token {
             let given = request.headers[.authorization].map { Array($0.utf8) } ?? []
-            guard SetupWizard.constantTimeEqual(given, Array("Bearer \(token)".utf8)) else {
+            guard ConstantTime.equals(given, Array("Bearer \(token)".utf8)) else {
                 var headers = HTTPFields()
                 headers[.wwwAuthenticate] = "Bearer"
                 return Response(status: .unauthorized, headers: headers, body: .init(byteBuffer: ByteBuffer(string: "metrics need the bearer token\n")))

@@ -101,7 +101,7 @@ public struct Demo: Sendable {
         sim.setCollaborator("alice", role: "write", onRepositoryID: repositoryID)
         let issue = sim.createIssue(repositoryID: repositoryID, title: "The README says too little",
                                     body: "It should tell people how to try the project.", author: "alice")
-        let secret = randomSecret()
+        let secret = randomToken()
         var configuration = AppConfiguration(
             databaseURL: database, webhookSecrets: [secret], appID: String(setup.app.id), privateKeyPEM: setup.app.privateKeyPEM,
             githubAPIURL: URL(string: sim.apiURL)!, port: 0, migrationsDirectory: migrations)
@@ -254,8 +254,4 @@ public struct Demo: Sendable {
         text.split(separator: "\n", omittingEmptySubsequences: false).map { prefix + $0 }.joined(separator: "\n")
     }
 
-    private func randomSecret() -> String {
-        let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789")
-        return String((0..<40).map { _ in alphabet[Int.random(in: 0..<alphabet.count)] })
-    }
 }

@@ -5,6 +5,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import OpenSSLCrypto
 import Synchronization
 
 extension AppConfiguration {
@@ -223,7 +224,7 @@ final class SetupWizard: Sendable {
 
     func hasToken(_ request: Request) -> Bool {
         guard let given = request.uri.queryParameters["token"] else { return false }
-        return Self.constantTimeEqual(Array(given.utf8), Array(configuration.setupToken.utf8))
+        return ConstantTime.equals(Array(given.utf8), Array(configuration.setupToken.utf8))
     }
 
     func tokenRefusal() -> Response {
@@ -258,13 +259,6 @@ final class SetupWizard: Sendable {
     static func isLogin(_ text: String) -> Bool {
         (1...39).contains(text.count) && !text.hasPrefix("-") && !text.hasSuffix("-") && !text.contains("--")
             && text.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }
-    }
-
-    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        guard a.count == b.count else { return false }
-        var difference: UInt8 = 0
-        for index in a.indices { difference |= a[index] ^ b[index] }
-        return difference == 0
     }
 
     static func escape(_ text: String) -> String {
