@@ -93,7 +93,7 @@ public struct WebhookController<Store: DeliveryRecording>: Sendable {
             logger.log(level: level, "webhook delivery", metadata: metadata)
             // Labels stay bounded: an event name counts only once the signature is good, an outcome is a
             // word or an HTTP status.
-            let verified = status.code < 400 || status.code == 400 || status.code == 415
+            let verified = status.code <= 400 || status.code == 415
             let event = verified ? eventHeader.flatMap { WebhookDecoder.isValidEventName($0) ? $0 : nil } ?? "none" : "unverified"
             let label = status.code < 400 ? outcome : "http_\(status.code)"
             Counter(label: "asynccode_webhook_deliveries_total", dimensions: [("event", event), ("outcome", label)], factory: metrics)

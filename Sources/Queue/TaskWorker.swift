@@ -136,31 +136,32 @@ public struct TaskWorker<Handler: TaskHandling>: Service, CustomStringConvertibl
         }
         Timer(label: "asynccode_task_duration_seconds", dimensions: [("agent", agent), ("kind", task.kind.rawValue)], factory: metrics)
             .record(duration: ContinuousClock.now - started)
-        let result: String = switch outcome {
-        case .completed: "completed"
-        case .failed(_, let retryable, _): retryable && task.attempt < task.maxAttempts ? "retrying" : "failed"
-        case .interrupted: "interrupted"
-        case .cancelled: "cancelled"
-        }
-        Counter(label: "asynccode_tasks_total", dimensions: [("status", result), ("kind", task.kind.rawValue), ("agent", agent)],
-                factory: metrics).increment()
+        // The status counted is the one the queue recorded (a retryable failure out of attempts is `failed`).
+        var result: String
         do {
             switch outcome {
             case .completed:
                 try await queue.complete(taskID: task.id, worker: name)
+                result = "completed"
             case .failed(let reason, let retryable, let retryAfter):
                 let status = try await queue.fail(
                     taskID: task.id, worker: name, error: reason, retryable: retryable, retryDelay: retryAfter)
                 logger.error("task failed", metadata: ["task.status": "\(status ?? "lease lost")", "error": "\(reason)"])
+                result = status == "pending" ? "retrying" : status == nil ? "lease_lost" : "failed"
             case .interrupted:
                 try await queue.release(taskID: task.id, worker: name)
+                result = "interrupted"
             case .cancelled(let reason):
                 try await queue.cancel(taskID: task.id, worker: name, reason: reason)
+                result = "cancelled"
             }
         } catch {
             // The lease runs out and the task is taken back: nothing is lost.
             logger.error("cannot record the task's outcome", metadata: ["error": "\(error)"])
+            result = "unrecorded"
         }
+        Counter(label: "asynccode_tasks_total", dimensions: [("status", result), ("kind", task.kind.rawValue), ("agent", agent)],
+                factory: metrics).increment()
     }
 
     /// Renews the lease every third of its duration; returns `nil` when it was lost.
