@@ -30,6 +30,7 @@ let package = Package(
         .target(name: "OpenSSLCrypto", dependencies: ["COpenSSL"]),
         .target(name: "Models"),
         .target(name: "Commands", dependencies: ["Models"]),
+        .target(name: "RepositoryConfiguration", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(name: "Intake", dependencies: ["Models", "Commands", "OpenSSLCrypto"]),
         .target(name: "Database", dependencies: [
             "OpenSSLCrypto",
@@ -42,6 +43,11 @@ let package = Package(
             .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+        // Credits, the models' prices, usage limits and analytics: who pays and how much may run.
+        .target(name: "Accounting", dependencies: [
+            .product(name: "PostgresNIO", package: "postgres-nio"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "GitHub", dependencies: [
             "OpenSSLCrypto",
@@ -61,7 +67,7 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .target(name: "Executor", dependencies: [
-            "Models", "Commands", "Queue", "GitHub",
+            "Models", "Commands", "Queue", "GitHub", "Accounting", "RepositoryConfiguration",
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Subprocess", package: "swift-subprocess"),
             .product(name: "Logging", package: "swift-log"),
@@ -76,7 +82,7 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .target(name: "AsyncCodeApp", dependencies: [
-            "Models", "Commands", "Intake", "Database", "Queue", "GitHub", "Executor", "Recovery", "OpenSSLCrypto",
+            "Models", "Commands", "Intake", "Database", "Queue", "GitHub", "Executor", "Recovery", "OpenSSLCrypto", "Accounting",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -93,7 +99,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "asynccode", dependencies: [
-            "AsyncCodeApp", "Demo", "Database",
+            "AsyncCodeApp", "Demo", "Database", "Accounting",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -117,10 +123,12 @@ let package = Package(
         ]),
         .testTarget(name: "IntakeTests", dependencies: ["Intake", "TestSupport"]),
         .testTarget(name: "DatabaseTests", dependencies: ["Database", "TestSupport"]),
-        .testTarget(name: "ExecutorTests", dependencies: ["Executor", "Models", "GitHub", "TestSupport"]),
+        .testTarget(name: "RepositoryConfigurationTests", dependencies: ["RepositoryConfiguration"]),
+        .testTarget(name: "AccountingTests", dependencies: ["Accounting", "TestSupport"]),
+        .testTarget(name: "ExecutorTests", dependencies: ["Executor", "Models", "GitHub", "Accounting", "Commands", "TestSupport"]),
         .testTarget(name: "QueueTests", dependencies: ["Queue", "Models", "Database", "TestSupport"]),
         .testTarget(name: "AsyncCodeAppTests", dependencies: [
-            "AsyncCodeApp", "Executor", "TestSupport", "Intake", "Queue", "Database", "OpenSSLCrypto",
+            "AsyncCodeApp", "Executor", "RepositoryConfiguration", "TestSupport", "Intake", "Queue", "Database", "OpenSSLCrypto",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
         // Checks recorded requests against GitHub's OpenAPI description (GitHub and end-to-end tests).

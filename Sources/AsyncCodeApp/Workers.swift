@@ -1,3 +1,4 @@
+import Accounting
 import Database
 import Executor
 import Foundation
@@ -78,9 +79,17 @@ func makeWorkerServices(
     settings.metrics = metrics
     settings.secretValues = SecretValues(
         configuration.webhookSecrets + [configuration.databaseURL.password].compactMap { $0 } + passed)
+    let accounting = ExecutorAccounting(
+        ledger: CreditLedger(client: client, logger: workerLogger), gate: UsageGate(client: client, logger: workerLogger),
+        analytics: TaskAnalyticsStore(client: client, logger: workerLogger), limits: configuration.agents.limits)
     let executor = TaskExecutor(
-        api: github, store: store, queue: queue, catalog: configuration.agents, settings: settings, logger: workerLogger)
-    var services: [any Service] = [WorkListener(url: configuration.databaseURL, signal: signal, logger: workerLogger)]
+        api: github, store: store, queue: queue, catalog: configuration.agents, settings: settings, accounting: accounting,
+        logger: workerLogger)
+    var services: [any Service] = [
+        WorkListener(url: configuration.databaseURL, signal: signal, logger: workerLogger),
+        ModelCatalogSync(store: ModelCatalogStore(client: client, logger: workerLogger), models: configuration.agents.models,
+                         logger: workerLogger),
+    ]
     for index in 1...configuration.workers {
         services.append(TaskWorker(
             name: "\(workerPrefix)-\(index)", queue: queue, signal: signal, handler: executor, logger: workerLogger,
@@ -90,7 +99,7 @@ func makeWorkerServices(
     }
     services.append(ControlCommandWorker(
         name: "\(workerPrefix)-control", api: github, controls: ControlStore(client: client, logger: workerLogger),
-        store: store, signal: signal, catalog: configuration.agents, logger: workerLogger,
+        store: store, signal: signal, catalog: configuration.agents, triggerLabel: configuration.triggerLabel, logger: workerLogger,
         acknowledging: (queue, executor)))
     return services
 }
@@ -179,5 +188,32 @@ struct GatedService: Service, CustomStringConvertible {
         }
         if stopped.isSet { return }
         try await service.run()
+    }
+}
+
+/// Syncs the configured agents into `ai_models` once at start (agents no longer configured become
+/// inactive), then waits for the process to stop.
+struct ModelCatalogSync: Service, CustomStringConvertible {
+    let store: ModelCatalogStore
+    let models: [ModelEntry]
+    let logger: Logger
+    var description: String { "ModelCatalogSync" }
+
+    func run() async throws {
+        for attempt in 1...5 {
+            do {
+                let deactivated = try await store.sync(models)
+                logger.info("models synced", metadata: [
+                    "models.active": "\(models.map(\.name).joined(separator: ","))",
+                    "models.deactivated": "\(deactivated.joined(separator: ","))",
+                ])
+                break
+            } catch {
+                logger.error("cannot sync the models catalogue", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
+                try? await Task.sleep(for: .seconds(attempt * 2))
+                if Task.isCancelled { return }
+            }
+        }
+        try? await gracefulShutdown()
     }
 }

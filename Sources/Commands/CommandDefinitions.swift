@@ -42,19 +42,26 @@ public enum CommandGrammar {
         .init(name: "--agent", usage: "--agent NAME", summary: "Run the agent NAME instead of the default one."),
         .init(name: "--priority", usage: "--priority low|medium|high", summary: "Queue the task ahead of or behind others (default medium)."),
         .init(name: "--base", usage: "--base BRANCH", summary: "Start from BRANCH instead of the default branch; the pull request targets it."),
+        .init(name: "--budget", usage: "--budget CREDITS", summary: "Spend at most CREDITS on this task; the agent is stopped when it passes them."),
     ]
 
     /// Returns the help text in Markdown, generated from the definitions above.
     ///
-    /// - Parameter agents: the agents users may choose, listed after the commands.
-    public static func helpText(agents: [String] = []) -> String {
+    /// - Parameters:
+    ///   - agents: the agents users may choose, listed after the commands.
+    ///   - models: a Markdown list of the agents with their descriptions and prices; shown instead of `agents`.
+    public static func helpText(agents: [String] = [], models: String? = nil) -> String {
         var lines = ["**asynccode commands** (one per line, at most \(maxCommandsPerComment) per comment):", ""]
         for (_, definition) in taskVerbs { lines.append("- `\(definition.usage)`: \(definition.summary)") }
         for (_, definition) in controlVerbs { lines.append("- `\(definition.usage)`: \(definition.summary)") }
         lines.append("")
         lines.append("Options, after the verb and before the text:")
         for definition in options { lines.append("- `\(definition.usage)`: \(definition.summary)") }
-        if !agents.isEmpty {
+        if let models, !models.isEmpty {
+            lines.append("")
+            lines.append("Agents (`--agent NAME`):")
+            lines.append(models)
+        } else if !agents.isEmpty {
             lines.append("")
             lines.append("Agents: " + agents.map { "`\($0)`" }.joined(separator: ", "))
         }

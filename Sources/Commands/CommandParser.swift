@@ -16,17 +16,20 @@ public struct TaskCommand: Sendable, Hashable {
     public var agent: String?
     public var priority: TaskPriority
     public var baseBranch: String?
+    /// The most credits the task may use (`--budget`), as typed: a positive decimal number.
+    public var budget: String?
     /// The text after the verb and options on the command's line.
     public var text: String
     /// The lines after the command line, up to the next command.
     public var details: String
 
     public init(kind: TaskKind, agent: String? = nil, priority: TaskPriority = .medium, baseBranch: String? = nil,
-                text: String, details: String = "") {
+                budget: String? = nil, text: String, details: String = "") {
         self.kind = kind
         self.agent = agent
         self.priority = priority
         self.baseBranch = baseBranch
+        self.budget = budget
         self.text = text
         self.details = details
     }
@@ -125,6 +128,7 @@ public struct CommandParser: Sendable {
         var agent: String?
         var priority = TaskPriority.medium
         var base: String?
+        var budget: String?
         while let word = words.peek(), word.hasPrefix("--") {
             words.advance()
             var name = String(word)
@@ -154,6 +158,11 @@ public struct CommandParser: Sendable {
                     return .invalid(problem: "`--priority` takes low, medium or high")
                 }
                 priority = parsed
+            case "--budget":
+                guard Self.isValidBudget(value) else {
+                    return .invalid(problem: "`--budget` takes a positive number of credits (like 25 or 2.5, at most 4 decimals)")
+                }
+                budget = value
             default:
                 guard Self.isValidBranchName(value) else {
                     return .invalid(problem: "`--base` takes a branch name (letters, digits, `.`, `_`, `-`, `/`)")
@@ -165,7 +174,18 @@ public struct CommandParser: Sendable {
         if let control {
             return .control(control, argument: text)
         }
-        return .task(TaskCommand(kind: kind, agent: agent, priority: priority, baseBranch: base, text: text))
+        return .task(TaskCommand(kind: kind, agent: agent, priority: priority, baseBranch: base, budget: budget, text: text))
+    }
+
+    /// Returns whether `text` is a positive number of credits: 1 to 9 digits, then at most 4 decimals.
+    public static func isValidBudget(_ text: String) -> Bool {
+        let parts = text.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
+        let digits = { (part: Substring) in part.utf8.allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) } }
+        guard let whole = parts.first, (1...9).contains(whole.count), digits(whole) else { return false }
+        if parts.count == 2 {
+            guard (1...4).contains(parts[1].count), digits(parts[1]) else { return false }
+        }
+        return text.utf8.contains { (UInt8(ascii: "1")...UInt8(ascii: "9")).contains($0) }
     }
 
     /// Returns whether `name` may name an agent.

@@ -1,3 +1,4 @@
+import Accounting
 import Foundation
 import Yams
 
@@ -15,11 +16,23 @@ import Yams
 ///     network: full          # or none
 ///     binds: [/opt/claude]   # read-only in the jail
 ///     limits: {memoryMB: 8192, processes: 512, fileSizeMB: 1024}
+///     displayName: Claude Code
+///     provider: anthropic
+///     description: Anthropic's coding agent
+///     costPerToken: 0.00002   # credits, when it reports usage
+///     costPerMinute: 1        # credits, when it does not
+///     maxTokens: 2000000
+/// limits:
+///   tasksPerRequesterPerHour: 20
+///   runningTasksPerRepository: 3
+///   creditsPerAccountPerDay: 1000
 /// ```
 public struct AgentCatalog: Sendable {
     /// The agent used when a command names none.
     public var defaultAgent: String?
     public var agents: [String: AgentCommand]
+    /// The usage limits (`limits`); defaults apply to the keys not given.
+    public var limits = UsageLimits()
 
     /// Variables an agent may never be given: the bot's own secrets.
     public static let forbiddenVariables: Set<String> = [
@@ -44,6 +57,13 @@ public struct AgentCatalog: Sendable {
     private struct File: Decodable {
         var defaultAgent: String?
         var agents: [String: Entry]?
+        var limits: LimitsEntry?
+    }
+
+    private struct LimitsEntry: Decodable {
+        var tasksPerRequesterPerHour: Int?
+        var runningTasksPerRepository: Int?
+        var creditsPerAccountPerDay: Decimal?
     }
 
     private struct Entry: Decodable {
@@ -55,6 +75,12 @@ public struct AgentCatalog: Sendable {
         var network: NetworkMode?
         var binds: [String]?
         var limits: Limits?
+        var displayName: String?
+        var provider: String?
+        var description: String?
+        var costPerToken: Decimal?
+        var costPerMinute: Decimal?
+        var maxTokens: Int?
     }
 
     private struct Limits: Decodable {
@@ -63,12 +89,20 @@ public struct AgentCatalog: Sendable {
         var fileSizeMB: Int?
     }
 
-    static let entryKeys: Set<String> = ["command", "timeout", "passEnv", "env", "sandbox", "network", "binds", "limits"]
+    static let entryKeys: Set<String> = [
+        "command", "timeout", "passEnv", "env", "sandbox", "network", "binds", "limits",
+        "displayName", "provider", "description", "costPerToken", "costPerMinute", "maxTokens",
+    ]
     static let limitKeys: Set<String> = ["memoryMB", "processes", "fileSizeMB"]
+    static let usageLimitKeys: Set<String> = ["tasksPerRequesterPerHour", "runningTasksPerRepository", "creditsPerAccountPerDay"]
 
     /// Refuses keys an agent entry does not have (a misspelt `passenv` would silently drop the API key).
     private static func checkKeys(yaml: String) throws(AgentCatalogError) {
-        guard let root = (try? Yams.load(yaml: yaml)) as? [String: Any], let agents = root["agents"] as? [String: Any] else { return }
+        guard let root = (try? Yams.load(yaml: yaml)) as? [String: Any] else { return }
+        if let limits = root["limits"] as? [String: Any], let unknown = Set(limits.keys).subtracting(usageLimitKeys).sorted().first {
+            throw AgentCatalogError(problem: "limits.\(unknown) is not a setting (known: \(usageLimitKeys.sorted().joined(separator: ", ")))")
+        }
+        guard let agents = root["agents"] as? [String: Any] else { return }
         for (name, value) in agents.sorted(by: { $0.key < $1.key }) {
             guard let entry = value as? [String: Any] else { continue }
             if let unknown = Set(entry.keys).subtracting(entryKeys).sorted().first {
@@ -150,12 +184,74 @@ public struct AgentCatalog: Sendable {
                 if let processes = try positive(limits.processes, "processes") { agent.limits.processes = processes }
                 if let size = try positive(limits.fileSizeMB, "fileSizeMB") { agent.limits.fileSizeBytes = size << 20 }
             }
+            agent.displayName = try text(entry.displayName, "agents.\(name).displayName", limit: 100) ?? name
+            agent.provider = try text(entry.provider, "agents.\(name).provider", limit: 50) ?? "custom"
+            agent.summary = try text(entry.description, "agents.\(name).description", limit: 500)
+            for (value, key, most) in [(entry.costPerToken, "costPerToken", Decimal(99)), (entry.costPerMinute, "costPerMinute", Decimal(999_999))] {
+                if let value, value < 0 || value > most {
+                    throw AgentCatalogError(problem: "agents.\(name).\(key) must be a number of credits from 0 to \(most)")
+                }
+            }
+            if let maxTokens = entry.maxTokens, maxTokens <= 0 {
+                throw AgentCatalogError(problem: "agents.\(name).maxTokens must be positive")
+            }
+            agent.pricing = Pricing(costPerToken: entry.costPerToken ?? 0, costPerMinute: entry.costPerMinute ?? 0,
+                                    maxTokens: entry.maxTokens)
             agents[name] = agent
         }
         if let defaultAgent = file.defaultAgent, agents[defaultAgent] == nil {
             throw AgentCatalogError(problem: "defaultAgent \(defaultAgent) is not among the agents (\(agents.keys.sorted().joined(separator: ", ")))")
         }
-        return AgentCatalog(defaultAgent: file.defaultAgent, agents: agents)
+        var catalog = AgentCatalog(defaultAgent: file.defaultAgent, agents: agents)
+        if let limits = file.limits {
+            func positive(_ value: Int?, _ key: String, default fallback: Int?) throws(AgentCatalogError) -> Int? {
+                guard let value else { return fallback }
+                guard value >= 0 else { throw AgentCatalogError(problem: "limits.\(key) must be 0 (no limit) or more") }
+                return value == 0 ? nil : value
+            }
+            catalog.limits.tasksPerRequesterPerHour = try positive(
+                limits.tasksPerRequesterPerHour, "tasksPerRequesterPerHour", default: catalog.limits.tasksPerRequesterPerHour)
+            catalog.limits.runningTasksPerRepository = try positive(
+                limits.runningTasksPerRepository, "runningTasksPerRepository", default: catalog.limits.runningTasksPerRepository)
+            if let credits = limits.creditsPerAccountPerDay {
+                guard credits >= 0 else { throw AgentCatalogError(problem: "limits.creditsPerAccountPerDay must be 0 (no limit) or more") }
+                catalog.limits.creditsPerAccountPerDay = credits == 0 ? nil : credits
+            }
+        }
+        return catalog
+    }
+
+    /// Returns `value` when it is one line of at most `limit` characters.
+    private static func text(_ value: String?, _ key: String, limit: Int) throws(AgentCatalogError) -> String? {
+        guard let value else { return nil }
+        let trimmed = value.trimmingCharacters(in: .whitespaces)
+        guard !trimmed.isEmpty, trimmed.count <= limit, !trimmed.contains(where: \.isNewline) else {
+            throw AgentCatalogError(problem: "\(key) must be one line of 1 to \(limit) characters")
+        }
+        return trimmed
+    }
+
+    /// Returns the agents as `ai_models` records them.
+    public var models: [ModelEntry] {
+        names.compactMap { agents[$0] }.map {
+            ModelEntry(name: $0.name, displayName: $0.displayName, provider: $0.provider, description: $0.summary,
+                       pricing: $0.pricing)
+        }
+    }
+
+    /// Returns the agents as a Markdown list for replies: name, display name, description and price.
+    public func modelList() -> String {
+        names.compactMap { agents[$0] }.map { agent in
+            var line = "- `\(agent.name)`"
+            if agent.displayName != agent.name { line += " (\(agent.displayName))" }
+            if agent.name == defaultAgent { line += ", the default" }
+            if let summary = agent.summary { line += ": \(summary)" }
+            var prices: [String] = []
+            if agent.pricing.costPerToken > 0 { prices.append("\(CreditFormat.price(agent.pricing.costPerToken)) credits per token") }
+            if agent.pricing.costPerMinute > 0 { prices.append("\(CreditFormat.price(agent.pricing.costPerMinute)) credits per minute") }
+            line += prices.isEmpty ? " · free" : " · " + prices.joined(separator: ", ")
+            return line
+        }.joined(separator: "\n")
     }
 
     private static func describe(_ error: DecodingError) -> String {

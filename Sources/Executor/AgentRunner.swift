@@ -1,3 +1,4 @@
+import Accounting
 import Foundation
 import Subprocess
 #if canImport(System)
@@ -24,6 +25,14 @@ public struct AgentCommand: Sendable, Hashable {
     public var binds: [String] = []
     /// Memory, process and file-size limits.
     public var limits = ResourceLimits()
+    /// The name shown to users (`displayName`, default the name).
+    public var displayName: String
+    /// Who makes the model (`provider`, default `custom`).
+    public var provider = "custom"
+    /// One line saying what it is good at (`description`).
+    public var summary: String?
+    /// What a run costs in credits.
+    public var pricing = Pricing()
 
     public init(name: String, command: [String], timeout: Duration = .seconds(1800),
                 environment: [String: String] = [:], passEnvironment: [String] = []) {
@@ -32,6 +41,7 @@ public struct AgentCommand: Sendable, Hashable {
         self.timeout = timeout
         self.environment = environment
         self.passEnvironment = passEnvironment
+        self.displayName = name
     }
 }
 
@@ -44,6 +54,8 @@ public struct AgentRunResult: Sendable {
         case timedOut
         /// The task was cancelled and the agent stopped the same way.
         case cancelled
+        /// Its reported usage passed the task's token limit (`--budget`) and it was stopped the same way.
+        case overBudget
     }
 
     public var ending: Ending
@@ -54,6 +66,8 @@ public struct AgentRunResult: Sendable {
     /// Whether either stream printed more than was kept.
     public var truncated: Bool
     public var duration: Duration
+    /// The last usage the agent reported (``UsageLine``), if any.
+    public var usage: TokenUsage?
 
     public var succeeded: Bool { ending == .exited(0) }
 }
@@ -89,11 +103,14 @@ public struct AgentRunner: Sendable {
         return environment
     }
 
-    /// Runs `agent` in `workingDirectory` with `prompt` on standard input.
+    /// Runs `agent` in `workingDirectory` with `prompt` on standard input; stops it (ending `.overBudget`)
+    /// once the usage it reports passes `tokenLimit`, and after `timeLimit` when that is shorter than its
+    /// timeout (ending `.overBudget` too).
     ///
     /// - Throws: when the program cannot be started (not found, not executable).
     public func run(
-        _ agent: AgentCommand, prompt: String, workingDirectory: String, environment: [String: String]
+        _ agent: AgentCommand, prompt: String, workingDirectory: String, environment: [String: String],
+        tokenLimit: Int64? = nil, timeLimit: Duration? = nil
     ) async throws -> AgentRunResult {
         guard let program = agent.command.first else {
             throw AgentRunnerError(description: "agent \(agent.name) has no command")
@@ -112,14 +129,17 @@ public struct AgentRunner: Sendable {
         let limit = outputLimit
         let started = ContinuousClock.now
 
-        enum Race: Sendable { case finished(AgentRunResult), timedOut }
+        let (overBudget, budgetContinuation) = AsyncStream<Void>.makeStream()
+        let scanner = UsageScanner(tokenLimit: tokenLimit) { budgetContinuation.yield() }
+        let budgetTime = timeLimit.flatMap { $0 < agent.timeout ? $0 : nil }
+        enum Race: Sendable { case finished(AgentRunResult), timedOut, overBudget }
         let result: Race = try await withThrowingTaskGroup(of: Race.self) { group in
             group.addTask {
                 let execution = try await Subprocess.run(
                     configuration, input: .string(prompt), output: .sequence, error: .sequence
                 ) { execution in
                     async let errorTail = Self.tail(of: execution.standardError, limit: limit)
-                    let outputTail = try await Self.tail(of: execution.standardOutput, limit: limit)
+                    let outputTail = try await Self.tail(of: execution.standardOutput, limit: limit, scanner: scanner)
                     return (outputTail, try await errorTail)
                 }
                 let ((output, outputCut), (errorOutput, errorCut)) = execution.closureResult
@@ -133,30 +153,43 @@ public struct AgentRunner: Sendable {
                     duration: ContinuousClock.now - started))
             }
             group.addTask {
-                try await Task.sleep(for: agent.timeout)
+                try await Task.sleep(for: budgetTime ?? agent.timeout)
+                return budgetTime == nil ? .timedOut : .overBudget
+            }
+            group.addTask {
+                for await _ in overBudget { return .overBudget }
+                try await Task.sleep(for: .seconds(86_400 * 365))
                 return .timedOut
             }
             defer { group.cancelAll() }
             guard let first = try await group.next() else { throw CancellationError() }
             return first
         }
+        budgetContinuation.finish()
         switch result {
-        case .finished(let finished):
-            return Task.isCancelled ? AgentRunResult(
-                ending: .cancelled, output: finished.output, errorOutput: finished.errorOutput,
-                truncated: finished.truncated, duration: finished.duration) : finished
+        case .finished(var finished):
+            finished.usage = scanner.usage
+            if Task.isCancelled { finished.ending = .cancelled }
+            return finished
         case .timedOut:
             return AgentRunResult(ending: .timedOut, output: "", errorOutput: "", truncated: false,
-                                  duration: ContinuousClock.now - started)
+                                  duration: ContinuousClock.now - started, usage: scanner.usage)
+        case .overBudget:
+            return AgentRunResult(ending: .overBudget, output: "", errorOutput: "", truncated: false,
+                                  duration: ContinuousClock.now - started, usage: scanner.usage)
         }
     }
 
     /// Reads `sequence` to its end, keeping the last `limit` bytes; returns them and whether any were dropped.
-    static func tail(of sequence: SubprocessOutputSequence, limit: Int) async throws -> (String, Bool) {
+    static func tail(of sequence: SubprocessOutputSequence, limit: Int, scanner: UsageScanner? = nil) async throws -> (String, Bool) {
         var kept: [UInt8] = []
         var dropped = false
+        defer { scanner?.finish() }
         for try await buffer in sequence {
-            buffer.withUnsafeBytes { kept.append(contentsOf: $0) }
+            buffer.withUnsafeBytes {
+                kept.append(contentsOf: $0)
+                scanner?.feed($0)
+            }
             if kept.count > limit * 2 {
                 kept.removeFirst(kept.count - limit)
                 dropped = true

@@ -16,6 +16,9 @@ public struct ControlCommandWorker<API: GitHubAPI>: Service, CustomStringConvert
     let store: TaskStore
     let signal: WorkSignal
     let catalog: AgentCatalog
+    /// The label that starts a task where `.github/asynccode.yml` names none.
+    let triggerLabel: String
+    let configs: RepositoryConfigLoader<API>
     let access: AccessChecker<API>
     let logger: Logger
     let pollInterval: Duration
@@ -24,9 +27,11 @@ public struct ControlCommandWorker<API: GitHubAPI>: Service, CustomStringConvert
 
     public init(
         name: String, api: API, controls: ControlStore, store: TaskStore, signal: WorkSignal, catalog: AgentCatalog,
-        accessCacheDuration: Duration = .seconds(600), logger: Logger, pollInterval: Duration = .seconds(5),
-        acknowledging acknowledger: (queue: TaskQueue, executor: TaskExecutor<API>)? = nil
+        accessCacheDuration: Duration = .seconds(600), triggerLabel: String = "asynccode", logger: Logger,
+        pollInterval: Duration = .seconds(5), acknowledging acknowledger: (queue: TaskQueue, executor: TaskExecutor<API>)? = nil
     ) {
+        self.triggerLabel = triggerLabel
+        self.configs = RepositoryConfigLoader(api: api, store: store, logger: logger)
         self.acknowledger = acknowledger
         self.name = name
         self.api = api
@@ -74,6 +79,11 @@ public struct ControlCommandWorker<API: GitHubAPI>: Service, CustomStringConvert
         let repo = RepositoryRef(owner: control.ownerLogin, name: control.repositoryName, id: control.repositoryGitHubID,
                                  installationID: control.installationGitHubID)
         do {
+            if control.verb == .label {
+                let result = try await startFromLabel(control, repo: repo)
+                try await controls.finish(id: control.id, worker: name, failed: false, result: result)
+                return
+            }
             let answer = try await answer(control, repo: repo)
             _ = try await api.createComment(in: repo, issueNumber: Int(control.issueNumber), body: answer)
             try await controls.finish(id: control.id, worker: name, failed: false, result: answer)
@@ -87,6 +97,23 @@ public struct ControlCommandWorker<API: GitHubAPI>: Service, CustomStringConvert
                 try? await controls.finish(id: control.id, worker: name, failed: true, result: message)
             }
         }
+    }
+
+    /// Starts a task when the label added is the repository's trigger label (`label` in
+    /// `.github/asynccode.yml`, else the bot's); says nothing otherwise: people add labels all day.
+    /// Returns what was done, for `control_commands.result`.
+    func startFromLabel(_ control: ClaimedControl, repo: RepositoryRef) async throws -> String {
+        let branch = try await api.repository(repo).defaultBranch ?? "main"
+        let loaded = try await configs.load(repositoryID: control.repositoryID, repo: repo, branch: branch)
+        let trigger = loaded.problem == nil ? (loaded.configuration.label ?? triggerLabel) : triggerLabel
+        guard loaded.configuration.enabled else { return "ignored: asynccode is turned off in this repository" }
+        guard control.argument.lowercased() == trigger.lowercased() else {
+            return "ignored: `\(control.argument.prefix(100))` is not the trigger label (`\(trigger)`)"
+        }
+        guard let taskID = try await store.insertLabelTask(controlID: control.id, sourceURL: nil) else {
+            return "the label already started a task"
+        }
+        return "started task \(taskID)"
     }
 
     /// Does what the command asks and returns the reply.
@@ -146,9 +173,11 @@ public struct ControlCommandWorker<API: GitHubAPI>: Service, CustomStringConvert
             }
             return lines.joined(separator: "\n")
         case .help:
-            return CommandGrammar.helpText(agents: catalog.names)
+            return CommandGrammar.helpText(models: catalog.modelList())
+        case .label:
+            return try await startFromLabel(control, repo: repo)
         case .invalid:
-            return "\(who): I could not read that command: \(control.argument)\n\n" + CommandGrammar.helpText(agents: catalog.names)
+            return "\(who): I could not read that command: \(control.argument)\n\n" + CommandGrammar.helpText(models: catalog.modelList())
         }
     }
 

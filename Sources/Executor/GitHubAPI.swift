@@ -13,7 +13,8 @@ public protocol GitHubAPI: Sendable {
     func pullRequest(number: Int, in repo: RepositoryRef) async throws -> PullRequest
     /// Returns the open pull requests whose head is `owner:branch`.
     func openPullRequests(in repo: RepositoryRef, head: String) async throws -> [PullRequest]
-    func createPullRequest(in repo: RepositoryRef, title: String, head: String, base: String, body: String) async throws -> PullRequest
+    /// Opens a pull request (a draft when `draft`).
+    func openPullRequest(in repo: RepositoryRef, title: String, head: String, base: String, body: String, draft: Bool) async throws -> PullRequest
     func requestReview(in repo: RepositoryRef, pullNumber: Int, from reviewer: String) async throws
     func createReview(in repo: RepositoryRef, pullNumber: Int, body: String) async throws
     /// Creates a comment on an issue or pull request; returns its id.
@@ -21,6 +22,10 @@ public protocol GitHubAPI: Sendable {
     func updateComment(in repo: RepositoryRef, commentID: Int64, body: String) async throws
     /// Adds a reaction to an issue comment, or to the issue or pull request itself when `commentID` is `nil`.
     func react(_ content: ReactionContent, toCommentID commentID: Int64?, issueNumber: Int, in repo: RepositoryRef) async throws
+    /// Returns the commit at the head of `branch`.
+    func branchHead(_ branch: String, in repo: RepositoryRef) async throws -> String
+    /// Returns the file at `path` as of `ref`, or `nil` when there is none.
+    func fileContents(at path: String, ref: String, in repo: RepositoryRef) async throws -> FileContents?
 }
 
 extension GitHubClient: GitHubAPI {
@@ -59,8 +64,16 @@ extension GitHubClient: GitHubAPI {
         try await listPullRequests(in: repo, head: head, state: .open)
     }
 
-    public func createPullRequest(in repo: RepositoryRef, title: String, head: String, base: String, body: String) async throws -> PullRequest {
-        try await createPullRequest(in: repo, title: title, head: head, base: base, body: body, draft: false)
+    public func openPullRequest(in repo: RepositoryRef, title: String, head: String, base: String, body: String, draft: Bool) async throws -> PullRequest {
+        try await createPullRequest(in: repo, title: title, head: head, base: base, body: Optional(body), draft: draft)
+    }
+
+    public func branchHead(_ branch: String, in repo: RepositoryRef) async throws -> String {
+        try await getBranch(in: repo, name: branch).commit.sha
+    }
+
+    public func fileContents(at path: String, ref: String, in repo: RepositoryRef) async throws -> FileContents? {
+        try await getFileContents(in: repo, path: path, ref: ref)
     }
 
     public func requestReview(in repo: RepositoryRef, pullNumber: Int, from reviewer: String) async throws {

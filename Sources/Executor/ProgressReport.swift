@@ -13,11 +13,15 @@ public struct ProgressReport: Sendable {
         case notPermitted
         case cancelled(reason: String)
         case timedOut(seconds: Int)
+        /// A limit holds the task back; it starts later by itself.
+        case waiting(reason: String)
+        /// The task was refused before it ran (credits, a usage limit).
+        case notStarted(reason: String)
 
         /// Returns whether nothing more will happen to the task.
         public var isFinal: Bool {
             switch self {
-            case .queued, .working, .retrying: false
+            case .queued, .working, .retrying, .waiting: false
             default: true
             }
         }
@@ -44,6 +48,8 @@ public struct ProgressReport: Sendable {
     public var details: String?
     /// Text shown collapsed at the end (the agent's output tail).
     public var outputTail: String?
+    /// The credits the task used and the balance left, shown once it ends.
+    public var credits: String?
 
     /// GitHub refuses comments longer than 65,536 characters; stay well below.
     public static let maxBodyCharacters = 60_000
@@ -86,6 +92,10 @@ public struct ProgressReport: Sendable {
             lines.append("")
             lines.append(details)
         }
+        if let credits {
+            lines.append("")
+            lines.append(credits)
+        }
         var body = lines.joined(separator: "\n")
         if let outputTail, !outputTail.isEmpty {
             let room = Self.maxBodyCharacters - body.count - 200
@@ -111,6 +121,8 @@ public struct ProgressReport: Sendable {
             "🚫 **Not permitted**: sorry @\(requester), only collaborators with write access can ask asynccode for work."
         case .cancelled(let reason): "🚫 **Cancelled**: \(reason)"
         case .timedOut(let seconds): "⏱️ **Timed out**: the agent ran longer than \(Self.duration(seconds: Double(seconds))) and was stopped."
+        case .waiting(let reason): "⏸️ **Waiting**: \(reason)"
+        case .notStarted(let reason): "⛔ **Not started**: \(reason)"
         }
     }
 

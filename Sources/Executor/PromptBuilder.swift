@@ -27,12 +27,15 @@ public struct PromptBuilder: Sendable {
         public var conversation: [(author: String, content: String)]
         /// The branch the work starts from (or, for a pull request, its base).
         public var baseBranch: String
+        /// The maintainers' `instructions` from `.github/asynccode.yml`, added to every prompt.
+        public var repositoryInstructions: String?
 
         public init(
             kind: TaskKind, repositoryFullName: String, requester: String, issueNumber: Int64, isPullRequest: Bool,
             instruction: String, issueTitle: String, issueBody: String?,
-            conversation: [(author: String, content: String)], baseBranch: String
+            conversation: [(author: String, content: String)], baseBranch: String, repositoryInstructions: String? = nil
         ) {
+            self.repositoryInstructions = repositoryInstructions
             self.kind = kind
             self.repositoryFullName = repositoryFullName
             self.requester = requester
@@ -76,6 +79,14 @@ public struct PromptBuilder: Sendable {
                 ----- BEGIN CONVERSATION -----
                 \(lines.joined(separator: "\n\n"))
                 ----- END CONVERSATION -----
+                """)
+        }
+        if let extra = input.repositoryInstructions.map(Self.sanitize), !extra.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+            parts.append("""
+                The repository's maintainers ask every agent to follow these instructions (.github/asynccode.yml):
+                ----- BEGIN REPOSITORY INSTRUCTIONS -----
+                \(Self.capped(extra, bytes: 8192))
+                ----- END REPOSITORY INSTRUCTIONS -----
                 """)
         }
         parts.append(Self.instructions(for: input.kind, baseBranch: input.baseBranch))

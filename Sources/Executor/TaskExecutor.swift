@@ -1,3 +1,4 @@
+import Accounting
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -7,6 +8,7 @@ import Logging
 import Metrics
 import Models
 import Queue
+import RepositoryConfiguration
 import Synchronization
 
 /// Settings of the executor that are not the agents themselves.
@@ -38,6 +40,23 @@ public struct ExecutorSettings: Sendable {
     }
 }
 
+/// The executor's accounting: the credits ledger, the usage limits and `task_analytics`.
+public struct ExecutorAccounting: Sendable {
+    public var ledger: CreditLedger
+    public var gate: UsageGate
+    public var analytics: TaskAnalyticsStore
+    public var limits: UsageLimits
+    /// How long a task held back by `runningTasksPerRepository` waits before it looks again.
+    public var deferral: Duration = .seconds(15)
+
+    public init(ledger: CreditLedger, gate: UsageGate, analytics: TaskAnalyticsStore, limits: UsageLimits) {
+        self.ledger = ledger
+        self.gate = gate
+        self.analytics = analytics
+        self.limits = limits
+    }
+}
+
 /// Runs tasks: acknowledge, authorize, token, workspace, agent, result, finish. Every step is appended to
 /// `task_events` and shown in the task's one progress comment, which always ends in a final state.
 public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertible {
@@ -50,12 +69,17 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
     let settings: ExecutorSettings
     let access: AccessChecker<API>
     let tokens: TokenLeases
+    let configs: RepositoryConfigLoader<API>
+    let accounting: ExecutorAccounting?
     let logger: Logger
 
+    /// Creates an executor; without `accounting` tasks run free and unlimited.
     public init(
         api: API, store: TaskStore, queue: TaskQueue, catalog: AgentCatalog, settings: ExecutorSettings,
-        runner: AgentRunner = AgentRunner(), prompts: PromptBuilder = PromptBuilder(), logger: Logger
+        runner: AgentRunner = AgentRunner(), prompts: PromptBuilder = PromptBuilder(),
+        accounting: ExecutorAccounting? = nil, logger: Logger
     ) {
+        self.accounting = accounting
         self.api = api
         self.store = store
         self.queue = queue
@@ -65,6 +89,7 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
         self.settings = settings
         self.access = AccessChecker(api: api, store: store, cacheDuration: settings.accessCacheDuration, logger: logger)
         self.tokens = TokenLeases()
+        self.configs = RepositoryConfigLoader(api: api, store: store, logger: logger)
         self.logger = logger
     }
 
@@ -95,11 +120,18 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
     }
 
     public func finalizeAbandoned(_ task: ReapedTask) async {
-        guard let record = try? await store.record(taskID: task.id), let commentID = record.progressCommentID else { return }
+        // Our crash, not the agent's doing: the reservation goes back.
+        let settlement = try? await accounting?.ledger.release(taskID: task.id, reason: "its worker stopped")
+        guard let record = try? await store.record(taskID: task.id) else { return }
+        try? await accounting?.analytics.record(TaskAnalytics(
+            taskID: task.id, status: task.status, agent: record.agent, executionTime: .zero, usage: nil,
+            errorCount: record.attempts, creditsUsed: settlement?.charged ?? 0))
+        guard let commentID = record.progressCommentID else { return }
         var report = makeReport(record)
         report.state = task.status == "cancelled"
             ? .cancelled(reason: "a collaborator asked to cancel (`/asynccode cancel`)")
             : .failed(reason: "the worker running it stopped and no attempts remain")
+        if let settlement { report.credits = Self.creditsLine(settlement) }
         try? await api.updateComment(in: Self.repositoryRef(record), commentID: commentID, body: report.render())
     }
 
@@ -159,6 +191,18 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
         var logger: Logger
         let started = ContinuousClock.now
         var outputTail: String?
+        /// Whether the agent ran (its cost is then the agent's to settle, not ours to release).
+        var agentRan = false
+        var agentCost: Decimal = 0
+        var usage: TokenUsage?
+        var files: [ChangedFile] = []
+        /// The repository's `.github/asynccode.yml` (the defaults until it is read).
+        var config = RepositoryConfiguration()
+    }
+
+    /// The task waits: a limit holds it back for now.
+    struct Deferred: Error {
+        var reason: String
     }
 
     /// A step that could not be done: how to say so and whether to try again.
@@ -168,6 +212,8 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
         var retryAfter: Duration?
         /// The final state to show instead of `failed`.
         var state: ProgressReport.State?
+        /// Whether the agent's own doing caused it (its run is then paid for; otherwise the credits go back).
+        var agentsFault = false
     }
 
     /// The task was cancelled on request.
@@ -178,6 +224,8 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
             return try await steps(&run)
         } catch is CancelledOnRequest {
             return await finishCancelled(&run)
+        } catch let deferred as Deferred {
+            return await finishDeferred(&run, deferred)
         } catch {
             if run.cancelRequested.isSet { return await finishCancelled(&run) }
             if Task.isCancelled { return .interrupted }
@@ -206,13 +254,28 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
             throw StepFailure(reason: "not permitted: @\(record.requesterLogin) has \(level) access", retryable: false,
                               state: .notPermitted)
         }
-        guard let agent = catalog.agent(named: record.agent) else {
-            let known = catalog.names.map { "`\($0)`" }.joined(separator: ", ")
-            let reason = record.agent.map { "there is no agent `\($0)`; configured agents: \(known.isEmpty ? "none" : known)" }
+        // The repository's own settings.
+        let config = try await repositoryConfig(&run)
+        run.config = config
+        guard config.enabled else {
+            let reason = "asynccode is turned off in this repository (`enabled: false` in `\(RepositoryConfiguration.path)`)"
+            throw StepFailure(reason: reason, retryable: false, state: .notStarted(reason: reason))
+        }
+        let requested = record.agent ?? config.defaultAgent
+        guard let agent = catalog.agent(named: requested) else {
+            let known = catalog.names.compactMap { catalog.agents[$0] }
+                .map { "`\($0.name)`" + ($0.displayName == $0.name ? "" : " (\($0.displayName))") }.joined(separator: ", ")
+            let reason = requested.map { "there is no agent `\($0)`; the agents are: \(known.isEmpty ? "none" : known)" }
                 ?? "no agent is configured (set `agents` and `defaultAgent` in the ASYNCCODE_CONFIG file)"
             throw StepFailure(reason: reason, retryable: false)
         }
+        if let allowed = config.allowedAgents, !allowed.contains(where: { $0.lowercased() == agent.name.lowercased() }) {
+            throw StepFailure(
+                reason: "agent `\(agent.name)` is not allowed in this repository (`allowedAgents` in `\(RepositoryConfiguration.path)`: "
+                    + allowed.map { "`\($0)`" }.joined(separator: ", ") + ")", retryable: false)
+        }
         run.report.agent = agent.name
+        try await admit(&run, agent: agent)
         // 3. Token.
         await step(&run, "Getting an installation token for \(run.repo.fullName)")
         let token = try await api.installationToken(for: run.repo)
@@ -240,7 +303,8 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
             kind: record.kind, repositoryFullName: run.repo.fullName, requester: record.requesterLogin,
             issueNumber: record.issueNumber, isPullRequest: record.isPullRequest, instruction: record.prompt,
             issueTitle: issue.title, issueBody: issue.body,
-            conversation: conversation.map { ($0.author ?? $0.role, $0.content) }, baseBranch: plan.baseBranch))
+            conversation: conversation.map { ($0.author ?? $0.role, $0.content) }, baseBranch: plan.baseBranch,
+            repositoryInstructions: config.instructions))
         let jailed = agent.sandbox == .bwrap
         await step(&run, jailed
             ? "Running agent `\(agent.name)` in a bubblewrap jail (network: \(agent.network.rawValue))"
@@ -261,18 +325,23 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
         let result: AgentRunResult
         do {
             defer { if dropsPrivileges { Sandbox.chownTree(workspace.checkout, uid: getuid(), gid: getgid()) } }
+            let (tokenLimit, timeLimit) = Self.usageLimits(agent: agent, budget: record.budget)
             result = try await cancellable(run.cancelRequested) {
-                try await runner.run(runnable, prompt: prompt, workingDirectory: workspace.checkout, environment: environment)
+                try await runner.run(runnable, prompt: prompt, workingDirectory: workspace.checkout, environment: environment,
+                                     tokenLimit: tokenLimit, timeLimit: timeLimit)
             }
         } catch is CancelledOnRequest {
             throw CancelledOnRequest()
         } catch {
             throw StepFailure(reason: "agent `\(agent.name)` could not start: \(error)", retryable: false)
         }
+        run.agentRan = true
+        run.usage = result.usage
+        run.agentCost = agent.pricing.cost(usage: result.usage, duration: result.duration)
         let secrets = [token] + settings.secretValues.values
-        let output = SecretRedactor.redact(result.output, also: secrets)
+        let output = SecretRedactor.redact(UsageLine.strip(result.output), also: secrets)
         let tail = SecretRedactor.redact(
-            Self.tail(result.errorOutput + (result.errorOutput.isEmpty ? "" : "\n") + result.output), also: secrets)
+            Self.tail(result.errorOutput + (result.errorOutput.isEmpty ? "" : "\n") + UsageLine.strip(result.output)), also: secrets)
         var exitCode: Int?
         if case .exited(let code) = result.ending { exitCode = Int(code) }
         let ending: String = switch result.ending {
@@ -280,6 +349,7 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
         case .signalled(let signal): "signal_\(signal)"
         case .timedOut: "timeout"
         case .cancelled: "cancelled"
+        case .overBudget: "over_budget"
         }
         Counter(label: "asynccode_agent_exits_total", dimensions: [("agent", agent.name), ("code", ending)], factory: settings.metrics)
             .increment()
@@ -292,15 +362,20 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
         case .timedOut:
             run.outputTail = tail
             let seconds = Int(agent.timeout.components.seconds)
-            throw StepFailure(reason: "the agent timed out after \(seconds) s", retryable: false, state: .timedOut(seconds: seconds))
+            throw StepFailure(reason: "the agent timed out after \(seconds) s", retryable: false, state: .timedOut(seconds: seconds),
+                              agentsFault: true)
+        case .overBudget:
+            throw StepFailure(reason: Self.overBudgetReason(agent: agent, budget: record.budget, usage: result.usage),
+                              retryable: false, agentsFault: true)
         case .signalled(let signal):
             run.outputTail = tail
             throw StepFailure(reason: "agent `\(agent.name)` was killed by signal \(signal)"
-                + Self.limitHit(agent.limits, signal: signal, errorOutput: result.errorOutput), retryable: false)
+                + Self.limitHit(agent.limits, signal: signal, errorOutput: result.errorOutput), retryable: false, agentsFault: true)
         case .exited(let code) where code != 0:
             run.outputTail = tail
             throw StepFailure(reason: "agent `\(agent.name)` exited with code \(code)"
-                + Self.limitHit(agent.limits, signal: code > 128 ? code - 128 : nil, errorOutput: result.errorOutput), retryable: false)
+                + Self.limitHit(agent.limits, signal: code > 128 ? code - 128 : nil, errorOutput: result.errorOutput), retryable: false,
+                agentsFault: true)
         case .exited:
             break
         }
@@ -326,6 +401,119 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
         case .code, .docs, .debug:
             return try await publishChanges(&run, workspace: workspace, plan: plan, token: token, summary: summary, issueTitle: issue.title)
         }
+    }
+
+    // MARK: - Repository settings
+
+    /// Reads the repository's `.github/asynccode.yml`; an invalid file gets one comment on the thread (per
+    /// commit) that names the line and the problem, and the defaults apply.
+    private func repositoryConfig(_ run: inout TaskRun) async throws -> RepositoryConfiguration {
+        let record = run.record
+        var branch = record.defaultBranch
+        if branch == nil { branch = try await api.repository(run.repo).defaultBranch }
+        let loaded = try await configs.load(repositoryID: record.repositoryID, repo: run.repo, branch: branch ?? "main")
+        if let problem = loaded.problem {
+            run.report.record("`\(RepositoryConfiguration.path)` is invalid (\(problem)); using the defaults", .failed)
+            if (try? await store.claimConfigWarning(
+                repositoryID: record.repositoryID, commit: loaded.commit, issueNumber: record.issueNumber)) == true {
+                let body = Self.configWarning(problem, commit: loaded.commit, repo: run.repo)
+                do {
+                    _ = try await api.createComment(in: run.repo, issueNumber: Int(record.issueNumber), body: body)
+                } catch {
+                    try? await store.releaseConfigWarning(
+                        repositoryID: record.repositoryID, commit: loaded.commit, issueNumber: record.issueNumber)
+                }
+            }
+        }
+        return loaded.configuration
+    }
+
+    /// Returns the comment about an invalid `.github/asynccode.yml`.
+    static func configWarning(_ problem: RepositoryConfigurationError, commit: String, repo: RepositoryRef) -> String {
+        """
+        ⚠️ **asynccode**: `\(RepositoryConfiguration.path)` at \(commit.prefix(7)) cannot be used: \(problem).
+
+        asynccode goes on with the default settings until the file on the default branch is fixed.
+        """
+    }
+
+    // MARK: - Credits and limits
+
+    /// Reserves the task's credits, then admits it past the usage limits: a task the account cannot pay
+    /// for, or over a limit, is not started and its comment says why and when it frees up.
+    private func admit(_ run: inout TaskRun, agent: AgentCommand) async throws {
+        guard let accounting else { return }
+        let record = run.record
+        if let accountID = try await accounting.ledger.payingAccount(taskID: record.id) {
+            let estimate = agent.pricing.estimate(timeout: agent.timeout, budget: record.budget)
+            switch try await accounting.ledger.reserve(
+                taskID: record.id, accountID: accountID, amount: estimate, dailyLimit: accounting.limits.creditsPerAccountPerDay) {
+            case .reserved(let amount, let balance):
+                if amount > 0 {
+                    run.report.record("Reserved \(CreditFormat.string(amount)) credits (\(CreditFormat.string(balance)) left)")
+                }
+            case .insufficient(let needed, let balance):
+                let reason = "not enough credits: this task may use up to \(CreditFormat.string(needed)) credits"
+                    + (record.budget == nil ? " (agent `\(agent.name)`)" : " (its `--budget`)")
+                    + " and \(run.repo.owner) has \(CreditFormat.string(balance)) left. "
+                    + (record.budget == nil && balance > 0 ? "Ask with `--budget \(CreditFormat.string(balance))` or less, or ask an operator to add credits." : "Ask an operator to add credits (`asynccode credits grant`).")
+                throw StepFailure(reason: reason, retryable: false, state: .notStarted(reason: reason))
+            case .dailyLimit(let limit, let used, let freesAt):
+                let reason = estimate > limit
+                    ? "this task may use up to \(CreditFormat.string(estimate)) credits, more than \(run.repo.owner) may spend in a day "
+                        + "(limit `creditsPerAccountPerDay: \(CreditFormat.string(limit))`). Ask with `--budget \(CreditFormat.string(limit))` or less."
+                    : "\(run.repo.owner) used \(CreditFormat.string(used)) of its \(CreditFormat.string(limit)) credits for 24 hours "
+                        + "(limit `creditsPerAccountPerDay`); this task may need \(CreditFormat.string(estimate)). It frees up \(Self.when(freesAt))."
+                throw StepFailure(reason: reason, retryable: false, state: .notStarted(reason: reason))
+            }
+        }
+        switch try await accounting.gate.admit(
+            taskID: record.id, requesterID: record.requesterID, repositoryID: record.repositoryID, limits: accounting.limits) {
+        case .admitted:
+            break
+        case .repositoryBusy(let running, let limit):
+            throw Deferred(reason: "\(run.repo.fullName) already runs \(running) task\(running == 1 ? "" : "s"), "
+                + "the most it may (limit `runningTasksPerRepository: \(limit)`); this one starts when one of them ends.")
+        case .requesterHourly(let limit, let freesAt):
+            let reason = "@\(record.requesterLogin) started \(limit) tasks in the last hour (limit `tasksPerRequesterPerHour: \(limit)`). "
+                + "It frees up \(Self.when(freesAt)); then ask again or use `/asynccode retry`."
+            throw StepFailure(reason: reason, retryable: false, state: .notStarted(reason: reason))
+        }
+    }
+
+    /// Returns the token and time limits a run gets from the agent's `maxTokens` and the task's budget.
+    static func usageLimits(agent: AgentCommand, budget: Decimal?) -> (tokens: Int64?, time: Duration?) {
+        var tokens = agent.pricing.maxTokens.map(Int64.init)
+        var time: Duration?
+        if let budget {
+            if agent.pricing.costPerToken > 0 {
+                let affordable = NSDecimalNumber(decimal: budget / agent.pricing.costPerToken).int64Value
+                tokens = min(tokens ?? .max, max(0, affordable))
+            } else if agent.pricing.costPerMinute > 0 {
+                let minutes = NSDecimalNumber(decimal: budget / agent.pricing.costPerMinute).doubleValue
+                time = .milliseconds(Int64(max(0, minutes) * 60_000))
+            }
+        }
+        return (tokens, time)
+    }
+
+    static func overBudgetReason(agent: AgentCommand, budget: Decimal?, usage: TokenUsage?) -> String {
+        let used = usage.map { " after reporting \($0.total) tokens" } ?? ""
+        if let budget {
+            return "the agent was stopped\(used): it passed the task's budget of \(CreditFormat.string(budget)) credits (`--budget`); nothing was pushed"
+        }
+        return "the agent was stopped\(used): it passed its limit of \(agent.pricing.maxTokens ?? 0) tokens (`maxTokens`); nothing was pushed"
+    }
+
+    /// Returns "at 14:05 UTC (in 12 min)".
+    static func when(_ date: Date) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = Calendar(identifier: .gregorian).isDate(date, inSameDayAs: Date()) ? "HH:mm" : "yyyy-MM-dd HH:mm"
+        let minutes = max(1, Int((date.timeIntervalSinceNow / 60).rounded(.up)))
+        let wait = minutes < 120 ? "\(minutes) min" : "\(minutes / 60) h \(minutes % 60) min"
+        return "at \(formatter.string(from: date)) UTC (in \(wait))"
     }
 
     /// Where the work starts and where it goes.
@@ -368,7 +556,7 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
         let base = record.targetBranch ?? defaultBranch ?? "main"
         var branch = record.prBranch
         if branch == nil, pushes {
-            var candidate = Self.branchName(issueNumber: record.issueNumber, text: record.prompt)
+            var candidate = Self.branchName(prefix: run.config.branchPrefix, issueNumber: record.issueNumber, text: record.prompt)
             if try await store.isBranchTaken(repositoryID: record.repositoryID, branch: candidate, exceptTaskID: record.id) {
                 candidate += "-t\(record.id)"
             }
@@ -385,6 +573,15 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
         await step(&run, "Committing the changes")
         try workspace.resetRepositoryConfiguration()
         let files = try await workspace.stageAll()
+        run.files = files
+        let protected = run.config.protectedChanges(in: files.map(\.path))
+        if !protected.isEmpty {
+            let listed = protected.prefix(20).map { "`\($0.replacingOccurrences(of: "`", with: "'"))`" }.joined(separator: ", ")
+                + (protected.count > 20 ? " and \(protected.count - 20) more" : "")
+            throw StepFailure(
+                reason: "the agent changed protected paths (`protectedPaths` in `\(RepositoryConfiguration.path)`): \(listed); nothing was pushed",
+                retryable: false, agentsFault: true)
+        }
         if files.isEmpty {
             run.report.finishRunning(.skipped)
             run.report.details = "The agent changed nothing, so there is nothing to push"
@@ -421,11 +618,19 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
             if let reused = existing.first {
                 pull = reused
             } else {
-                pull = try await api.createPullRequest(in: run.repo, title: title, head: plan.workBranch, base: plan.baseBranch, body: body)
-                do {
-                    try await api.requestReview(in: run.repo, pullNumber: pull.number, from: record.requesterLogin)
-                } catch {
-                    run.logger.debug("cannot request a review", metadata: ["error": "\(error)"])
+                pull = try await api.openPullRequest(in: run.repo, title: title, head: plan.workBranch, base: plan.baseBranch,
+                                                       body: body, draft: run.config.draft)
+                var reviewers: [String] = []
+                for login in [record.requesterLogin] + run.config.reviewers
+                where !reviewers.contains(where: { $0.lowercased() == login.lowercased() }) && !login.hasSuffix("[bot]") {
+                    reviewers.append(login)
+                }
+                for reviewer in reviewers {
+                    do {
+                        try await api.requestReview(in: run.repo, pullNumber: pull.number, from: reviewer)
+                    } catch {
+                        run.logger.debug("cannot request a review", metadata: ["error": "\(error)", "reviewer": "\(reviewer)"])
+                    }
                 }
             }
             pullNumber = pull.number
@@ -459,8 +664,49 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
             run.report.details = (run.report.details.map { $0 + "\n\n" } ?? "") + "Took \(duration)."
         }
         try? await queue.appendEvent(taskID: run.record.id, step: "completed")
+        await closeAccounts(&run, status: "completed", paid: true, errors: run.task.attempt - 1)
         await publish(&run, final: true)
         return .completed
+    }
+
+    /// Settles the task's reservation (`paid`: the agent ran and its run is charged) or releases it, records
+    /// `task_analytics`, and puts the credits used and left in the report.
+    private func closeAccounts(_ run: inout TaskRun, status: String, paid: Bool, errors: Int) async {
+        guard let accounting else { return }
+        let id = run.record.id
+        let settlement: Settlement?
+        do {
+            settlement = paid && run.agentRan
+                ? try await accounting.ledger.settle(taskID: id, cost: run.agentCost)
+                : try await accounting.ledger.release(taskID: id, reason: status == "cancelled" ? "cancelled before the agent ran" : "a failure that was not the agent's")
+        } catch {
+            run.logger.error("cannot settle the task's credits", metadata: ["error": "\(error)"])
+            settlement = nil
+        }
+        if let settlement { run.report.credits = Self.creditsLine(settlement) }
+        do {
+            try await accounting.analytics.record(TaskAnalytics(
+                taskID: id, status: status, agent: run.report.agent, executionTime: ContinuousClock.now - run.started,
+                usage: run.usage, linesAdded: run.files.reduce(0) { $0 + $1.additions },
+                linesDeleted: run.files.reduce(0) { $0 + $1.deletions }, filesModified: run.files.count,
+                errorCount: max(0, errors), creditsUsed: settlement?.charged ?? 0))
+        } catch {
+            run.logger.error("cannot record the task's analytics", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Returns the report's credits line.
+    static func creditsLine(_ settlement: Settlement) -> String {
+        "🪙 Credits: \(CreditFormat.string(settlement.charged)) used · \(CreditFormat.string(settlement.balance)) left"
+    }
+
+    /// Holds the task back: the comment says why, and the task goes back to the queue for a while.
+    private func finishDeferred(_ run: inout TaskRun, _ deferred: Deferred) async -> TaskOutcome {
+        run.report.finishRunning(.skipped)
+        run.report.state = .waiting(reason: deferred.reason)
+        try? await queue.appendEvent(taskID: run.record.id, step: "deferred", detail: deferred.reason)
+        await publish(&run, final: false)
+        return .deferred(retryAfter: accounting?.deferral ?? .seconds(15))
     }
 
     private func finishFailed(_ run: inout TaskRun, _ failure: StepFailure) async -> TaskOutcome {
@@ -474,6 +720,8 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
             run.report.outputTail = run.outputTail
         }
         try? await queue.appendEvent(taskID: run.record.id, step: willRetry ? "retrying" : "failed", detail: reason)
+        // A retry keeps the reservation for the next attempt.
+        if !willRetry { await closeAccounts(&run, status: "failed", paid: failure.agentsFault, errors: run.task.attempt) }
         await publish(&run, final: !willRetry)
         let delay = failure.retryAfter ?? backoff(attempt: run.task.attempt)
         return .failed(reason: reason, retryable: failure.retryable, retryAfter: delay)
@@ -484,6 +732,7 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
         run.report.finishRunning(.skipped)
         run.report.state = .cancelled(reason: reason)
         try? await queue.appendEvent(taskID: run.record.id, step: "cancelled")
+        await closeAccounts(&run, status: "cancelled", paid: true, errors: run.task.attempt - 1)
         await publish(&run, final: true)
         return .cancelled(reason: "cancelled on request")
     }
@@ -586,8 +835,8 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
                       installationID: record.installationGitHubID)
     }
 
-    /// Returns `asynccode/<issue>-<slug>` with a slug of the instruction's first words.
-    static func branchName(issueNumber: Int64, text: String) -> String {
+    /// Returns `<prefix><issue>-<slug>` (prefix `asynccode/` by default) with a slug of the instruction's first words.
+    static func branchName(prefix: String = "asynccode/", issueNumber: Int64, text: String) -> String {
         var slug = ""
         var lastWasDash = true
         for scalar in text.lowercased().unicodeScalars {
@@ -601,7 +850,7 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
             }
         }
         while slug.hasSuffix("-") { slug.removeLast() }
-        return "asynccode/\(issueNumber)" + (slug.isEmpty ? "" : "-\(slug)")
+        return "\(prefix)\(issueNumber)" + (slug.isEmpty ? "" : "-\(slug)")
     }
 
     /// Returns the pull request's title: the instruction's first line, or the issue's title.

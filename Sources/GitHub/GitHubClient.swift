@@ -333,6 +333,12 @@ public final class GitHubClient: Sendable {
         }
     }
 
+    /// Returns a branch with its head commit (`GET /repos/{owner}/{repo}/branches/{branch}`).
+    public func getBranch(in repo: RepositoryRef, name: String) async throws -> Branch {
+        try await transport.json(.GET, repoPath(repo, "branches", name),
+                                 route: "GET /repos/{owner}/{repo}/branches/{branch}", auth: .installation(repo))
+    }
+
     // MARK: Helpers
 
     private func repoPath(_ repo: RepositoryRef, _ segments: String...) -> String {

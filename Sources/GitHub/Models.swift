@@ -280,6 +280,16 @@ public struct FileContents: Codable, Sendable {
     }
 }
 
+/// A branch (`GET /repos/{owner}/{repo}/branches/{branch}`).
+public struct Branch: Codable, Sendable {
+    public struct Commit: Codable, Sendable {
+        public var sha: String
+    }
+
+    public var name: String
+    public var commit: Commit
+}
+
 /// One delivery of the App's webhook.
 public struct WebhookDelivery: Codable, Sendable {
     public var id: Int64

@@ -296,7 +296,7 @@ struct SimulatorAPI: Sendable {
         case nil, "collaborators": return ("metadata", "read")
         case "issues": return ("issues", level)
         case "pulls": return ("pull_requests", level)
-        case "contents": return ("contents", level)
+        case "contents", "branches": return ("contents", level)
         default: return ("metadata", "read")
         }
     }
@@ -480,6 +480,15 @@ struct SimulatorAPI: Sendable {
                     "user": userJSON(actor), "html_url": "\(base)/\(repo.fullName)/pull/\(number)#pullrequestreview-\(review.id)",
                 ])
             }
+        case ("GET", 2, "branches"):
+            let branch = rest[1].removingPercentEncoding ?? rest[1]
+            guard let sha = try? await git(["--git-dir", repo.gitDirectory, "rev-parse", "--verify", "--quiet", "refs/heads/\(branch)^{commit}"]),
+                  !sha.isEmpty else { return .message(404, "Branch not found") }
+            return .json(200, [
+                "name": branch, "protected": false,
+                "commit": ["sha": sha, "url": "\(base)/repos/\(repo.fullName)/commits/\(sha)"],
+                "_links": ["self": "\(base)/repos/\(repo.fullName)/branches/\(branch)", "html": "\(base)/\(repo.fullName)/tree/\(branch)"],
+            ])
         case ("GET", _, "contents") where rest.count >= 2:
             return await fileContents(repo: repo, path: rest.dropFirst().joined(separator: "/"), ref: query["ref"])
         default:

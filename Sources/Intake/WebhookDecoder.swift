@@ -195,7 +195,7 @@ public struct WebhookDecoder: Sendable {
             case .task(let task):
                 plan.tasks.append(TaskRequest(
                     origin: origin, kind: task.kind, agent: task.agent, priority: task.priority,
-                    baseBranch: task.baseBranch, prompt: task.prompt, sourceURL: url))
+                    baseBranch: task.baseBranch, prompt: task.prompt, sourceURL: url, budget: task.budget))
             case .control(let verb, let argument):
                 plan.controls.append(ControlRequest(origin: origin, verb: verb, argument: argument))
             case .invalid(let problem):
@@ -247,9 +247,11 @@ public struct WebhookDecoder: Sendable {
 
     // MARK: - Label
 
+    /// A label added to an issue: the default trigger label, or any label a repository may have made its
+    /// trigger in `.github/asynccode.yml` (the executor checks it against the file; the request path reads
+    /// no files).
     private func applyLabel(_ payload: IssuesEvent, envelope: EnvelopePayload, to plan: inout DeliveryPlan) {
-        guard payload.action == "labeled", let label = payload.label,
-              label.name.lowercased() == settings.triggerLabel.lowercased() else {
+        guard payload.action == "labeled", let label = payload.label, !label.name.isEmpty, label.name.utf8.count <= 100 else {
             plan.ignoredReason = "issues \(payload.action) is not the trigger label"
             return
         }
@@ -264,9 +266,7 @@ public struct WebhookDecoder: Sendable {
         let origin = context.origin(
             issueNumber: payload.issue.number, isPullRequest: payload.issue.pull_request != nil, source: .label,
             commentID: nil, commandIndex: 0)
-        plan.tasks.append(TaskRequest(
-            origin: origin, kind: .code, agent: nil, priority: .medium, baseBranch: nil, prompt: "",
-            sourceURL: payload.issue.html_url))
+        plan.controls.append(ControlRequest(origin: origin, verb: .label, argument: label.name))
     }
 
     // MARK: - Pull requests
@@ -357,7 +357,7 @@ public struct WebhookDecoder: Sendable {
             githubID: repository.id, fullName: repository.full_name, name: repository.name, ownerLogin: owner,
             description: repository.description, isPrivate: repository.private ?? true,
             defaultBranch: repository.default_branch, language: repository.language, htmlURL: repository.html_url,
-            cloneURL: repository.clone_url)
+            cloneURL: repository.clone_url, owner: repository.owner.map(snapshot))
     }
 }
 

@@ -38,11 +38,14 @@ public struct TaskRequest: Sendable, Hashable {
     public var prompt: String
     /// Link to the comment (or issue) that asked.
     public var sourceURL: String?
+    /// The most credits the task may use (`--budget`), a positive decimal number as typed.
+    public var budget: String?
 
     public init(
         origin: CommandOrigin, kind: TaskKind, agent: String?, priority: TaskPriority, baseBranch: String?,
-        prompt: String, sourceURL: String?
+        prompt: String, sourceURL: String?, budget: String? = nil
     ) {
+        self.budget = budget
         self.origin = origin
         self.kind = kind
         self.agent = agent

@@ -26,12 +26,15 @@ public struct RepositorySnapshot: Sendable, Hashable, Codable {
     public var language: String?
     public var htmlURL: String?
     public var cloneURL: String?
+    /// The owner, when the event describes it (the account that pays when the installation's is unknown).
+    public var owner: AccountSnapshot?
 
     public init(
         githubID: Int64, fullName: String, name: String, ownerLogin: String, description: String? = nil,
         isPrivate: Bool, defaultBranch: String? = nil, language: String? = nil, htmlURL: String? = nil,
-        cloneURL: String? = nil
+        cloneURL: String? = nil, owner: AccountSnapshot? = nil
     ) {
+        self.owner = owner
         self.githubID = githubID
         self.fullName = fullName
         self.name = name

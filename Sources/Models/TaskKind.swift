@@ -16,6 +16,9 @@ public enum ControlVerb: String, Sendable, Codable, CaseIterable, Hashable {
     case cancel, retry, status, help
     /// A command that could not be parsed: the executor replies with the problem.
     case invalid
+    /// A label added to an issue: the executor starts a task when it is the repository's trigger label.
+    /// Never typed by users; the argument is the label's name.
+    case label
 }
 
 /// A task's priority; higher runs first.

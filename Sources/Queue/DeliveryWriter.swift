@@ -276,6 +276,18 @@ struct DeliveryWriter: Sendable {
 
     private func thread(of origin: CommandOrigin, on connection: PostgresConnection) async throws -> Thread {
         let installationID = try await ensureInstallation(origin.installationID, on: connection)
+        // The installation's account pays for its tasks; when no installation event recorded it, the
+        // repository's owner is that account.
+        if let owner = origin.repository.owner, owner.type != "Bot" {
+            let unowned = try await connection.query(
+                "SELECT 1 FROM installations WHERE id = \(installationID) AND account_id IS NULL", logger: logger)
+            if try await count(unowned) > 0 {
+                let accountID = try await upsertAccount(owner, on: connection)
+                try await connection.query(
+                    "UPDATE installations SET account_id = \(accountID) WHERE id = \(installationID) AND account_id IS NULL",
+                    logger: logger)
+            }
+        }
         let repositoryID = try await upsertRepository(origin.repository, installationID: installationID, on: connection)
         let requesterID = try await upsertAccount(origin.requester, on: connection)
         return Thread(installationID: installationID, repositoryID: repositoryID, requesterID: requesterID)
@@ -288,11 +300,11 @@ struct DeliveryWriter: Sendable {
         let rows = try await connection.query("""
             INSERT INTO tasks (repository_id, installation_id, requested_by, issue_number, is_pull_request, source,
                                comment_id, command_index, source_url, delivery_id, kind, priority, agent, prompt,
-                               target_branch, chat_messages)
+                               target_branch, budget, chat_messages)
             VALUES (\(thread.repositoryID), \(thread.installationID), \(thread.requesterID), \(origin.issueNumber),
                     \(origin.isPullRequest), \(origin.source.rawValue), \(origin.commentID), \(origin.commandIndex),
                     \(task.sourceURL), \(deliveryID), \(task.kind.rawValue)::task_kind, \(task.priority.rank),
-                    \(task.agent), \(task.prompt), \(task.baseBranch),
+                    \(task.agent), \(task.prompt), \(task.baseBranch), \(task.budget)::numeric,
                     jsonb_build_array(jsonb_build_object('role', 'user', 'content', \(task.prompt)::text,
                                                          'author', \(origin.requester.login)::text,
                                                          'timestamp', now())))

@@ -130,11 +130,13 @@ public struct TaskQueue: Sendable {
         return nil
     }
 
-    /// Gives a task back without counting the attempt (a graceful stop before it finished).
+    /// Gives a task back without counting the attempt (a graceful stop before it finished, or a task a limit
+    /// holds back): it may be claimed again after `delay`.
     @discardableResult
-    public func release(taskID: Int64, worker: String) async throws -> Bool {
+    public func release(taskID: Int64, worker: String, after delay: Duration = .zero) async throws -> Bool {
         let rows = try await client.query("""
-            UPDATE tasks SET status = 'pending', attempts = GREATEST(attempts - 1, 0), run_after = now(),
+            UPDATE tasks SET status = 'pending', attempts = GREATEST(attempts - 1, 0),
+                             run_after = now() + make_interval(secs => \(delay.inSeconds)),
                              lease_owner = NULL, lease_expires_at = NULL
             WHERE id = \(taskID) AND lease_owner = \(worker) AND status = 'running'
             RETURNING id

@@ -38,6 +38,8 @@ public struct TaskRecord: Sendable {
     public var maxAttempts: Int
     public var error: String?
     public var createdAt: Date
+    /// The `--budget` cap in credits.
+    public var budget: Decimal?
 }
 
 /// A line of `/asynccode status`: one task of a thread.
@@ -102,7 +104,7 @@ public struct TaskStore: Sendable {
                    r.default_branch, r.html_url, i.github_id, t.requested_by, a.github_id, a.login, t.issue_number,
                    t.is_pull_request, t.source, t.comment_id, t.source_url, t.agent, t.prompt, t.target_branch,
                    t.pr_branch, t.pr_number, t.pr_url, t.progress_comment_id, t.chat_messages::text, t.attempts,
-                   t.max_attempts, t.error, t.created_at
+                   t.max_attempts, t.error, t.created_at, t.budget
             FROM tasks t
             JOIN repositories r ON r.id = t.repository_id
             JOIN installations i ON i.id = t.installation_id
@@ -127,7 +129,7 @@ public struct TaskStore: Sendable {
                 prURL: try c[24].decode(String?.self), progressCommentID: try c[25].decode(Int64?.self),
                 chatMessages: try c[26].decode(String.self), attempts: Int(try c[27].decode(Int32.self)),
                 maxAttempts: Int(try c[28].decode(Int32.self)), error: try c[29].decode(String?.self),
-                createdAt: try c[30].decode(Date.self))
+                createdAt: try c[30].decode(Date.self), budget: try c[31].decode(Decimal?.self))
         }
         return nil
     }
@@ -345,6 +347,68 @@ public struct TaskStore: Sendable {
             try await client.query("SELECT pg_notify(\(WorkNotifications.channel), \("task:\(id)"))", logger: logger)
             return id
         }
+        return nil
+    }
+}
+
+extension TaskStore {
+    /// Returns `.github/asynccode.yml` as cached for the repository at `commit`: `nil` when not cached,
+    /// `.some(nil)` when the commit has no such file.
+    public func cachedRepositoryConfig(repositoryID: Int64, commit: String) async throws -> String?? {
+        let rows = try await client.query("""
+            SELECT content FROM repository_configs WHERE repository_id = \(repositoryID) AND commit_sha = \(commit)
+            """, logger: logger)
+        for try await content in rows.decode(String?.self) { return .some(content) }
+        return nil
+    }
+
+    /// Caches the file's text at `commit` (`nil`: no file there).
+    public func saveRepositoryConfig(repositoryID: Int64, commit: String, content: String?) async throws {
+        try await client.query("""
+            INSERT INTO repository_configs (repository_id, commit_sha, content) VALUES (\(repositoryID), \(commit), \(content))
+            ON CONFLICT (repository_id, commit_sha) DO NOTHING
+            """, logger: logger)
+    }
+
+    /// Returns `true` the first time it is asked for the thread and commit: the invalid-file comment is
+    /// posted once per thread and commit.
+    public func claimConfigWarning(repositoryID: Int64, commit: String, issueNumber: Int64) async throws -> Bool {
+        let rows = try await client.query("""
+            INSERT INTO repository_config_warnings (repository_id, commit_sha, issue_number)
+            VALUES (\(repositoryID), \(commit), \(issueNumber))
+            ON CONFLICT DO NOTHING RETURNING 1
+            """, logger: logger)
+        for try await _ in rows { return true }
+        return false
+    }
+
+    /// Gives the claim back (the comment could not be posted).
+    public func releaseConfigWarning(repositoryID: Int64, commit: String, issueNumber: Int64) async throws {
+        try await client.query("""
+            DELETE FROM repository_config_warnings
+            WHERE repository_id = \(repositoryID) AND commit_sha = \(commit) AND issue_number = \(issueNumber)
+            """, logger: logger)
+    }
+
+    /// Queues a task for a label added to an issue (`source = label`); returns its id, or `nil` when the
+    /// label command already made one.
+    public func insertLabelTask(controlID: Int64, sourceURL: String?) async throws -> Int64? {
+        let rows = try await client.query("""
+            WITH made AS (
+                INSERT INTO tasks (repository_id, installation_id, requested_by, issue_number, is_pull_request, source,
+                                   comment_id, command_index, source_url, delivery_id, kind, priority, prompt, chat_messages)
+                SELECT c.repository_id, c.installation_id, c.requested_by, c.issue_number, c.is_pull_request, 'label',
+                       c.id, 0, \(sourceURL), c.delivery_id, 'code', 2, '',
+                       jsonb_build_array(jsonb_build_object('role', 'user', 'content', '', 'author', a.login,
+                                                            'timestamp', now()))
+                FROM control_commands c JOIN accounts a ON a.id = c.requested_by
+                WHERE c.id = \(controlID)
+                ON CONFLICT ON CONSTRAINT tasks_one_per_command DO NOTHING
+                RETURNING id
+            )
+            SELECT id, pg_notify(\(WorkNotifications.channel), 'task:' || id)::text FROM made
+            """, logger: logger)
+        for try await (id, _) in rows.decode((Int64, String).self) { return id }
         return nil
     }
 }

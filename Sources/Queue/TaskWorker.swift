@@ -34,6 +34,9 @@ public enum TaskOutcome: Sendable, Hashable {
     case interrupted
     /// Stopped because someone asked (`/asynccode cancel`).
     case cancelled(reason: String)
+    /// Not started because a limit holds it back (its repository runs its share of tasks): back to the queue
+    /// after `retryAfter`, without counting the attempt.
+    case deferred(retryAfter: Duration)
 }
 
 /// A worker: claims tasks one at a time, renews its lease while the handler runs, and records the outcome.
@@ -151,6 +154,9 @@ public struct TaskWorker<Handler: TaskHandling>: Service, CustomStringConvertibl
             case .interrupted:
                 try await queue.release(taskID: task.id, worker: name)
                 result = "interrupted"
+            case .deferred(let retryAfter):
+                try await queue.release(taskID: task.id, worker: name, after: retryAfter)
+                result = "deferred"
             case .cancelled(let reason):
                 try await queue.cancel(taskID: task.id, worker: name, reason: reason)
                 result = "cancelled"

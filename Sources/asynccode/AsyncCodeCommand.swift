@@ -11,7 +11,7 @@ struct AsyncCodeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "asynccode",
         abstract: "A self-hosted GitHub App that turns /asynccode commands on issues into pull requests.",
-        subcommands: [Serve.self, Worker.self, Migrate.self, DemoCommand.self, Receive.self],
+        subcommands: [Serve.self, Worker.self, Migrate.self, Credits.self, DemoCommand.self, Receive.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -196,6 +196,72 @@ struct Receive: AsyncParsableCommand {
             if !(200..<300).contains(answer.status) { throw ExitCode(1) }
         } catch let failure as WebhookReplay.Failure {
             fail("receive: \(failure)")
+        }
+    }
+}
+
+struct Credits: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show, grant and list an account's credits (the ledger in DATABASE_URL).",
+        subcommands: [Show.self, Grant.self, History.self])
+
+    /// Runs one ledger command and prints its answer, or exits with one line.
+    static func run(_ body: @escaping @Sendable (CreditsAdmin) async throws -> String) async {
+        let configuration = loadConfiguration(requireWebhookSecret: false)
+        let logger = makeLogger(configuration)
+        do {
+            print(try await body(CreditsAdmin(configuration: configuration, logger: logger)))
+        } catch let error as CreditsAdmin.Failure {
+            fail("credits: \(error)")
+        } catch let error as DatabaseError {
+            fail("database error: \(error.message)")
+        } catch {
+            fail("credits: \(describe(error))")
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print an account's balance, reserved and used credits.")
+
+        @Argument(help: "The account: a GitHub login or numeric GitHub id.")
+        var account: String
+
+        func run() async throws {
+            let account = account
+            await Credits.run { try await $0.show(account: account) }
+        }
+    }
+
+    struct Grant: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Add credits to an account (a negative amount takes some back).")
+
+        @Argument(help: "The account: a GitHub login or numeric GitHub id.")
+        var account: String
+
+        @Argument(help: "How many credits (up to 4 decimals; negative to take back).")
+        var amount: String
+
+        @Option(help: "Why, recorded in the ledger.")
+        var reason: String
+
+        func run() async throws {
+            let (account, amount, reason) = (account, amount, reason)
+            await Credits.run { try await $0.grant(account: account, amount: amount, reason: reason) }
+        }
+    }
+
+    struct History: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List an account's ledger, newest first.")
+
+        @Argument(help: "The account: a GitHub login or numeric GitHub id.")
+        var account: String
+
+        @Option(help: "How many entries.")
+        var limit = 50
+
+        func run() async throws {
+            let (account, limit) = (account, limit)
+            await Credits.run { try await $0.history(account: account, limit: limit) }
         }
     }
 }

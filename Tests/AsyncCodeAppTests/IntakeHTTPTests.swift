@@ -238,7 +238,9 @@ func commentPayload(_ text: String, commentID: Int = 492700400, senderType: Stri
             object["installation"] = ["id": 42]
             let response = try await client.deliver(event: "issues", body: Array(try JSONSerialization.data(withJSONObject: object)))
             #expect(response.bodyStatus == "queued")
-            #expect(try await db.scalar("SELECT source FROM tasks", as: String.self) == "label")
+            // The executor checks the label against the repository's trigger label before it makes a task.
+            #expect(try await db.scalar("SELECT verb || ':' || argument FROM control_commands", as: String.self) == "label:asynccode")
+            #expect(try await db.count("tasks") == 0)
         }
     }
 

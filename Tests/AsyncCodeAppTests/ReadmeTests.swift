@@ -1,6 +1,7 @@
 import AsyncCodeApp
 import Executor
 import Foundation
+import RepositoryConfiguration
 import Testing
 import TestSupport
 
@@ -45,7 +46,11 @@ import TestSupport
                 if words[0] == "scripts/run", words.count > 1 { #expect(runScript.contains("|\(words[1])|") || runScript.contains("\(words[1])|"), "\(command)") }
             case "asynccode":
                 // The subcommand exists and knows every flag the README gives it; paths it names exist.
-                let help = try await TestSupport.run([Self.binary, words[1], "--help"], currentDirectory: Self.root.path)
+                // `asynccode credits grant …`: the nested subcommand's help when there is one.
+                var help = try await TestSupport.run([Self.binary, words[1], "--help"], currentDirectory: Self.root.path)
+                if words.count > 2, !words[2].hasPrefix("-"), help.output.contains("\n  \(words[2]) ") {
+                    help = try await TestSupport.run([Self.binary, words[1], words[2], "--help"], currentDirectory: Self.root.path)
+                }
                 #expect(help.status == 0, "\(command): \(help.output)")
                 for flag in words.dropFirst(2) where flag.hasPrefix("--") {
                     #expect(help.output.contains(flag), "\(command): \(flag) is not in its --help")
@@ -72,6 +77,15 @@ import TestSupport
         for name in names.sorted() {
             #expect(Self.readme.contains("`\(name)`"), "\(name) is read by the code but not in the README's settings table")
         }
+    }
+
+    @Test func theRepositorySettingsExampleLoads() throws {
+        let yaml = try #require(Self.blocks("yaml").first { $0.contains { $0.hasPrefix("protectedPaths:") } })
+        let settings = try RepositoryConfiguration.parse(yaml.joined(separator: "\n"))
+        #expect(settings.label == "ai-fix" && settings.draft && settings.branchPrefix == "bot/")
+        #expect(settings.reviewers == ["alice", "bob"])
+        #expect(settings.protectedChanges(in: [".github/workflows/ci.yml", "keys/server.pem", "deploy/run.sh", "src/a.swift"])
+            == [".github/workflows/ci.yml", "deploy/run.sh", "keys/server.pem"])
     }
 
     @Test func theYAMLLoads() throws {

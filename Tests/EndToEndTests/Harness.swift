@@ -85,6 +85,39 @@ let agentScripts: [String: (script: String, timeout: Int)] = [
         cat > /dev/null
         head -c 3000000 /dev/zero > big.bin
         """, 120),
+    "metered": ("""
+        cat > /dev/null
+        echo "metered edit" >> README.md
+        echo '{"asynccode_usage": {"input_tokens": 1000, "output_tokens": 500}}'
+        echo "Edited the README, counting tokens."
+        """, 120),
+    "spender": ("""
+        cat > /dev/null
+        echo "spent" >> README.md
+        i=0
+        while [ $i -lt 600 ]; do
+          i=$((i + 1))
+          echo "{\\"asynccode_usage\\": {\\"input_tokens\\": $((i * 1000)), \\"output_tokens\\": 0}}"
+          sleep 0.1
+        done
+        echo "Spent everything."
+        """, 1200),
+    "pricey": ("""
+        cat > /dev/null
+        echo "pricey edit" >> README.md
+        echo "Edited at a price."
+        """, 1200),
+    "workflow": ("""
+        cat > /dev/null
+        mkdir -p .github/workflows
+        echo "on: push" > .github/workflows/deploy.yml
+        echo "edited" >> README.md
+        echo "Changed the deploy workflow."
+        """, 120),
+    "promptdump": ("""
+        cat > PROMPT.md
+        echo "Wrote the prompt down."
+        """, 120),
     "once": ("""
         cat > /dev/null
         if [ ! -f "$AGENT_STATE/release" ]; then
@@ -99,7 +132,18 @@ let agentScripts: [String: (script: String, timeout: Int)] = [
 let extraAgentSettings: [String: String] = [
     "hostile": "    network: none\n    limits: {processes: 64, fileSizeMB: 1}\n",
     "bigfile": "    limits: {fileSizeMB: 1}\n",
+    // 1 credit per 1,000 tokens; reports 1,500 tokens: 1.5 credits (the reservation: 20,000 tokens, 20 credits).
+    "metered": "    costPerToken: 0.001\n    maxTokens: 20000\n    displayName: Metered Model\n    description: reports its tokens\n",
+    "spender": "    costPerToken: 0.001\n    maxTokens: 1000000\n",
+    // 10 credits a minute for up to 20 minutes: a reservation of 200, more than a new account has.
+    "pricey": "    costPerMinute: 10\n",
+    // Free, but it changes a workflow file.
+    "workflow": "",
 ]
+
+/// The usage limits of every end-to-end run unless a test gives its own: none, so tests that run many
+/// tasks at once are not held back.
+let noLimitsYAML = "limits: {tasksPerRequesterPerHour: 0, runningTasksPerRepository: 0, creditsPerAccountPerDay: 0}\n"
 
 /// One end-to-end run: a fresh database, the GitHub simulator with an App installed on `acme/widgets`,
 /// and the real `serve` application (intake and workers) wired to both.
@@ -122,7 +166,8 @@ struct EndToEnd: Sendable {
 
     /// Runs `body` with the application serving and `workers` workers.
     static func with(
-        workers: Int = 2, leaseSeconds: Int = 60, _ body: @Sendable (EndToEnd) async throws -> Void
+        workers: Int = 2, leaseSeconds: Int = 60, limitsYAML: String = noLimitsYAML,
+        repositoryFiles: [String: String] = [:], _ body: @Sendable (EndToEnd) async throws -> Void
     ) async throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("e2e-\(UUID().uuidString)").path
         let stateDirectory = folder + "/state"
@@ -137,7 +182,7 @@ struct EndToEnd: Sendable {
             try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: directory)
         }
         defer { try? FileManager.default.removeItem(atPath: folder) }
-        var yaml = "defaultAgent: edit\nagents:\n"
+        var yaml = "defaultAgent: edit\n" + limitsYAML + "agents:\n"
         for (name, agent) in agentScripts.sorted(by: { $0.key < $1.key }) {
             let path = "\(agentsDirectory)/\(name).sh"
             try ("#!/bin/sh\n" + agent.script + "\n").write(toFile: path, atomically: true, encoding: .utf8)
@@ -164,7 +209,7 @@ struct EndToEnd: Sendable {
         try await TestDatabase.with { db in
             try await withGitHubSimulator { sim in
                 let setup = try await sim.setUpAppWithRepository(
-                    owner: "acme", name: "widgets", files: ["README.md": "# Widgets\n"])
+                    owner: "acme", name: "widgets", files: ["README.md": "# Widgets\n"].merging(repositoryFiles) { $1 })
                 sim.setCollaborator("alice", role: "write", onRepositoryID: setup.repository.id)
                 sim.setCollaborator("rita", role: "read", onRepositoryID: setup.repository.id)
 

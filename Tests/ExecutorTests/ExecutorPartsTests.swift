@@ -157,12 +157,14 @@ struct NoGitHub: GitHubAPI {
     func issue(number: Int, in repo: RepositoryRef) async throws -> GitHub.Issue { throw Unused() }
     func pullRequest(number: Int, in repo: RepositoryRef) async throws -> PullRequest { throw Unused() }
     func openPullRequests(in repo: RepositoryRef, head: String) async throws -> [PullRequest] { throw Unused() }
-    func createPullRequest(in repo: RepositoryRef, title: String, head: String, base: String, body: String) async throws -> PullRequest { throw Unused() }
+    func openPullRequest(in repo: RepositoryRef, title: String, head: String, base: String, body: String, draft: Bool) async throws -> PullRequest { throw Unused() }
     func requestReview(in repo: RepositoryRef, pullNumber: Int, from reviewer: String) async throws { throw Unused() }
     func createReview(in repo: RepositoryRef, pullNumber: Int, body: String) async throws { throw Unused() }
     func createComment(in repo: RepositoryRef, issueNumber: Int, body: String) async throws -> Int64 { throw Unused() }
     func updateComment(in repo: RepositoryRef, commentID: Int64, body: String) async throws { throw Unused() }
     func react(_ content: ReactionContent, toCommentID commentID: Int64?, issueNumber: Int, in repo: RepositoryRef) async throws { throw Unused() }
+    func branchHead(_ branch: String, in repo: RepositoryRef) async throws -> String { throw Unused() }
+    func fileContents(at path: String, ref: String, in repo: RepositoryRef) async throws -> FileContents? { throw Unused() }
 }
 
 @Suite struct SandboxTests {

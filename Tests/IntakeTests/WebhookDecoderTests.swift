@@ -134,22 +134,33 @@ func setPath(_ object: inout [String: Any], _ keys: [String], _ value: Any) {
         #expect(plan.ignoredReason?.contains("not an App delivery") == true)
     }
 
-    @Test func triggerLabelMakesTask() throws {
+    @Test func anyLabelGoesToTheExecutorToCheckAgainstTheRepositorysTrigger() throws {
         let body = try editedFixture("issues/labeled.payload.json") {
             setPath(&$0, ["label", "name"], "AsyncCode")
             setPath(&$0, ["installation"], ["id": 7])
         }
         let plan = try decoder.plan(event: "issues", deliveryID: "g", body: body)
-        let task = try #require(plan.tasks.first)
-        #expect(task.origin.source == .label)
-        #expect(task.origin.commentID == nil)
-        #expect(task.origin.installationID == 7)
-        #expect(task.origin.issueNumber == 1)
+        #expect(plan.tasks.isEmpty)
+        let control = try #require(plan.controls.first)
+        #expect(control.verb == .label)
+        #expect(control.argument == "AsyncCode")
+        #expect(control.origin.source == .label)
+        #expect(control.origin.commentID == nil)
+        #expect(control.origin.installationID == 7)
+        #expect(control.origin.issueNumber == 1)
+        // The repository's owner is known, so the installation's paying account can be recorded.
+        #expect(control.origin.repository.owner?.login == "Codertocat")
 
-        let other = try editedFixture("issues/labeled.payload.json") { setPath(&$0, ["installation"], ["id": 7]) }
-        #expect(try decoder.plan(event: "issues", deliveryID: "g", body: other).tasks.isEmpty)
-        let custom = WebhookDecoder(settings: IntakeSettings(triggerLabel: "bug"))
-        #expect(try custom.plan(event: "issues", deliveryID: "g", body: other).tasks.count == 1)
+        let unlabeled = try editedFixture("issues/labeled.payload.json") {
+            setPath(&$0, ["installation"], ["id": 7])
+            setPath(&$0, ["action"], "unlabeled")
+        }
+        #expect(try decoder.plan(event: "issues", deliveryID: "g", body: unlabeled).controls.isEmpty)
+        let byBot = try editedFixture("issues/labeled.payload.json") {
+            setPath(&$0, ["installation"], ["id": 7])
+            setPath(&$0, ["sender", "type"], "Bot")
+        }
+        #expect(try decoder.plan(event: "issues", deliveryID: "g", body: byBot).controls.isEmpty)
     }
 
     @Test func reviewAndReviewCommentCommands() throws {

@@ -1,0 +1,231 @@
+import Foundation
+import GitHubSimulator
+import Testing
+import TestSupport
+
+/// Credits, usage limits and per-repository settings as a GitHub user meets them: commands through the
+/// simulator, the real application and scripted agents, then the ledger, the comments and the pushes.
+@Suite(.serialized) struct AccountingEndToEndTests {
+    /// The paying account's balance, and whether it equals the sum of its ledger.
+    func balance(_ e2e: EndToEnd) async throws -> (balance: Decimal, ledger: Decimal) {
+        let balance = try #require(try await e2e.db.scalar("SELECT credits FROM accounts WHERE login = 'acme'", as: Decimal.self))
+        let ledger = try #require(try await e2e.db.scalar("""
+            SELECT COALESCE(sum(c.amount), 0) FROM credit_transactions c JOIN accounts a ON a.id = c.account_id WHERE a.login = 'acme'
+            """, as: Decimal.self))
+        return (balance, ledger)
+    }
+
+    @Test func meteredTaskIsChargedItsTokensAndTheCommentShowsTheBalance() async throws {
+        try await EndToEnd.with { e2e in
+            let issue = e2e.issue()
+            let taskID = try await e2e.comment("/asynccode --agent metered fix the readme", on: issue)
+            try await e2e.waitFor(task: taskID, status: "completed")
+            // 1,500 tokens at 0.001: 1.5 credits of the 20 reserved; the rest refunded.
+            let progress = try #require(e2e.botComments(on: issue).first)
+            #expect(progress.body.contains("🪙 Credits: 1.5 used · 98.5 left"))
+            #expect(progress.history.contains { $0.contains("Reserved 20 credits (80 left)") })
+            #expect(!progress.body.contains("asynccode_usage"))
+            let pull = try #require(e2e.sim.pullRequests(repositoryID: e2e.repositoryID).first)
+            #expect(pull.body?.contains("asynccode_usage") == false)
+            #expect(pull.body?.contains("Edited the README, counting tokens.") == true)
+            let (balance, ledger) = try await balance(e2e)
+            #expect(balance == Decimal(string: "98.5")! && ledger == balance)
+            let types = try await e2e.string("""
+                SELECT string_agg(c.type::text || ':' || c.amount::text, ',' ORDER BY c.id) FROM credit_transactions c
+                JOIN accounts a ON a.id = c.account_id WHERE a.login = 'acme'
+                """)
+            #expect(types == "bonus:100.0000,debit:-20.0000,refund:18.5000")
+            #expect(try await e2e.db.scalar("SELECT total_credits_used FROM accounts WHERE login = 'acme'", as: Decimal.self) == Decimal(string: "1.5")!)
+            // One analytics row.
+            #expect(try await e2e.string("""
+                SELECT tokens_used || ',' || files_modified || ',' || lines_of_code_generated || ',' || credits_used || ',' || status || ',' || error_count
+                FROM task_analytics WHERE task_id = \(taskID)
+                """) == "1500,1,1,1.5000,completed,0")
+            #expect(try await e2e.db.scalar("SELECT input_tokens FROM tasks WHERE id = \(taskID)", as: Int64.self) == 1000)
+            // The models catalogue was synced at start.
+            #expect(try await e2e.string("SELECT display_name FROM ai_models WHERE name = 'metered' AND is_active") == "Metered Model")
+            #expect(try await e2e.db.count("ai_models WHERE is_active") == agentScripts.count)
+        }
+    }
+
+    @Test func aTaskTheAccountCannotCoverIsNotStartedAndABudgetMakesItFit() async throws {
+        try await EndToEnd.with { e2e in
+            let issue = e2e.issue()
+            let refused = try await e2e.comment("/asynccode --agent pricey fix the readme", on: issue)
+            try await e2e.waitFor(task: refused, status: "failed")
+            let progress = try #require(e2e.botComments(on: issue).first)
+            #expect(progress.body.contains("⛔ **Not started**: not enough credits: this task may use up to 200 credits"))
+            #expect(progress.body.contains("acme has 100 left"))
+            #expect(progress.body.contains("`--budget 100`"))
+            #expect(e2e.sim.pullRequests(repositoryID: e2e.repositoryID).isEmpty)
+            #expect(try await balance(e2e).balance == 100)
+
+            let budgeted = try await e2e.comment("/asynccode --agent pricey --budget 30 fix the readme", on: issue)
+            try await e2e.waitFor(task: budgeted, status: "completed")
+            // One started minute at 10 credits.
+            let (balance, ledger) = try await balance(e2e)
+            #expect(balance == 90 && ledger == 90)
+            #expect(try await e2e.db.scalar("SELECT budget FROM tasks WHERE id = \(budgeted)", as: Decimal.self) == 30)
+            #expect(e2e.botComments(on: issue).contains { $0.body.contains("🪙 Credits: 10 used · 90 left") })
+        }
+    }
+
+    @Test func budgetStopsTheAgentWhenItsReportedUsagePassesIt() async throws {
+        try await EndToEnd.with { e2e in
+            let issue = e2e.issue()
+            let taskID = try await e2e.comment("/asynccode --agent spender --budget 5 spend it all", on: issue)
+            try await e2e.waitFor(task: taskID, status: "failed", timeout: .seconds(60))
+            let progress = try #require(e2e.botComments(on: issue).first)
+            #expect(progress.body.contains("it passed the task's budget of 5 credits (`--budget`); nothing was pushed"))
+            #expect(progress.body.contains("🪙 Credits: 5 used · 95 left"))
+            #expect(e2e.sim.pullRequests(repositoryID: e2e.repositoryID).isEmpty)
+            #expect(await e2e.sim.branchHead(repositoryID: e2e.repositoryID, branch: "asynccode/\(issue)-spend-it-all") == nil)
+            // The agent's usage lines passed 5,000 tokens and it was stopped long before its 60 s of lines.
+            let tokens = try #require(try await e2e.db.scalar("SELECT tokens_used FROM task_analytics WHERE task_id = \(taskID)", as: Int64.self))
+            #expect(tokens > 5000 && tokens < 30_000)
+            let (balance, ledger) = try await balance(e2e)
+            #expect(balance == 95 && ledger == 95)
+        }
+    }
+
+    @Test func ourFailuresGiveTheReservationBack() async throws {
+        try await EndToEnd.with { e2e in
+            // GitHub refuses to open the pull request on every attempt: the agent's work is not the problem.
+            e2e.sim.injectFailure(.status(503), method: "POST", path: "/repos/*/*/pulls", times: 100)
+            let issue = e2e.issue()
+            let taskID = try await e2e.comment("/asynccode --agent metered fix the readme", on: issue)
+            try await e2e.waitFor(task: taskID, status: "failed", timeout: .seconds(120))
+            #expect(try await e2e.db.scalar("SELECT attempts FROM tasks WHERE id = \(taskID)", as: Int32.self) == 3)
+            let (balance, ledger) = try await balance(e2e)
+            #expect(balance == 100 && ledger == 100)
+            // One reservation for all three attempts, refunded whole.
+            #expect(try await e2e.string("""
+                SELECT string_agg(type::text || ':' || amount::text, ',' ORDER BY id) FROM credit_transactions WHERE task_id = \(taskID)
+                """) == "debit:-20.0000,refund:20.0000")
+            #expect(e2e.botComments(on: issue).first?.body.contains("🪙 Credits: 0 used · 100 left") == true)
+            #expect(try await e2e.string("SELECT status::text FROM task_analytics WHERE task_id = \(taskID)") == "failed")
+        }
+    }
+
+    @Test func eachLimitRepliesWithItsNameAndWhenItFreesUp() async throws {
+        try await EndToEnd.with(limitsYAML: "limits: {tasksPerRequesterPerHour: 2, runningTasksPerRepository: 1, creditsPerAccountPerDay: 0}\n") { e2e in
+            let first = e2e.issue("One")
+            let running = try await e2e.comment("/asynccode --agent sleeper wait", on: first)
+            try await e2e.waitFor(task: running, status: "running")
+            try await eventually("the sleeper runs") { try await sleeperIsRunning() }
+            let second = e2e.issue("Two")
+            let waiting = try await e2e.comment("/asynccode fix the readme", on: second)
+            try await eventually("the second task waits its turn") {
+                e2e.botComments(on: second).first?.body.contains("⏸️ **Waiting**: acme/widgets already runs 1 task, the most it may (limit `runningTasksPerRepository: 1`)") == true
+            }
+            #expect(try await e2e.string("SELECT status::text FROM tasks WHERE id = \(waiting)") == "pending")
+            try await e2e.comment("/asynccode cancel", on: first)
+            try await e2e.waitFor(task: running, status: "cancelled")
+            try await e2e.waitFor(task: waiting, status: "completed", timeout: .seconds(90))
+
+            // alice started two tasks this hour: the third is refused and told when.
+            let third = e2e.issue("Three")
+            let refused = try await e2e.comment("/asynccode fix the readme again", on: third)
+            try await e2e.waitFor(task: refused, status: "failed")
+            let reply = try #require(e2e.botComments(on: third).first?.body)
+            #expect(reply.contains("⛔ **Not started**: @alice started 2 tasks in the last hour (limit `tasksPerRequesterPerHour: 2`). It frees up at "))
+            #expect(reply.contains("UTC (in "))
+        }
+    }
+
+    @Test func theDailyCreditLimitRepliesWithItsName() async throws {
+        try await EndToEnd.with(limitsYAML: "limits: {creditsPerAccountPerDay: 5, tasksPerRequesterPerHour: 0, runningTasksPerRepository: 0}\n") { e2e in
+            let issue = e2e.issue()
+            let taskID = try await e2e.comment("/asynccode --agent metered fix the readme", on: issue)
+            try await e2e.waitFor(task: taskID, status: "failed")
+            let reply = try #require(e2e.botComments(on: issue).first?.body)
+            #expect(reply.contains("⛔ **Not started**: this task may use up to 20 credits, more than acme may spend in a day (limit `creditsPerAccountPerDay: 5`). Ask with `--budget 5` or less."))
+            #expect(try await balance(e2e).balance == 100)
+            // Within the limit it runs; the next one is refused until the day's spending frees up.
+            let small = try await e2e.comment("/asynccode --agent metered --budget 4 fix the readme", on: issue)
+            try await e2e.waitFor(task: small, status: "completed")
+            let over = try await e2e.comment("/asynccode --agent metered --budget 4 fix the readme again", on: issue)
+            try await e2e.waitFor(task: over, status: "failed")
+            let refusal = try #require(try await e2e.string("SELECT error FROM tasks WHERE id = \(over)"))
+            #expect(refusal.contains("acme used 1.5 of its 5 credits for 24 hours (limit `creditsPerAccountPerDay`); this task may need 4. It frees up at "))
+        }
+    }
+
+    @Test func repositorySettingsApply() async throws {
+        let settings = """
+            # asynccode settings for acme/widgets
+            label: ai-fix
+            defaultAgent: promptdump
+            allowedAgents: [promptdump, edit]
+            branchPrefix: bot/
+            draft: true
+            reviewers: ["@bob"]
+            instructions: Always write British English.
+            """
+        try await EndToEnd.with(repositoryFiles: [".github/asynccode.yml": settings]) { e2e in
+            e2e.sim.setCollaborator("bob", role: "write", onRepositoryID: e2e.repositoryID)
+            let issue = e2e.issue()
+            let taskID = try await e2e.comment("/asynccode colour the readme", on: issue)
+            try await e2e.waitFor(task: taskID, status: "completed")
+            let pull = try #require(e2e.sim.pullRequests(repositoryID: e2e.repositoryID).first)
+            #expect(pull.draft)
+            #expect(pull.head == "bot/\(issue)-colour-the-readme")
+            #expect(pull.requestedReviewers == ["alice", "bob"])
+            let prompt = try #require(try await e2e.file("PROMPT.md", on: pull.head))
+            #expect(prompt.contains("----- BEGIN REPOSITORY INSTRUCTIONS -----\nAlways write British English."))
+            #expect(e2e.botComments(on: issue).first?.body.contains("agent `promptdump`") == true)
+
+            // An agent the repository does not allow.
+            let refused = try await e2e.comment("/asynccode --agent noop fix", on: issue)
+            try await e2e.waitFor(task: refused, status: "failed")
+            #expect(try await e2e.string("SELECT error FROM tasks WHERE id = \(refused)")?.contains("agent `noop` is not allowed in this repository") == true)
+
+            // The bot's default label is not this repository's trigger; `ai-fix` is.
+            let labelled = e2e.issue("Label me")
+            try await e2e.sim.postLabel(repositoryID: e2e.repositoryID, issueNumber: labelled, label: "asynccode", sender: "alice")
+            try await eventually("the label is checked") {
+                try await e2e.db.count("control_commands WHERE verb = 'label' AND status = 'done'") == 1
+            }
+            #expect(try await e2e.db.count("tasks WHERE issue_number = \(labelled)") == 0)
+            #expect(e2e.botComments(on: labelled).isEmpty)
+            try await e2e.sim.postLabel(repositoryID: e2e.repositoryID, issueNumber: labelled, label: "AI-Fix", sender: "alice")
+            let labelTask = try await e2e.latestTask(on: labelled)
+            try await e2e.waitFor(task: labelTask, status: "completed")
+            #expect(try await e2e.string("SELECT source FROM tasks WHERE id = \(labelTask)") == "label")
+            #expect(e2e.sim.pullRequests(repositoryID: e2e.repositoryID).contains { $0.head.hasPrefix("bot/\(labelled)") })
+            // The file was fetched once per commit: later tasks read the cache.
+            #expect(e2e.sim.requests.filter { $0.path.contains("/contents/.github/asynccode.yml") }.count == 1)
+        }
+    }
+
+    @Test func anInvalidFileIsReportedOnceWithItsLineAndTheDefaultsApply() async throws {
+        let settings = "draft: true\nreviewers: bob\n"
+        try await EndToEnd.with(repositoryFiles: [".github/asynccode.yml": settings]) { e2e in
+            let issue = e2e.issue()
+            let first = try await e2e.comment("/asynccode fix the readme", on: issue)
+            try await e2e.waitFor(task: first, status: "completed")
+            let second = try await e2e.comment("/asynccode fix it again", on: issue)
+            try await e2e.waitFor(task: second, status: "completed")
+            let warnings = e2e.botComments(on: issue).filter { $0.body.contains("cannot be used") }
+            try #require(warnings.count == 1)
+            #expect(warnings[0].body.contains("`.github/asynccode.yml`"))
+            #expect(warnings[0].body.contains("line 2"))
+            // The defaults: not a draft, the default branch prefix.
+            let pulls = e2e.sim.pullRequests(repositoryID: e2e.repositoryID)
+            #expect(!pulls.isEmpty && pulls.allSatisfy { !$0.draft && $0.head.hasPrefix("asynccode/") })
+        }
+    }
+
+    @Test func aChangeToAProtectedPathIsRefusedAndNothingIsPushed() async throws {
+        try await EndToEnd.with { e2e in
+            let issue = e2e.issue()
+            let taskID = try await e2e.comment("/asynccode --agent workflow speed up deploys", on: issue)
+            try await e2e.waitFor(task: taskID, status: "failed")
+            let progress = try #require(e2e.botComments(on: issue).first)
+            #expect(progress.body.contains("the agent changed protected paths (`protectedPaths` in `.github/asynccode.yml`): `.github/workflows/deploy.yml`; nothing was pushed"))
+            #expect(e2e.sim.pullRequests(repositoryID: e2e.repositoryID).isEmpty)
+            #expect(await e2e.sim.branchHead(repositoryID: e2e.repositoryID, branch: "asynccode/\(issue)-speed-up-deploys") == nil)
+            #expect(try await e2e.string("SELECT commit_hash FROM tasks WHERE id = \(taskID)") == nil)
+        }
+    }
+}
