@@ -69,23 +69,21 @@ public enum CreditFormat {
         var input = amount
         var result = Decimal()
         NSDecimalRound(&result, &input, amount != 0 && abs(amount) < Decimal(string: "0.01")! ? 4 : 2, .plain)
-        let formatter = NumberFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.numberStyle = .decimal
-        formatter.usesGroupingSeparator = false
-        formatter.minimumFractionDigits = 0
-        formatter.maximumFractionDigits = 4
-        return formatter.string(from: result as NSDecimalNumber) ?? "\(result)"
+        return plain(result, fractionDigits: 4)
     }
 
     /// Returns a price as text, to its last significant decimal (up to 8: "0.00002").
     public static func price(_ amount: Decimal) -> String {
+        plain(amount, fractionDigits: 8)
+    }
+
+    private static func plain(_ amount: Decimal, fractionDigits: Int) -> String {
         let formatter = NumberFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.numberStyle = .decimal
         formatter.usesGroupingSeparator = false
         formatter.minimumFractionDigits = 0
-        formatter.maximumFractionDigits = 8
+        formatter.maximumFractionDigits = fractionDigits
         return formatter.string(from: amount as NSDecimalNumber) ?? "\(amount)"
     }
 }

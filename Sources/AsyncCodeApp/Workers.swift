@@ -99,7 +99,8 @@ func makeWorkerServices(
     }
     services.append(ControlCommandWorker(
         name: "\(workerPrefix)-control", api: github, controls: ControlStore(client: client, logger: workerLogger),
-        store: store, signal: signal, catalog: configuration.agents, triggerLabel: configuration.triggerLabel, logger: workerLogger,
+        store: store, signal: signal, catalog: configuration.agents, triggerLabel: configuration.triggerLabel,
+        ledger: accounting.ledger, logger: workerLogger,
         acknowledging: (queue, executor)))
     return services
 }

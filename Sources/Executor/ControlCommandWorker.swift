@@ -1,3 +1,4 @@
+import Accounting
 import Commands
 import Foundation
 import GitHub
@@ -19,6 +20,8 @@ public struct ControlCommandWorker<API: GitHubAPI>: Service, CustomStringConvert
     /// The label that starts a task where `.github/asynccode.yml` names none.
     let triggerLabel: String
     let configs: RepositoryConfigLoader<API>
+    /// Gives back the reservations of tasks cancelled before they started (a retried or waiting task holds one).
+    let ledger: CreditLedger?
     let access: AccessChecker<API>
     let logger: Logger
     let pollInterval: Duration
@@ -27,10 +30,11 @@ public struct ControlCommandWorker<API: GitHubAPI>: Service, CustomStringConvert
 
     public init(
         name: String, api: API, controls: ControlStore, store: TaskStore, signal: WorkSignal, catalog: AgentCatalog,
-        accessCacheDuration: Duration = .seconds(600), triggerLabel: String = "asynccode", logger: Logger,
+        accessCacheDuration: Duration = .seconds(600), triggerLabel: String = "asynccode", ledger: CreditLedger? = nil, logger: Logger,
         pollInterval: Duration = .seconds(5), acknowledging acknowledger: (queue: TaskQueue, executor: TaskExecutor<API>)? = nil
     ) {
         self.triggerLabel = triggerLabel
+        self.ledger = ledger
         self.configs = RepositoryConfigLoader(api: api, store: store, logger: logger)
         self.acknowledger = acknowledger
         self.name = name
@@ -132,6 +136,7 @@ public struct ControlCommandWorker<API: GitHubAPI>: Service, CustomStringConvert
             let (cancelled, stopping) = try await store.cancelThread(
                 repositoryID: control.repositoryID, issueNumber: control.issueNumber, reason: "cancelled by \(who)")
             for task in cancelled {
+                _ = try? await ledger?.release(taskID: task.id, reason: "cancelled before it started")
                 guard let commentID = task.progressCommentID else { continue }
                 var report = ProgressReport(taskID: task.id, kind: task.kind, requester: control.requesterLogin, agent: task.agent)
                 report.state = .cancelled(reason: "\(who) cancelled it before it started")

@@ -208,7 +208,7 @@ public struct WebhookDecoder: Sendable {
     /// command: its text is the instruction.
     private func addReviewFollowUp(_ payload: PullRequestReviewEvent, envelope: EnvelopePayload, to plan: inout DeliveryPlan) {
         guard payload.review.state?.lowercased() == "changes_requested",
-              let head = payload.pull_request.head?.ref, head.hasPrefix("asynccode/"),
+              payload.pull_request.head?.ref != nil,
               let author = payload.pull_request.user, Self.isBot(author) else { return }
         if botReason(sender: envelope.sender, author: payload.review.user) != nil { return }
         guard let context = TaskContext(envelope: envelope, author: payload.review.user) else { return }
@@ -218,6 +218,7 @@ public struct WebhookDecoder: Sendable {
             origin: context.origin(issueNumber: payload.pull_request.number, isPullRequest: true, source: .review,
                                    commentID: payload.review.id, commandIndex: 0),
             kind: .code, agent: nil, priority: .medium, baseBranch: nil, prompt: prompt, sourceURL: payload.review.html_url))
+        plan.tasks[plan.tasks.count - 1].requiresOwnPullRequest = true
         plan.ignoredReason = nil
     }
 

@@ -40,6 +40,9 @@ public struct TaskRequest: Sendable, Hashable {
     public var sourceURL: String?
     /// The most credits the task may use (`--budget`), a positive decimal number as typed.
     public var budget: String?
+    /// Queue it only when the pull request is one the bot opened (a review requesting changes without a
+    /// command): the writer checks `pull_requests`, since the branch's name says nothing certain.
+    public var requiresOwnPullRequest = false
 
     public init(
         origin: CommandOrigin, kind: TaskKind, agent: String?, priority: TaskPriority, baseBranch: String?,

@@ -97,7 +97,12 @@ struct DeliveryWriter: Sendable {
             if try await apply(change, on: connection) { changedState = true }
         }
         var taskIDs: [Int64] = []
+        var notOurs = 0
         for task in plan.tasks {
+            if task.requiresOwnPullRequest, try await !isOwnPullRequest(task.origin, on: connection) {
+                notOurs += 1
+                continue
+            }
             if let id = try await insertTask(task, deliveryID: plan.deliveryID, on: connection) { taskIDs.append(id) }
         }
         var controlIDs: [Int64] = []
@@ -105,6 +110,9 @@ struct DeliveryWriter: Sendable {
             if let id = try await insertControl(control, deliveryID: plan.deliveryID, on: connection) { controlIDs.append(id) }
         }
         if !taskIDs.isEmpty || !controlIDs.isEmpty { return .queued(taskIDs: taskIDs, controlIDs: controlIDs) }
+        if notOurs > 0, notOurs == plan.tasks.count, plan.controls.isEmpty {
+            return .ignored(reason: "a review on a pull request asynccode did not open")
+        }
         if !plan.tasks.isEmpty || !plan.controls.isEmpty { return .duplicate }
         if changedState { return .recorded }
         return .ignored(reason: plan.ignoredReason ?? "no matching record")
@@ -206,19 +214,21 @@ struct DeliveryWriter: Sendable {
         return try await firstID(rows)
     }
 
-    /// Returns the row id of installation `githubID`, creating a bare row when it was never recorded.
-    private func ensureInstallation(_ githubID: Int64, on connection: PostgresConnection) async throws -> Int64 {
+    /// Returns the row id of installation `githubID`, creating a bare row when it was never recorded, and
+    /// whether its paying account is known.
+    private func ensureInstallation(_ githubID: Int64, on connection: PostgresConnection) async throws -> (id: Int64, hasAccount: Bool) {
         let rows = try await connection.query("""
             WITH inserted AS (
                 INSERT INTO installations (github_id) VALUES (\(githubID))
                 ON CONFLICT (github_id) DO NOTHING
-                RETURNING id
+                RETURNING id, false AS has_account
             )
-            SELECT id FROM inserted
-            UNION ALL SELECT id FROM installations WHERE github_id = \(githubID)
+            SELECT id, has_account FROM inserted
+            UNION ALL SELECT id, account_id IS NOT NULL FROM installations WHERE github_id = \(githubID)
             LIMIT 1
             """, logger: logger)
-        return try await firstID(rows)
+        for try await (id, hasAccount) in rows.decode((Int64, Bool).self) { return (id, hasAccount) }
+        throw DeliveryStore.StoreError(description: "an upsert returned no row")
     }
 
     /// Inserts or refreshes a repository; fields the event lacks keep their stored values. Returns its row id.
@@ -275,22 +285,26 @@ struct DeliveryWriter: Sendable {
     }
 
     private func thread(of origin: CommandOrigin, on connection: PostgresConnection) async throws -> Thread {
-        let installationID = try await ensureInstallation(origin.installationID, on: connection)
+        let (installationID, hasAccount) = try await ensureInstallation(origin.installationID, on: connection)
         // The installation's account pays for its tasks; when no installation event recorded it, the
         // repository's owner is that account.
-        if let owner = origin.repository.owner, owner.type != "Bot" {
-            let unowned = try await connection.query(
-                "SELECT 1 FROM installations WHERE id = \(installationID) AND account_id IS NULL", logger: logger)
-            if try await count(unowned) > 0 {
-                let accountID = try await upsertAccount(owner, on: connection)
-                try await connection.query(
-                    "UPDATE installations SET account_id = \(accountID) WHERE id = \(installationID) AND account_id IS NULL",
-                    logger: logger)
-            }
+        if !hasAccount, let owner = origin.repository.owner, owner.type != "Bot" {
+            let accountID = try await upsertAccount(owner, on: connection)
+            try await connection.query(
+                "UPDATE installations SET account_id = \(accountID) WHERE id = \(installationID) AND account_id IS NULL",
+                logger: logger)
         }
         let repositoryID = try await upsertRepository(origin.repository, installationID: installationID, on: connection)
         let requesterID = try await upsertAccount(origin.requester, on: connection)
         return Thread(installationID: installationID, repositoryID: repositoryID, requesterID: requesterID)
+    }
+
+    /// Returns whether the origin's pull request is one the bot opened.
+    private func isOwnPullRequest(_ origin: CommandOrigin, on connection: PostgresConnection) async throws -> Bool {
+        try await count(connection.query("""
+            SELECT 1 FROM pull_requests p JOIN repositories r ON r.id = p.repository_id
+            WHERE r.github_id = \(origin.repository.githubID) AND p.number = \(origin.issueNumber) LIMIT 1
+            """, logger: logger)) > 0
     }
 
     /// Inserts a task; returns its id, or `nil` when the same command already made one.
@@ -301,13 +315,15 @@ struct DeliveryWriter: Sendable {
             INSERT INTO tasks (repository_id, installation_id, requested_by, issue_number, is_pull_request, source,
                                comment_id, command_index, source_url, delivery_id, kind, priority, agent, prompt,
                                target_branch, budget, chat_messages)
-            VALUES (\(thread.repositoryID), \(thread.installationID), \(thread.requesterID), \(origin.issueNumber),
-                    \(origin.isPullRequest), \(origin.source.rawValue), \(origin.commentID), \(origin.commandIndex),
-                    \(task.sourceURL), \(deliveryID), \(task.kind.rawValue)::task_kind, \(task.priority.rank),
-                    \(task.agent), \(task.prompt), \(task.baseBranch), \(task.budget)::numeric,
-                    jsonb_build_array(jsonb_build_object('role', 'user', 'content', \(task.prompt)::text,
-                                                         'author', \(origin.requester.login)::text,
-                                                         'timestamp', now())))
+            SELECT \(thread.repositoryID), \(thread.installationID), \(thread.requesterID), \(origin.issueNumber),
+                   \(origin.isPullRequest), \(origin.source.rawValue), \(origin.commentID), \(origin.commandIndex),
+                   \(task.sourceURL), \(deliveryID), \(task.kind.rawValue)::task_kind, \(task.priority.rank),
+                   \(task.agent), \(task.prompt), \(task.baseBranch), \(task.budget)::numeric,
+                   jsonb_build_array(jsonb_build_object('role', 'user', 'content', \(task.prompt)::text,
+                                                        'author', \(origin.requester.login)::text,
+                                                        'timestamp', now()))
+            WHERE NOT \(task.requiresOwnPullRequest) OR EXISTS (
+                SELECT 1 FROM pull_requests WHERE repository_id = \(thread.repositoryID) AND number = \(origin.issueNumber))
             ON CONFLICT ON CONSTRAINT tasks_one_per_command DO NOTHING
             RETURNING id
             """, logger: logger)

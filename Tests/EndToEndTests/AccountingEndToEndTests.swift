@@ -174,11 +174,18 @@ import TestSupport
             let prompt = try #require(try await e2e.file("PROMPT.md", on: pull.head))
             #expect(prompt.contains("----- BEGIN REPOSITORY INSTRUCTIONS -----\nAlways write British English."))
             #expect(e2e.botComments(on: issue).first?.body.contains("agent `promptdump`") == true)
+            // A review requesting changes on the bot's `bot/` branch is a follow-up there.
+            try await e2e.sim.postReview(repositoryID: e2e.repositoryID, pullNumber: pull.number, state: "changes_requested",
+                                         body: "Please say colour, not color.", author: "alice")
+            let followUp = try await e2e.latestTask(on: pull.number)
+            try await e2e.waitFor(task: followUp, status: "completed")
+            #expect(try await e2e.commitCount(on: pull.head) == 3)
 
             // An agent the repository does not allow.
             let refused = try await e2e.comment("/asynccode --agent noop fix", on: issue)
             try await e2e.waitFor(task: refused, status: "failed")
-            #expect(try await e2e.string("SELECT error FROM tasks WHERE id = \(refused)")?.contains("agent `noop` is not allowed in this repository") == true)
+            let refusal = try await e2e.string("SELECT error FROM tasks WHERE id = \(refused)") ?? ""
+            #expect(refusal.contains("agent `noop` is not allowed in this repository"))
 
             // The bot's default label is not this repository's trigger; `ai-fix` is.
             let labelled = e2e.issue("Label me")

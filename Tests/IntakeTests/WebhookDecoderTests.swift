@@ -302,7 +302,12 @@ func setPath(_ object: inout [String: Any], _ keys: [String], _ value: Any) {
         #expect(plan.tasks[0].prompt == "Please mention the license.")
         #expect(plan.tasks[0].origin.isPullRequest)
         #expect(plan.tasks[0].origin.source == .review)
+        // Any branch name (repositories choose their prefix): the writer checks the pull request is the bot's.
+        #expect(plan.tasks[0].requiresOwnPullRequest)
         #expect(plan.ignoredReason == nil)
+        let custom = try decoder.plan(event: "pull_request_review", deliveryID: "g", body: try review(
+            state: "changes_requested", body: "Again", head: "bot/3-x"))
+        #expect(custom.tasks.first?.requiresOwnPullRequest == true)
     }
 
     @Test func otherReviewsNeedACommand() throws {
