@@ -48,6 +48,31 @@ import TestSupport
         }
     }
 
+    @Test func fiftyConcurrentTasksOnOneAccountKeepTheLedgerEqualToTheBalance() async throws {
+        try await EndToEnd.with(workers: 8) { e2e in
+            // 50 tasks of 2 credits each reserve the whole welcome balance at once; each uses 1.5.
+            let issues = (1...50).map { e2e.issue("Task \($0)") }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for issue in issues {
+                    group.addTask {
+                        _ = try await e2e.sim.postUserComment(repositoryID: e2e.repositoryID, issueNumber: issue,
+                                                              body: "/asynccode --agent metered --budget 2 fix it", author: "alice")
+                    }
+                }
+                try await group.waitForAll()
+            }
+            try await eventually("50 tasks end", timeout: .seconds(240)) {
+                try await e2e.db.count("tasks WHERE status IN ('completed', 'failed', 'cancelled')") == 50
+            }
+            #expect(try await e2e.db.count("tasks WHERE status = 'completed'") == 50)
+            let (balance, ledger) = try await balance(e2e)
+            #expect(balance == 25 && ledger == 25)
+            #expect(try await e2e.db.count("credit_transactions c JOIN accounts a ON a.id = c.account_id WHERE a.login = 'acme'") == 101)
+            #expect(try await e2e.db.count("task_analytics WHERE credits_used = 1.5") == 50)
+            #expect(try await e2e.db.count("tasks WHERE credits_reserved IS NOT NULL") == 0)
+        }
+    }
+
     @Test func aTaskTheAccountCannotCoverIsNotStartedAndABudgetMakesItFit() async throws {
         try await EndToEnd.with { e2e in
             let issue = e2e.issue()
