@@ -105,7 +105,7 @@ let package = Package(
         ]),
         // Benchmarks that print figures (not tests): `asynccode-bench queue`, `asynccode-bench e2e`.
         .executableTarget(name: "asynccode-bench", dependencies: [
-            "Queue", "Database", "AsyncCodeApp", "Executor", "GitHubSimulator",
+            "Queue", "Database", "AsyncCodeApp", "Executor", "GitHubSimulator", "GitHub", "Accounting",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "Logging", package: "swift-log"),
@@ -136,6 +136,7 @@ let package = Package(
         .testTarget(name: "EndToEndTests", dependencies: [
             "AsyncCodeApp", "Database", "Executor", "GitHub", "GitHubSimulator", "GitHubConformance", "Queue", "Recovery", "TestSupport",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Subprocess", package: "swift-subprocess"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),

@@ -49,8 +49,8 @@ ALTER TABLE tasks ADD COLUMN credits_reserved numeric(14, 4);
 ALTER TABLE tasks ADD COLUMN input_tokens bigint;
 ALTER TABLE tasks ADD COLUMN output_tokens bigint;
 ALTER TABLE tasks ADD COLUMN admitted_at timestamptz;
-CREATE INDEX tasks_requester_admitted ON tasks (requested_by, admitted_at) WHERE admitted_at IS NOT NULL;
-CREATE INDEX tasks_repository_running ON tasks (repository_id, started_at, id) WHERE status = 'running';
+-- No new index on tasks: every claim rewrites each one. The limits' counts use tasks_requested_by_status
+-- and tasks_repository_status.
 
 ALTER TABLE task_analytics ADD COLUMN status task_status;
 ALTER TABLE task_analytics ADD COLUMN credits_used numeric(14, 4) NOT NULL DEFAULT 0;

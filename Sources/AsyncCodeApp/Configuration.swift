@@ -70,6 +70,9 @@ public struct AppConfiguration: Sendable {
     public var setupToken: String = randomToken()
     /// The bearer token `GET /metrics` asks for (`ASYNCCODE_METRICS_TOKEN`); unset: no token needed.
     public var metricsToken: String?
+    /// Where `asynccode worker` serves `GET /metrics` and `GET /healthz` (`ASYNCCODE_WORKER_METRICS_PORT`, on
+    /// `HOST`); unset: a worker process serves no HTTP.
+    public var workerMetricsPort: Int?
     /// Where the setup wizard writes `.env` and the App's key file (the working directory).
     public var setupDirectory: String = FileManager.default.currentDirectoryPath
 
@@ -280,6 +283,9 @@ public struct AppConfiguration: Sendable {
         configuration.githubWebURL = webURL
         if let setupToken { configuration.setupToken = setupToken }
         configuration.metricsToken = value("ASYNCCODE_METRICS_TOKEN")
+        if value("ASYNCCODE_WORKER_METRICS_PORT") != nil {
+            configuration.workerMetricsPort = try number("ASYNCCODE_WORKER_METRICS_PORT", in: 0...65535, default: 0)
+        }
         if let dotEnvPath { configuration.setupDirectory = URL(fileURLWithPath: dotEnvPath).deletingLastPathComponent().path }
         return configuration
     }

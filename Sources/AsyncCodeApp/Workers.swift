@@ -3,6 +3,7 @@ import Database
 import Executor
 import Foundation
 import GitHub
+import Hummingbird
 import Logging
 import Metrics
 import PostgresNIO
@@ -127,7 +128,12 @@ func workerPrefix() -> String {
 }
 
 /// Runs workers only (`asynccode worker`): applies migrations, then claims tasks until SIGTERM or SIGINT.
-public func runWorkers(configuration: AppConfiguration, logger: Logger) async throws {
+/// With `ASYNCCODE_WORKER_METRICS_PORT` it also serves `GET /metrics` (this process's counts) and `GET /healthz`.
+///
+/// - Parameter onMetricsServing: called with the bound port once the metrics server listens.
+public func runWorkers(
+    configuration: AppConfiguration, logger: Logger, onMetricsServing: @escaping @Sendable (Int) async -> Void = { _ in }
+) async throws {
     guard configuration.workers > 0 else {
         throw ConfigurationError(setting: "ASYNCCODE_WORKERS", problem: "must be at least 1 for `asynccode worker`")
     }
@@ -135,17 +141,35 @@ public func runWorkers(configuration: AppConfiguration, logger: Logger) async th
     var databaseLogger = logger
     databaseLogger[metadataKey: "component"] = "database"
     let client = PostgresClient(configuration: configuration.databaseURL.clientConfiguration(), backgroundLogger: databaseLogger)
-    guard let github = try makeGitHubClient(configuration: configuration, logger: logger) else {
+    let metrics = AppMetrics()
+    guard let github = try makeGitHubClient(configuration: configuration, logger: logger, metrics: metrics.factory) else {
         throw ConfigurationError(
             setting: configuration.appID == nil ? "GITHUB_APP_ID" : "GITHUB_APP_PRIVATE_KEY_PATH",
             problem: "is not set; workers need the App's id and private key")
     }
     let services = [GitHubClientService(client: github)]
-        + (try makeWorkerServices(configuration: configuration, client: client, github: github, logger: logger, workerPrefix: workerPrefix()))
-    let group = ServiceGroup(configuration: .init(
-        services: [.init(service: client)] + services.map { .init(service: $0) },
-        gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-    try await group.run()
+        + (try makeWorkerServices(configuration: configuration, client: client, github: github, logger: logger,
+                                  workerPrefix: workerPrefix(), metrics: metrics.factory))
+    guard let port = configuration.workerMetricsPort else {
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: client)] + services.map { .init(service: $0) },
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+        return
+    }
+    var databaseProbeLogger = logger
+    databaseProbeLogger[metadataKey: "component"] = "database"
+    let router = Router()
+    MetricsController(metrics: metrics, client: client, token: configuration.metricsToken, logger: databaseProbeLogger)
+        .addRoutes(to: router)
+    router.get("/healthz") { _, _ in "ok\n" }
+    let app = Application(
+        router: router,
+        configuration: .init(address: .hostname(configuration.host, port: port), serverName: nil),
+        services: [client] + services,
+        onServerRunning: { channel in await onMetricsServing(channel.localAddress?.port ?? port) },
+        logger: logger)
+    try await app.runService()
 }
 
 /// Opens once (the migrations are applied); services behind it start then.

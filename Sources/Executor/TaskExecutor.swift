@@ -683,7 +683,12 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
             run.logger.error("cannot settle the task's credits", metadata: ["error": "\(error)"])
             settlement = nil
         }
-        if let settlement { run.report.credits = Self.creditsLine(settlement) }
+        if let settlement {
+            run.report.credits = Self.creditsLine(settlement)
+            FloatingPointCounter(label: "asynccode_credits_spent_total", dimensions: [("agent", run.report.agent ?? "default")],
+                                 factory: settings.metrics)
+                .increment(by: NSDecimalNumber(decimal: settlement.charged).doubleValue)
+        }
         do {
             try await accounting.analytics.record(TaskAnalytics(
                 taskID: id, status: status, agent: run.report.agent, executionTime: ContinuousClock.now - run.started,

@@ -9,7 +9,7 @@ import ServiceLifecycle
 @main
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "asynccode-bench", abstract: "Benchmarks that print figures.", subcommands: [QueueBench.self, EndToEndBench.self])
+        commandName: "asynccode-bench", abstract: "Benchmarks that print figures.", subcommands: [QueueBench.self, EndToEndBench.self, ExecutorOverheadBench.self])
 }
 
 /// A handler that does nothing: what is measured is the queue.

@@ -99,7 +99,7 @@ struct Serve: AsyncParsableCommand {
 
 struct Worker: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run task workers only (no HTTP server); any number of processes may share one database.")
+        abstract: "Run task workers only; any number of processes may share one database. ASYNCCODE_WORKER_METRICS_PORT serves their /metrics.")
 
     func run() async throws {
         let configuration = loadConfiguration(requireWebhookSecret: false)
@@ -107,7 +107,9 @@ struct Worker: AsyncParsableCommand {
         await runOrFail {
             try await DatabaseProbe.check(configuration.databaseURL, logger: logger)
             logger.info("working", metadata: ["workers": "\(configuration.workers)"])
-            try await runWorkers(configuration: configuration, logger: logger)
+            try await runWorkers(configuration: configuration, logger: logger) { port in
+                logger.info("serving metrics", metadata: ["http.host": "\(configuration.host)", "http.port": "\(port)"])
+            }
         }
     }
 }

@@ -42,6 +42,8 @@ import TestSupport
                 FROM task_analytics WHERE task_id = \(taskID)
                 """) == "1500,1,1,1.5000,completed,0")
             #expect(try await e2e.db.scalar("SELECT input_tokens FROM tasks WHERE id = \(taskID)", as: Int64.self) == 1000)
+            // What Prometheus sees.
+            #expect(e2e.sample(#"asynccode_credits_spent_total{agent="metered"}"#, in: try await e2e.metrics()) == 1.5)
             // The models catalogue was synced at start.
             #expect(try await e2e.string("SELECT display_name FROM ai_models WHERE name = 'metered' AND is_active") == "Metered Model")
             #expect(try await e2e.db.count("ai_models WHERE is_active") == agentScripts.count)

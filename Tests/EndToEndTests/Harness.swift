@@ -313,11 +313,12 @@ struct EndToEnd: Sendable {
         return Int(result.output.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
     }
 
-    /// Returns what `GET /metrics` serves, as Prometheus would scrape it.
-    func metrics() async throws -> String {
+    /// Returns what `GET /metrics` serves (on the bot's port unless `port` names another), as Prometheus
+    /// would scrape it.
+    func metrics(port other: Int? = nil) async throws -> String {
         let http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup)
         do {
-            let response = try await http.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)/metrics"), timeout: .seconds(10))
+            let response = try await http.execute(HTTPClientRequest(url: "http://127.0.0.1:\(other ?? port)/metrics"), timeout: .seconds(10))
             let body = try await response.body.collect(upTo: 4 * 1024 * 1024)
             try await http.shutdown()
             return String(buffer: body)

@@ -12,7 +12,8 @@ import Glibc
     static let binary = TestEnvironment.packageRoot.appendingPathComponent(".build/debug/asynccode").path
 
     /// Starts `asynccode worker` against the end-to-end setup.
-    func startWorker(_ e2e: EndToEnd, log: String, workers: Int = 1, leaseSeconds: Int = 3) throws -> Process {
+    func startWorker(_ e2e: EndToEnd, log: String, workers: Int = 1, leaseSeconds: Int = 3,
+                     environment extra: [String: String] = [:]) throws -> Process {
         let url = e2e.db.url
         let password = (url.password ?? "").addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""
         let process = Process()
@@ -33,7 +34,7 @@ import Glibc
             "ASYNCCODE_WORKSPACE_DIR": e2e.workspaceDirectory,
             "ASYNCCODE_MIGRATIONS_DIR": TestEnvironment.migrationsDirectory.path,
             "LOG_LEVEL": "info",
-        ]
+        ].merging(extra) { $1 }
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         process.standardOutput = handle
@@ -41,6 +42,36 @@ import Glibc
         process.standardInput = FileHandle.nullDevice
         try process.run()
         return process
+    }
+
+    @Test func aWorkerProcessServesItsOwnMetrics() async throws {
+        try await EndToEnd.with(workers: 0) { e2e in
+            let issue = e2e.issue()
+            let taskID = try await e2e.comment("/asynccode fix it", on: issue)
+            let log = e2e.stateDirectory + "/metrics-worker.log"
+            let worker = try startWorker(e2e, log: log, environment: ["ASYNCCODE_WORKER_METRICS_PORT": "0"])
+            defer { if worker.isRunning { kill(worker.processIdentifier, SIGKILL) } }
+            var port: Int?
+            try await eventually("the worker says where its metrics are", timeout: .seconds(60)) {
+                let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+                guard let line = text.split(separator: "\n").first(where: { $0.contains("serving metrics") }),
+                      let range = line.range(of: #"http\.port[=:] ?[0-9]+"#, options: .regularExpression) else { return false }
+                port = Int(line[range].drop { !$0.isNumber })
+                return port != nil
+            }
+            try await e2e.waitFor(task: taskID, status: "completed")
+            var text = ""
+            try await eventually("the worker's metrics count the task") {
+                text = (try? await e2e.metrics(port: port!)) ?? ""
+                return e2e.sample(#"asynccode_tasks_total{status="completed",kind="code""#, in: text) == 1
+            }
+            #expect(e2e.sample(#"asynccode_agent_exits_total{agent="edit",code="0"}"#, in: text) == 1)
+            #expect(e2e.sample(#"asynccode_github_requests_total{route="POST /repos/{owner}/{repo}/pulls",status="201"}"#, in: text) == 1)
+            #expect(e2e.sample("asynccode_database_up", in: text) == 1)
+            kill(worker.processIdentifier, SIGTERM)
+            try await eventually("the worker stops", timeout: .seconds(30)) { !worker.isRunning }
+            #expect(worker.terminationStatus == 0)
+        }
     }
 
     @Test func killedWorkersTaskIsReclaimedAndEndsWithOnePullRequest() async throws {
