@@ -18,14 +18,15 @@ public struct Pricing: Sendable, Hashable {
     /// Whether running the agent costs anything.
     public var isFree: Bool { costPerToken == 0 && costPerMinute == 0 }
 
-    /// Returns the credits to reserve before a run: the task's budget when it has one, otherwise the most
-    /// the run can cost: its timeout in minutes at the minute rate, plus `maxTokens` at the token rate.
+    /// Returns the credits to reserve before a run: the most the run can cost (its timeout in started
+    /// minutes at the minute rate, plus `maxTokens` at the token rate), or the task's budget when that is
+    /// less. A free agent reserves nothing, whatever the budget.
     public func estimate(timeout: Duration, budget: Decimal?) -> Decimal {
-        if let budget { return Self.rounded(budget) }
+        guard !isFree else { return 0 }
         let minutes = Decimal(Int64((timeout.components.seconds + 59) / 60))
-        var total = minutes * costPerMinute
-        if let maxTokens { total += Decimal(maxTokens) * costPerToken }
-        return Self.rounded(total)
+        var ceiling = minutes * costPerMinute
+        if let maxTokens { ceiling += Decimal(maxTokens) * costPerToken }
+        return Self.rounded(budget.map { min($0, ceiling) } ?? ceiling)
     }
 
     /// Returns the real cost of a run: its tokens at the token rate when the agent reported usage (and has a

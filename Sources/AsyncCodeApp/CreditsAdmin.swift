@@ -80,11 +80,15 @@ public struct CreditsAdmin: Sendable {
 
     private func withLedger<T: Sendable>(_ body: @escaping @Sendable (CreditLedger) async throws -> T) async throws -> T {
         try await DatabaseProbe.check(configuration.databaseURL, logger: logger)
-        let client = PostgresClient(configuration: configuration.databaseURL.clientConfiguration(), backgroundLogger: logger)
+        // The command prints its answer or one line of error: the driver's own notices (such as a lease
+        // asked for a moment before the pool runs) are not for the operator.
+        var quiet = logger
+        quiet.logLevel = .error
+        let client = PostgresClient(configuration: configuration.databaseURL.clientConfiguration(), backgroundLogger: quiet)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await client.run() }
             defer { group.cancelAll() }
-            return try await body(CreditLedger(client: client, logger: logger))
+            return try await body(CreditLedger(client: client, logger: quiet))
         }
     }
 }

@@ -195,6 +195,9 @@ public struct AgentCatalog: Sendable {
             if let maxTokens = entry.maxTokens, maxTokens <= 0 {
                 throw AgentCatalogError(problem: "agents.\(name).maxTokens must be positive")
             }
+            if let perToken = entry.costPerToken, perToken > 0, entry.maxTokens == nil {
+                throw AgentCatalogError(problem: "agents.\(name).costPerToken needs maxTokens: a task's credits are reserved from it before the agent runs")
+            }
             agent.pricing = Pricing(costPerToken: entry.costPerToken ?? 0, costPerMinute: entry.costPerMinute ?? 0,
                                     maxTokens: entry.maxTokens)
             agents[name] = agent

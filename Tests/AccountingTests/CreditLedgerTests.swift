@@ -246,6 +246,9 @@ func makeTasks(_ db: TestDatabase, _ ids: (account: Int64, installation: Int64, 
         #expect(perMinute.estimate(timeout: .seconds(1800), budget: nil) == 15)
         #expect(perMinute.estimate(timeout: .seconds(61), budget: nil) == 1)
         #expect(perMinute.estimate(timeout: .seconds(600), budget: 3) == 3)
+        // A budget above what the run can cost reserves only that; a free agent reserves nothing.
+        #expect(perMinute.estimate(timeout: .seconds(600), budget: 500) == 5)
+        #expect(Pricing().estimate(timeout: .seconds(600), budget: 500) == 0)
         #expect(perMinute.cost(usage: nil, duration: .seconds(61)) == 1)
         #expect(perMinute.cost(usage: nil, duration: .milliseconds(10)) == Decimal(string: "0.5")!)
         let perToken = Pricing(costPerToken: Decimal(string: "0.0001")!, costPerMinute: 1, maxTokens: 100_000)

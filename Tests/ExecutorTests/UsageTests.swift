@@ -143,6 +143,7 @@ import TestSupport
         for (yaml, problem) in [
             ("agents: {a: {command: [a], costPerToken: -1}}", "agents.a.costPerToken must be a number of credits from 0 to 99"),
             ("agents: {a: {command: [a], maxTokens: 0}}", "agents.a.maxTokens must be positive"),
+            ("agents: {a: {command: [a], costPerToken: 0.001}}", "agents.a.costPerToken needs maxTokens"),
             ("agents: {a: {command: [a], displayName: \"\"}}", "agents.a.displayName must be one line of 1 to 100 characters"),
             ("limits: {tasksPerHour: 3}\nagents: {a: {command: [a]}}", "limits.tasksPerHour is not a setting"),
             ("limits: {runningTasksPerRepository: -2}\nagents: {a: {command: [a]}}", "limits.runningTasksPerRepository must be 0 (no limit) or more"),

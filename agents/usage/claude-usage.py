@@ -9,6 +9,7 @@ In the ASYNCCODE_CONFIG file:
     claude:
       command: ["/opt/asynccode/agents/usage/claude-usage.py", "--permission-mode", "acceptEdits"]
       costPerToken: 0.00001
+      maxTokens: 2000000
 Extra arguments go to `claude`. Set ASYNCCODE_CLAUDE to another program name or path if needed.
 """
 import json

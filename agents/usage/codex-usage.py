@@ -10,6 +10,7 @@ In the ASYNCCODE_CONFIG file:
     codex:
       command: ["/opt/asynccode/agents/usage/codex-usage.py", "--full-auto"]
       costPerToken: 0.000005
+      maxTokens: 2000000
 Extra arguments go to `codex exec`. Set ASYNCCODE_CODEX to another program name or path if needed.
 """
 import json
