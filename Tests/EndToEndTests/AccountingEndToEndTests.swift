@@ -107,9 +107,10 @@ import TestSupport
             #expect(progress.body.contains("🪙 Credits: 5 used · 95 left"))
             #expect(e2e.sim.pullRequests(repositoryID: e2e.repositoryID).isEmpty)
             #expect(await e2e.sim.branchHead(repositoryID: e2e.repositoryID, branch: "asynccode/\(issue)-spend-it-all") == nil)
-            // The agent's usage lines passed 5,000 tokens and it was stopped long before its 60 s of lines.
+            // The agent's usage lines passed 5,000 tokens and it was stopped long before its 60 s of lines
+            // (600,000 tokens); what it printed while it was being stopped still counts.
             let tokens = try #require(try await e2e.db.scalar("SELECT tokens_used FROM task_analytics WHERE task_id = \(taskID)", as: Int64.self))
-            #expect(tokens > 5000 && tokens < 30_000)
+            #expect(tokens > 5000 && tokens < 200_000)
             let (balance, ledger) = try await balance(e2e)
             #expect(balance == 95 && ledger == 95)
         }
