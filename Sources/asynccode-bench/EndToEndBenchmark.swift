@@ -20,6 +20,16 @@ struct EndToEndBench: AsyncParsableCommand {
     @Flag(help: "Run the agent without the bubblewrap jail.") var noSandbox = false
 
     func run() async throws {
+        try await Self.withScratchDatabase(prefix: "bench_e2e") { database, migrations, logger in
+            try await measure(database: database, migrations: migrations, logger: logger)
+        }
+    }
+
+    /// Runs `body` with a scratch database on the server `DATABASE_URL` names (dropped afterwards), the
+    /// migrations folder and a quiet logger.
+    static func withScratchDatabase(
+        prefix: String, _ body: @Sendable (DatabaseURL, URL, Logger) async throws -> Void
+    ) async throws {
         guard let raw = ProcessInfo.processInfo.environment["DATABASE_URL"] else {
             throw ValidationError("DATABASE_URL must name a server where this benchmark may create a database")
         }
@@ -27,8 +37,8 @@ struct EndToEndBench: AsyncParsableCommand {
         var logger = Logger(label: "bench")
         logger.logLevel = .error
         guard let migrations = Migration.locateDirectory() else { throw ValidationError("no migrations folder found") }
-        try await ScratchDatabase.with(on: server, prefix: "bench_e2e", logger: logger) { database in
-            try await measure(database: database, migrations: migrations, logger: logger)
+        try await ScratchDatabase.with(on: server, prefix: prefix, logger: logger) { database in
+            try await body(database, migrations, logger)
         }
     }
 

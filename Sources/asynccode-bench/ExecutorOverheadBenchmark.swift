@@ -23,14 +23,7 @@ struct ExecutorOverheadBench: AsyncParsableCommand {
     @Flag(help: "Run the agent without the bubblewrap jail.") var noSandbox = false
 
     func run() async throws {
-        guard let raw = ProcessInfo.processInfo.environment["DATABASE_URL"] else {
-            throw ValidationError("DATABASE_URL must name a server where this benchmark may create a database")
-        }
-        let server = try DatabaseURL(raw)
-        var logger = Logger(label: "bench")
-        logger.logLevel = .error
-        guard let migrations = Migration.locateDirectory() else { throw ValidationError("no migrations folder found") }
-        try await ScratchDatabase.with(on: server, prefix: "bench_exec", logger: logger) { database in
+        try await EndToEndBench.withScratchDatabase(prefix: "bench_exec") { database, migrations, logger in
             try await measure(database: database, migrations: migrations, logger: logger)
         }
     }
