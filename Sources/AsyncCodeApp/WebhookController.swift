@@ -178,7 +178,8 @@ public struct WebhookController<Store: DeliveryRecording>: Sendable {
     /// Returns the time since `start` in milliseconds with two decimals.
     static func milliseconds(since start: ContinuousClock.Instant) -> String {
         let elapsed = ContinuousClock.now - start
-        let hundredths = elapsed.components.seconds * 100 + elapsed.components.attoseconds / 10_000_000_000_000_000
+        // Hundredths of a millisecond: 10 µs.
+        let hundredths = elapsed.components.seconds * 100_000 + elapsed.components.attoseconds / 10_000_000_000_000
         let fraction = hundredths % 100
         return "\(hundredths / 100).\(fraction < 10 ? "0" : "")\(fraction)"
     }

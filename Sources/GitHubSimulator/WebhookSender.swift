@@ -12,7 +12,11 @@ final class WebhookSender: Sendable {
     init(store: SimulatorStore) {
         self.store = store
         var configuration = HTTPClient.Configuration()
-        configuration.timeout = .init(connect: .seconds(5), read: .seconds(30))
+        // GitHub delivers each webhook on its own: many may be in flight at once (a burst queued while the
+        // receiver was slow must not fail in the sender's own connection queue, which also counts against
+        // the connect timeout).
+        configuration.timeout = .init(connect: .seconds(30), read: .seconds(30))
+        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 256)
         self.http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
     }
 

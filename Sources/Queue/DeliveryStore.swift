@@ -20,13 +20,28 @@ public final class DeliveryStore: Service, Sendable {
 
     private struct Pending: Sendable {
         var plan: DeliveryPlan
-        var continuation: CheckedContinuation<DeliveryOutcome, any Error>
+        var reply: Reply
+    }
+
+    /// Answers one ``record(_:)`` call, once: by its batch's result or, when the batch is stuck, at the deadline.
+    private final class Reply: Sendable {
+        private let continuation: Mutex<CheckedContinuation<DeliveryOutcome, any Error>?>
+
+        init(_ continuation: CheckedContinuation<DeliveryOutcome, any Error>) {
+            self.continuation = Mutex(continuation)
+        }
+
+        func resume(with result: Result<DeliveryOutcome, any Error>) {
+            continuation.withLock { $0.take() }?.resume(with: result)
+        }
     }
 
     private struct State: Sendable {
         var pending: [Pending] = []
         var idleFlushers: [CheckedContinuation<Void, Never>] = []
         var stopped = false
+        /// Flushers started in place of stuck ones.
+        var replaced = 0
     }
 
     private let client: PostgresClient
@@ -38,6 +53,7 @@ public final class DeliveryStore: Service, Sendable {
     private let commitTimeout: Duration
     private let leaseBudget: Duration
     private let state = Mutex(State())
+    private let replacements = AsyncStream<Void>.makeStream()
 
     /// Creates a store writing through `client`.
     ///
@@ -70,7 +86,7 @@ public final class DeliveryStore: Service, Sendable {
             enum Enqueued { case stopped, queued(CheckedContinuation<Void, Never>?) }
             let enqueued = state.withLock { state -> Enqueued in
                 guard !state.stopped else { return .stopped }
-                state.pending.append(Pending(plan: plan, continuation: continuation))
+                state.pending.append(Pending(plan: plan, reply: Reply(continuation)))
                 return .queued(state.idleFlushers.popLast())
             }
             switch enqueued {
@@ -83,6 +99,9 @@ public final class DeliveryStore: Service, Sendable {
     }
 
     /// Runs the flushers until graceful shutdown, then drains what is pending and returns.
+    ///
+    /// A flusher whose write is still running at its deadline (a database call that never returns) answers
+    /// its deliveries 503 and is replaced, so the intake keeps its capacity; the stuck one ends with its call.
     public func run() async throws {
         await withDiscardingTaskGroup { group in
             for _ in 0..<flushers {
@@ -92,11 +111,18 @@ public final class DeliveryStore: Service, Sendable {
                 try? await gracefulShutdown()
                 self.stop()
             }
+            for await _ in replacements.stream {
+                group.addTask { await self.flush() }
+            }
         }
     }
 
+    /// How many stuck flushers may be replaced over the store's life (each holds one connection).
+    var maxReplacements: Int { flushers * 4 }
+
     /// Stops taking deliveries; pending ones are still written.
     public func stop() {
+        replacements.continuation.finish()
         let idle = state.withLock { state -> [CheckedContinuation<Void, Never>] in
             state.stopped = true
             defer { state.idleFlushers = [] }
@@ -107,7 +133,45 @@ public final class DeliveryStore: Service, Sendable {
 
     private func flush() async {
         while let batch = await nextBatch() {
-            await write(batch)
+            // A flusher that was replaced while stuck ends once its write returns.
+            guard await writeAnswering(batch) else { return }
+        }
+    }
+
+    /// Writes `batch`; if it has not ended by the answer deadline, answers its deliveries with an error and
+    /// asks for a replacement flusher. Returns whether the write ended in time.
+    private func writeAnswering(_ batch: [Pending]) async -> Bool {
+        let answerDeadline = commitTimeout + .seconds(1)
+        return await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await self.write(batch)
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(for: answerDeadline)
+                return false
+            }
+            var inTime = true
+            while let ended = await group.next() {
+                if ended {
+                    group.cancelAll()
+                    break
+                }
+                if Task.isCancelled { continue }
+                inTime = false
+                let error = StoreError(description: "the database did not answer within \(answerDeadline)")
+                for item in batch { item.reply.resume(with: .failure(error)) }
+                let replace = state.withLock { state -> Bool in
+                    guard state.replaced < maxReplacements else { return false }
+                    state.replaced += 1
+                    return true
+                }
+                logger.error("a database write did not return; its deliveries were answered 503", metadata: [
+                    "batch.size": "\(batch.count)", "flusher.replaced": "\(replace)",
+                ])
+                if replace { replacements.continuation.yield() } else { inTime = true }
+            }
+            return inTime
         }
     }
 
@@ -142,20 +206,20 @@ public final class DeliveryStore: Service, Sendable {
     private func write(_ batch: [Pending]) async {
         do {
             let outcomes = try await commit(batch.map(\.plan))
-            for (item, outcome) in zip(batch, outcomes) { item.continuation.resume(returning: outcome) }
+            for (item, outcome) in zip(batch, outcomes) { item.reply.resume(with: .success(outcome)) }
         } catch where batch.count > 1 && Self.isServerRefusal(error) {
             // The server refused something in the batch: isolate it by writing one delivery at a time.
             logger.debug("batch refused, retrying one by one", metadata: ["batch.size": "\(batch.count)"])
             for item in batch {
                 do {
                     let outcome = try await commit([item.plan])
-                    item.continuation.resume(returning: outcome[0])
+                    item.reply.resume(with: .success(outcome[0]))
                 } catch {
-                    item.continuation.resume(throwing: error)
+                    item.reply.resume(with: .failure(error))
                 }
             }
         } catch {
-            for item in batch { item.continuation.resume(throwing: error) }
+            for item in batch { item.reply.resume(with: .failure(error)) }
         }
     }
 
@@ -163,9 +227,9 @@ public final class DeliveryStore: Service, Sendable {
 
     /// Writes `plans` on a pooled connection; when the pool cannot lend one within `leaseBudget` (the
     /// database is down, or back but the pool is still backing off), on a connection of its own instead.
-    private func writeBatch(_ plans: [DeliveryPlan]) async throws -> [DeliveryOutcome] {
+    private func writeBatch(_ plans: [DeliveryPlan], deadline: NIODeadline) async throws -> [DeliveryOutcome] {
         do {
-            return try await writePooled(plans)
+            return try await writePooled(plans, deadline: deadline)
         } catch where !Self.isServerRefusal(error) && !Task.isCancelled {
             guard let fallbackURL else { throw error }
             // Safe to repeat: a batch that did commit meets its own GUIDs and answers duplicate.
@@ -175,7 +239,7 @@ public final class DeliveryStore: Service, Sendable {
             let connection = try await PostgresConnection.connect(
                 configuration: fallbackURL.connectionConfiguration(connectTimeout: .seconds(2)), id: -1, logger: logger)
             do {
-                let outcomes = try await write(plans, on: connection)
+                let outcomes = try await write(plans, on: connection, deadline: deadline)
                 try? await connection.close()
                 return outcomes
             } catch {
@@ -185,16 +249,16 @@ public final class DeliveryStore: Service, Sendable {
         }
     }
 
-    private func writePooled(_ plans: [DeliveryPlan]) async throws -> [DeliveryOutcome] {
+    private func writePooled(_ plans: [DeliveryPlan], deadline: NIODeadline) async throws -> [DeliveryOutcome] {
         guard fallbackURL != nil else {
-            return try await client.withConnection { try await self.write(plans, on: $0) }
+            return try await client.withConnection { try await self.write(plans, on: $0, deadline: deadline) }
         }
         let leased = Flag()
         return try await withThrowingTaskGroup(of: [DeliveryOutcome]?.self) { group in
             group.addTask {
                 try await self.client.withConnection { connection in
                     leased.set()
-                    return try await self.write(plans, on: connection)
+                    return try await self.write(plans, on: connection, deadline: deadline)
                 }
             }
             group.addTask {
@@ -213,12 +277,14 @@ public final class DeliveryStore: Service, Sendable {
 
     /// Writes `plans`: in a transaction when any of them changes more than its own delivery row; otherwise
     /// with the single INSERT of the delivery rows, atomic by itself, saving BEGIN and COMMIT round trips.
-    private func write(_ plans: [DeliveryPlan], on connection: PostgresConnection) async throws -> [DeliveryOutcome] {
+    /// Every statement must answer by `deadline` (a query PostgresNIO never answers cannot hold the batch).
+    private func write(_ plans: [DeliveryPlan], on connection: PostgresConnection, deadline: NIODeadline) async throws -> [DeliveryOutcome] {
+        let session = Session(connection: connection, deadline: deadline)
         guard plans.contains(where: \.hasEffects) else {
-            return try await writer.write(plans, on: connection)
+            return try await writer.write(plans, on: session)
         }
-        return try await connection.withTransaction(logger: logger) { connection in
-            try await self.writer.write(plans, on: connection)
+        return try await connection.transaction(logger: logger, deadline: deadline) { _ in
+            try await self.writer.write(plans, on: session)
         }
     }
 
@@ -227,14 +293,17 @@ public final class DeliveryStore: Service, Sendable {
         if let error = error as? PostgresTransactionError {
             return [error.closureError, error.commitError].contains { $0.map(isServerRefusal) ?? false }
         }
+        // A statement that refuses a delivery (an upsert that found no row): isolate it too.
+        if error is UpsertFoundNoRow { return true }
         return (error as? PSQLError)?.serverInfo != nil
     }
 
     private func commit(_ plans: [DeliveryPlan]) async throws -> [DeliveryOutcome] {
         // Waiting for a connection is cancellable: a database that is down fails the batch at the deadline.
         // A commit already sent may still land; GitHub's redelivery then meets the GUID and is a duplicate.
-        try await withThrowingTaskGroup(of: [DeliveryOutcome].self) { group in
-            group.addTask { try await self.writeBatch(plans) }
+        let deadline = NIODeadline.now() + .nanoseconds(Int64(commitTimeout.inSeconds * 1e9))
+        return try await withThrowingTaskGroup(of: [DeliveryOutcome].self) { group in
+            group.addTask { try await self.writeBatch(plans, deadline: deadline) }
             group.addTask {
                 try await Task.sleep(for: self.commitTimeout)
                 throw StoreError(description: "the database did not answer within \(self.commitTimeout)")

@@ -1,3 +1,4 @@
+import Database
 import Logging
 import Models
 import NIOCore
@@ -9,13 +10,29 @@ public enum WorkNotifications {
     public static let channel = "asynccode_work"
 }
 
+/// An upsert that returned no row even on a second look: a refusal of this delivery, not a dead database.
+struct UpsertFoundNoRow: Error, CustomStringConvertible {
+    var description: String { "an upsert returned no row" }
+}
+
+/// A connection and the deadline every statement of one batch must meet.
+struct Session: Sendable {
+    let connection: PostgresConnection
+    let deadline: NIODeadline
+
+    /// Runs `query`; fails at the deadline (see ``PostgresConnection/rows(_:logger:deadline:file:line:)``).
+    func run(_ query: PostgresQuery, logger: Logger) async throws -> CollectedRows {
+        try await connection.rows(query, logger: logger, deadline: deadline)
+    }
+}
+
 /// Writes a batch of delivery plans inside one open transaction.
 struct DeliveryWriter: Sendable {
     let logger: Logger
 
     /// Writes `plans` on `connection` and returns one outcome per plan, in order. The caller opens a
     /// transaction when any plan has effects; plans without effects need only the one INSERT.
-    func write(_ plans: [DeliveryPlan], on connection: PostgresConnection) async throws -> [DeliveryOutcome] {
+    func write(_ plans: [DeliveryPlan], on db: Session) async throws -> [DeliveryOutcome] {
         var outcomes = [DeliveryOutcome?](repeating: nil, count: plans.count)
         // A GUID twice in one batch: the first one stands, the others are duplicates.
         var firstIndex: [String: Int] = [:]
@@ -28,7 +45,7 @@ struct DeliveryWriter: Sendable {
                 outcomes[index] = .duplicate
             }
         }
-        let inserted = try await insertDeliveries(unique.map { plans[$0] }, on: connection)
+        let inserted = try await insertDeliveries(unique.map { plans[$0] }, on: db)
         var queuedTasks: [Int64] = []
         var queuedControls: [Int64] = []
         for index in unique {
@@ -41,9 +58,9 @@ struct DeliveryWriter: Sendable {
                 outcomes[index] = .ignored(reason: plan.ignoredReason ?? "nothing to do")
                 continue
             }
-            let outcome = try await applyEffects(of: plan, on: connection)
+            let outcome = try await applyEffects(of: plan, on: db)
             if outcome.label != Self.provisionalOutcome(plan) {
-                try await connection.query(
+                try await db.run(
                     "UPDATE webhook_deliveries SET outcome = \(outcome.label) WHERE id = \(deliveryRowID)",
                     logger: logger)
             }
@@ -54,10 +71,10 @@ struct DeliveryWriter: Sendable {
             outcomes[index] = outcome
         }
         if !queuedTasks.isEmpty {
-            try await notify("task:" + queuedTasks.map(String.init).joined(separator: ","), on: connection)
+            try await notify("task:" + queuedTasks.map(String.init).joined(separator: ","), on: db)
         }
         if !queuedControls.isEmpty {
-            try await notify("control:" + queuedControls.map(String.init).joined(separator: ","), on: connection)
+            try await notify("control:" + queuedControls.map(String.init).joined(separator: ","), on: db)
         }
         return outcomes.map { $0 ?? .duplicate }
     }
@@ -68,7 +85,7 @@ struct DeliveryWriter: Sendable {
     }
 
     /// Inserts the delivery rows in one statement; returns the row ids of those not seen before.
-    private func insertDeliveries(_ plans: [DeliveryPlan], on connection: PostgresConnection) async throws -> [String: Int64] {
+    private func insertDeliveries(_ plans: [DeliveryPlan], on db: Session) async throws -> [String: Int64] {
         guard !plans.isEmpty else { return [:] }
         let guids = plans.map(\.deliveryID)
         let events = plans.map(\.event)
@@ -77,7 +94,7 @@ struct DeliveryWriter: Sendable {
         let repositories = plans.map { $0.repositoryID ?? 0 }
         let outcomes = plans.map(Self.provisionalOutcome)
         let payloads = plans.map { ByteBuffer(bytes: $0.payload) }
-        let rows = try await connection.query("""
+        let rows = try await db.run("""
             INSERT INTO webhook_deliveries
                 (delivery_guid, event, action, installation_github_id, repository_github_id, outcome, payload)
             SELECT g, e, NULLIF(a, ''), NULLIF(i, 0), NULLIF(r, 0), o, p
@@ -87,27 +104,27 @@ struct DeliveryWriter: Sendable {
             RETURNING delivery_guid, id
             """, logger: logger)
         var inserted: [String: Int64] = [:]
-        for try await (guid, id) in rows.decode((String, Int64).self) { inserted[guid] = id }
+        for (guid, id) in try rows.decode((String, Int64).self) { inserted[guid] = id }
         return inserted
     }
 
-    private func applyEffects(of plan: DeliveryPlan, on connection: PostgresConnection) async throws -> DeliveryOutcome {
+    private func applyEffects(of plan: DeliveryPlan, on db: Session) async throws -> DeliveryOutcome {
         var changedState = false
         for change in plan.stateChanges {
-            if try await apply(change, on: connection) { changedState = true }
+            if try await apply(change, on: db) { changedState = true }
         }
         var taskIDs: [Int64] = []
         var notOurs = 0
         for task in plan.tasks {
-            if task.requiresOwnPullRequest, try await !isOwnPullRequest(task.origin, on: connection) {
+            if task.requiresOwnPullRequest, try await !isOwnPullRequest(task.origin, on: db) {
                 notOurs += 1
                 continue
             }
-            if let id = try await insertTask(task, deliveryID: plan.deliveryID, on: connection) { taskIDs.append(id) }
+            if let id = try await insertTask(task, deliveryID: plan.deliveryID, on: db) { taskIDs.append(id) }
         }
         var controlIDs: [Int64] = []
         for control in plan.controls {
-            if let id = try await insertControl(control, deliveryID: plan.deliveryID, on: connection) { controlIDs.append(id) }
+            if let id = try await insertControl(control, deliveryID: plan.deliveryID, on: db) { controlIDs.append(id) }
         }
         if !taskIDs.isEmpty || !controlIDs.isEmpty { return .queued(taskIDs: taskIDs, controlIDs: controlIDs) }
         if notOurs > 0, notOurs == plan.tasks.count, plan.controls.isEmpty {
@@ -121,43 +138,43 @@ struct DeliveryWriter: Sendable {
     // MARK: - State changes
 
     /// Applies `change`; returns whether any row changed.
-    private func apply(_ change: StateChange, on connection: PostgresConnection) async throws -> Bool {
+    private func apply(_ change: StateChange, on db: Session) async throws -> Bool {
         switch change {
         case .installationCreated(let installation, let repositories):
-            let installationID = try await upsertInstallation(installation, reactivate: true, on: connection)
+            let installationID = try await upsertInstallation(installation, reactivate: true, on: db)
             for repository in repositories {
-                _ = try await upsertRepository(repository, installationID: installationID, on: connection)
+                _ = try await upsertRepository(repository, installationID: installationID, on: db)
             }
             return true
         case .repositoriesAdded(let installation, let repositories):
-            let installationID = try await upsertInstallation(installation, reactivate: false, on: connection)
+            let installationID = try await upsertInstallation(installation, reactivate: false, on: db)
             for repository in repositories {
-                _ = try await upsertRepository(repository, installationID: installationID, on: connection)
+                _ = try await upsertRepository(repository, installationID: installationID, on: db)
             }
             return true
         case .installationDeleted(let githubID):
-            let changed = try await count(connection.query("""
+            let changed = try await count(db.run("""
                 UPDATE installations SET deleted_at = now() WHERE github_id = \(githubID) RETURNING id
                 """, logger: logger))
-            try await connection.query("""
+            try await db.run("""
                 UPDATE repositories SET is_active = false
                 WHERE installation_id = (SELECT id FROM installations WHERE github_id = \(githubID))
                 """, logger: logger)
             return changed > 0
         case .installationSuspended(let githubID):
-            return try await count(connection.query("""
+            return try await count(db.run("""
                 UPDATE installations SET suspended_at = now() WHERE github_id = \(githubID) RETURNING id
                 """, logger: logger)) > 0
         case .installationUnsuspended(let githubID):
-            return try await count(connection.query("""
+            return try await count(db.run("""
                 UPDATE installations SET suspended_at = NULL WHERE github_id = \(githubID) RETURNING id
                 """, logger: logger)) > 0
         case .repositoriesRemoved(_, let repositoryIDs):
-            return try await count(connection.query("""
+            return try await count(db.run("""
                 UPDATE repositories SET is_active = false WHERE github_id = ANY(\(repositoryIDs)::int8[]) RETURNING id
                 """, logger: logger)) > 0
         case .pullRequestUpdated(let update):
-            return try await count(connection.query("""
+            return try await count(db.run("""
                 UPDATE pull_requests SET
                     status = \(update.state.rawValue)::pull_request_status,
                     title = COALESCE(\(update.title), title),
@@ -170,17 +187,13 @@ struct DeliveryWriter: Sendable {
         }
     }
 
-    private func count(_ rows: PostgresRowSequence) async throws -> Int {
-        var count = 0
-        for try await _ in rows { count += 1 }
-        return count
-    }
+    private func count(_ rows: CollectedRows) -> Int { rows.rows.count }
 
     // MARK: - Upserts (only on the rare path: commands and installation changes)
 
     /// Inserts or refreshes an account; writes nothing when nothing changed. Returns its row id.
-    private func upsertAccount(_ account: AccountSnapshot, on connection: PostgresConnection) async throws -> Int64 {
-        let rows = try await connection.query("""
+    private func upsertAccount(_ account: AccountSnapshot, on db: Session) async throws -> Int64 {
+        let rows = try await db.run("""
             WITH upserted AS (
                 INSERT INTO accounts (github_id, login, type, avatar_url)
                 VALUES (\(account.githubID), \(account.login), \(account.type), \(account.avatarURL))
@@ -195,14 +208,14 @@ struct DeliveryWriter: Sendable {
             UNION ALL SELECT id FROM accounts WHERE github_id = \(account.githubID)
             LIMIT 1
             """, logger: logger)
-        return try await firstID(rows)
+        return try await firstID(rows, orSelect: "SELECT id FROM accounts WHERE github_id = \(account.githubID)", on: db)
     }
 
     private func upsertInstallation(
-        _ installation: InstallationSnapshot, reactivate: Bool, on connection: PostgresConnection
+        _ installation: InstallationSnapshot, reactivate: Bool, on db: Session
     ) async throws -> Int64 {
-        let accountID = try await upsertAccount(installation.account, on: connection)
-        let rows = try await connection.query("""
+        let accountID = try await upsertAccount(installation.account, on: db)
+        let rows = try await db.run("""
             INSERT INTO installations (github_id, account_id, repository_selection)
             VALUES (\(installation.githubID), \(accountID), \(installation.repositorySelection))
             ON CONFLICT (github_id) DO UPDATE
@@ -211,13 +224,13 @@ struct DeliveryWriter: Sendable {
                     deleted_at = CASE WHEN \(reactivate) THEN NULL ELSE installations.deleted_at END
             RETURNING id
             """, logger: logger)
-        return try await firstID(rows)
+        return try await firstID(rows, orSelect: "SELECT id FROM installations WHERE github_id = \(installation.githubID)", on: db)
     }
 
     /// Returns the row id of installation `githubID`, creating a bare row when it was never recorded, and
     /// whether its paying account is known.
-    private func ensureInstallation(_ githubID: Int64, on connection: PostgresConnection) async throws -> (id: Int64, hasAccount: Bool) {
-        let rows = try await connection.query("""
+    private func ensureInstallation(_ githubID: Int64, on db: Session) async throws -> (id: Int64, hasAccount: Bool) {
+        let rows = try await db.run("""
             WITH inserted AS (
                 INSERT INTO installations (github_id) VALUES (\(githubID))
                 ON CONFLICT (github_id) DO NOTHING
@@ -227,15 +240,19 @@ struct DeliveryWriter: Sendable {
             UNION ALL SELECT id, account_id IS NOT NULL FROM installations WHERE github_id = \(githubID)
             LIMIT 1
             """, logger: logger)
-        for try await (id, hasAccount) in rows.decode((Int64, Bool).self) { return (id, hasAccount) }
-        throw DeliveryStore.StoreError(description: "an upsert returned no row")
+        for (id, hasAccount) in try rows.decode((Int64, Bool).self) { return (id, hasAccount) }
+        // Inserted by a transaction that committed after this statement's snapshot: a new statement sees it.
+        let again = try await db.run(
+            "SELECT id, account_id IS NOT NULL FROM installations WHERE github_id = \(githubID)", logger: logger)
+        for (id, hasAccount) in try again.decode((Int64, Bool).self) { return (id, hasAccount) }
+        throw UpsertFoundNoRow()
     }
 
     /// Inserts or refreshes a repository; fields the event lacks keep their stored values. Returns its row id.
     private func upsertRepository(
-        _ repository: RepositorySnapshot, installationID: Int64, on connection: PostgresConnection
+        _ repository: RepositorySnapshot, installationID: Int64, on db: Session
     ) async throws -> Int64 {
-        let rows = try await connection.query("""
+        let rows = try await db.run("""
             WITH upserted AS (
                 INSERT INTO repositories (github_id, installation_id, full_name, name, owner_login, description,
                                           private, default_branch, language, html_url, clone_url, is_active)
@@ -268,12 +285,16 @@ struct DeliveryWriter: Sendable {
             UNION ALL SELECT id FROM repositories WHERE github_id = \(repository.githubID)
             LIMIT 1
             """, logger: logger)
-        return try await firstID(rows)
+        return try await firstID(rows, orSelect: "SELECT id FROM repositories WHERE github_id = \(repository.githubID)", on: db)
     }
 
-    private func firstID(_ rows: PostgresRowSequence) async throws -> Int64 {
-        for try await id in rows.decode(Int64.self) { return id }
-        throw DeliveryStore.StoreError(description: "an upsert returned no row")
+    /// Returns the id an upsert returned. When it returned none, another transaction inserted the same row
+    /// after this statement's snapshot was taken (the INSERT waited for it and then did nothing, and the
+    /// SELECT could not see it yet): a new statement sees it.
+    private func firstID(_ rows: CollectedRows, orSelect again: PostgresQuery, on db: Session) async throws -> Int64 {
+        for id in try rows.decode(Int64.self) { return id }
+        for id in try await db.run(again, logger: logger).decode(Int64.self) { return id }
+        throw UpsertFoundNoRow()
     }
 
     // MARK: - Work
@@ -284,34 +305,34 @@ struct DeliveryWriter: Sendable {
         var requesterID: Int64
     }
 
-    private func thread(of origin: CommandOrigin, on connection: PostgresConnection) async throws -> Thread {
-        let (installationID, hasAccount) = try await ensureInstallation(origin.installationID, on: connection)
+    private func thread(of origin: CommandOrigin, on db: Session) async throws -> Thread {
+        let (installationID, hasAccount) = try await ensureInstallation(origin.installationID, on: db)
         // The installation's account pays for its tasks; when no installation event recorded it, the
         // repository's owner is that account.
         if !hasAccount, let owner = origin.repository.owner, owner.type != "Bot" {
-            let accountID = try await upsertAccount(owner, on: connection)
-            try await connection.query(
+            let accountID = try await upsertAccount(owner, on: db)
+            try await db.run(
                 "UPDATE installations SET account_id = \(accountID) WHERE id = \(installationID) AND account_id IS NULL",
                 logger: logger)
         }
-        let repositoryID = try await upsertRepository(origin.repository, installationID: installationID, on: connection)
-        let requesterID = try await upsertAccount(origin.requester, on: connection)
+        let repositoryID = try await upsertRepository(origin.repository, installationID: installationID, on: db)
+        let requesterID = try await upsertAccount(origin.requester, on: db)
         return Thread(installationID: installationID, repositoryID: repositoryID, requesterID: requesterID)
     }
 
     /// Returns whether the origin's pull request is one the bot opened.
-    private func isOwnPullRequest(_ origin: CommandOrigin, on connection: PostgresConnection) async throws -> Bool {
-        try await count(connection.query("""
+    private func isOwnPullRequest(_ origin: CommandOrigin, on db: Session) async throws -> Bool {
+        try await count(db.run("""
             SELECT 1 FROM pull_requests p JOIN repositories r ON r.id = p.repository_id
             WHERE r.github_id = \(origin.repository.githubID) AND p.number = \(origin.issueNumber) LIMIT 1
             """, logger: logger)) > 0
     }
 
     /// Inserts a task; returns its id, or `nil` when the same command already made one.
-    private func insertTask(_ task: TaskRequest, deliveryID: String, on connection: PostgresConnection) async throws -> Int64? {
+    private func insertTask(_ task: TaskRequest, deliveryID: String, on db: Session) async throws -> Int64? {
         let origin = task.origin
-        let thread = try await thread(of: origin, on: connection)
-        let rows = try await connection.query("""
+        let thread = try await thread(of: origin, on: db)
+        let rows = try await db.run("""
             INSERT INTO tasks (repository_id, installation_id, requested_by, issue_number, is_pull_request, source,
                                comment_id, command_index, source_url, delivery_id, kind, priority, agent, prompt,
                                target_branch, budget, chat_messages)
@@ -327,15 +348,15 @@ struct DeliveryWriter: Sendable {
             ON CONFLICT ON CONSTRAINT tasks_one_per_command DO NOTHING
             RETURNING id
             """, logger: logger)
-        for try await id in rows.decode(Int64.self) { return id }
+        for id in try rows.decode(Int64.self) { return id }
         return nil
     }
 
     /// Inserts a control command; returns its id, or `nil` when the same command was recorded before.
-    private func insertControl(_ control: ControlRequest, deliveryID: String, on connection: PostgresConnection) async throws -> Int64? {
+    private func insertControl(_ control: ControlRequest, deliveryID: String, on db: Session) async throws -> Int64? {
         let origin = control.origin
-        let thread = try await thread(of: origin, on: connection)
-        let rows = try await connection.query("""
+        let thread = try await thread(of: origin, on: db)
+        let rows = try await db.run("""
             INSERT INTO control_commands (repository_id, installation_id, requested_by, issue_number, is_pull_request,
                                           source, comment_id, command_index, verb, argument, delivery_id)
             VALUES (\(thread.repositoryID), \(thread.installationID), \(thread.requesterID), \(origin.issueNumber),
@@ -344,11 +365,11 @@ struct DeliveryWriter: Sendable {
             ON CONFLICT ON CONSTRAINT control_commands_one_per_command DO NOTHING
             RETURNING id
             """, logger: logger)
-        for try await id in rows.decode(Int64.self) { return id }
+        for id in try rows.decode(Int64.self) { return id }
         return nil
     }
 
-    private func notify(_ payload: String, on connection: PostgresConnection) async throws {
-        try await connection.query("SELECT pg_notify(\(WorkNotifications.channel), \(payload))", logger: logger)
+    private func notify(_ payload: String, on db: Session) async throws {
+        try await db.run("SELECT pg_notify(\(WorkNotifications.channel), \(payload))", logger: logger)
     }
 }

@@ -42,49 +42,82 @@ public struct TaskQueue: Sendable {
     /// How long a claim holds before another worker may take the task; workers renew well before.
     public let leaseDuration: Duration
 
-    public init(client: PostgresClient, logger: Logger, leaseDuration: Duration = .seconds(60)) {
+    private let claims: BatchCombiner<String, ClaimResult>
+    private let completions: BatchCombiner<Completion, Bool>
+
+    /// Creates the queue; `maxBatch` bounds how many claims (or completions) one statement serves.
+    public init(client: PostgresClient, logger: Logger, leaseDuration: Duration = .seconds(60), maxBatch: Int = 64) {
         self.client = client
         self.logger = logger
         self.leaseDuration = leaseDuration
+        claims = BatchCombiner(maxBatch: maxBatch) { workers in
+            try await Self.claim(workers: workers, client: client, logger: logger, leaseDuration: leaseDuration)
+        }
+        completions = BatchCombiner(maxBatch: maxBatch) { completions in
+            try await Self.complete(completions, client: client, logger: logger)
+        }
     }
 
     /// Claims the next runnable task for `worker`: highest priority first, then oldest, only tasks whose
     /// `run_after` has passed and whose issue or pull request has no running task. Returns `nil` when none.
+    ///
+    /// Workers of one process that ask at the same time are served by one statement (``claim(workers:)``).
     public func claim(worker: String) async throws -> ClaimedTask? {
-        do {
-            let rows = try await client.query("""
-                WITH next AS (
-                    SELECT t.id FROM tasks t
-                    WHERE t.status = 'pending' AND t.run_after <= now()
-                      AND (t.ack_owner IS NULL OR t.ack_until < now())
-                      AND NOT EXISTS (
-                          SELECT 1 FROM tasks r
-                          WHERE r.repository_id = t.repository_id AND r.issue_number = t.issue_number
-                            AND r.status = 'running')
-                    ORDER BY t.priority DESC, t.created_at, t.id
-                    FOR UPDATE SKIP LOCKED
-                    LIMIT 1
-                )
-                UPDATE tasks SET
-                    status = 'running', attempts = tasks.attempts + 1, lease_owner = \(worker),
-                    lease_expires_at = now() + make_interval(secs => \(leaseDuration.inSeconds)),
-                    started_at = COALESCE(tasks.started_at, now()), error = NULL, ack_owner = NULL
-                FROM next WHERE tasks.id = next.id
-                RETURNING tasks.id, tasks.kind::text, tasks.repository_id, tasks.issue_number, tasks.is_pull_request,
-                          tasks.agent, tasks.prompt, tasks.target_branch, tasks.attempts, tasks.max_attempts,
-                          (extract(epoch FROM now() - GREATEST(tasks.created_at, tasks.run_after)) * 1000)::bigint
-                """, logger: logger)
-            for try await (id, kind, repositoryID, issueNumber, isPullRequest, agent, prompt, targetBranch, attempts, maxAttempts, waitedMS)
-                in rows.decode((Int64, String, Int64, Int64, Bool, String?, String, String?, Int, Int, Int64).self) {
-                return ClaimedTask(
-                    id: id, kind: TaskKind(rawValue: kind) ?? .code, repositoryID: repositoryID, issueNumber: issueNumber,
-                    isPullRequest: isPullRequest, agent: agent, prompt: prompt, targetBranch: targetBranch,
-                    attempt: attempts, maxAttempts: maxAttempts, waited: .milliseconds(max(waitedMS, 0)))
+        for _ in 0..<Self.claimRounds {
+            switch try await claims.submit(worker) {
+            case .claimed(let task): return task
+            case .none: return nil
+            case .passedOver: continue
             }
-            return nil
+        }
+        return nil
+    }
+
+    /// What one worker got from a batched claim.
+    public enum ClaimResult: Sendable, Hashable {
+        case claimed(ClaimedTask)
+        /// Nothing runnable.
+        case none
+        /// Nothing for this worker, but the batch saw more candidates than it could hand out (tasks of one
+        /// thread, or a race with another process): ask again at once.
+        case passedOver
+    }
+
+    /// How often ``claim(worker:)`` asks again when it was passed over.
+    static var claimRounds: Int { 4 }
+
+    /// Claims up to one task for each of `workers` in one statement, in queue order, at most one per issue or
+    /// pull request; returns one result per worker, in order.
+    public func claim(workers: [String]) async throws -> [ClaimResult] {
+        try await Self.claim(workers: workers, client: client, logger: logger, leaseDuration: leaseDuration)
+    }
+
+    private static func claim(
+        workers: [String], client: PostgresClient, logger: Logger, leaseDuration: Duration
+    ) async throws -> [ClaimResult] {
+        guard !workers.isEmpty else { return [] }
+        // A few extra candidates, so tasks of one thread queued together do not starve the workers.
+        let statement = ClaimStatement(workers: workers, limit: workers.count * 2 + 2, leaseSeconds: leaseDuration.inSeconds)
+        do {
+            var byWorker: [String: ClaimedTask] = [:]
+            var candidates: Int64 = 0
+            for try await (id, kind, repositoryID, issueNumber, isPullRequest, agent, prompt, targetBranch, attempts, maxAttempts, waitedMS, owner, seen)
+                in try await client.execute(statement, logger: logger) {
+                candidates = seen
+                guard let id, let repositoryID, let issueNumber, let owner else { continue }
+                byWorker[owner] = ClaimedTask(
+                    id: id, kind: kind.flatMap(TaskKind.init(rawValue:)) ?? .code, repositoryID: repositoryID,
+                    issueNumber: issueNumber, isPullRequest: isPullRequest ?? false, agent: agent, prompt: prompt ?? "",
+                    targetBranch: targetBranch, attempt: attempts ?? 1, maxAttempts: maxAttempts ?? 1,
+                    waited: .milliseconds(max(waitedMS ?? 0, 0)))
+            }
+            // Candidates were passed over (several of one thread, or the batch was full): there may be more.
+            let more = candidates >= Int64(statement.limit) || candidates > Int64(byWorker.count)
+            return workers.map { byWorker[$0].map(ClaimResult.claimed) ?? (more ? .passedOver : .none) }
         } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
-            // Another worker started a task of the same thread at the same moment: that thread waits.
-            return nil
+            // Another process started a task of the same thread at the same moment: ask again, and that
+            // thread's running task is then seen.
+            return workers.map { _ in .passedOver }
         }
     }
 
@@ -99,14 +132,35 @@ public struct TaskQueue: Sendable {
     }
 
     /// Marks the task completed; returns `false` when `worker` no longer holds it.
+    ///
+    /// Completions that arrive together are written by one statement (``complete(_:)``).
     @discardableResult
     public func complete(taskID: Int64, worker: String) async throws -> Bool {
-        let rows = try await client.query("""
-            UPDATE tasks SET status = 'completed', completed_at = now(), lease_owner = NULL, lease_expires_at = NULL
-            WHERE id = \(taskID) AND lease_owner = \(worker) AND status = 'running'
-            RETURNING id
-            """, logger: logger)
-        return try await Self.any(rows)
+        try await completions.submit(Completion(taskID: taskID, worker: worker))
+    }
+
+    /// A worker's report that it finished a task.
+    public struct Completion: Sendable, Hashable {
+        public var taskID: Int64
+        public var worker: String
+
+        public init(taskID: Int64, worker: String) {
+            self.taskID = taskID
+            self.worker = worker
+        }
+    }
+
+    /// Marks the tasks completed in one statement; returns, for each, whether its worker still held it.
+    public func complete(_ completions: [Completion]) async throws -> [Bool] {
+        try await Self.complete(completions, client: client, logger: logger)
+    }
+
+    private static func complete(_ completions: [Completion], client: PostgresClient, logger: Logger) async throws -> [Bool] {
+        guard !completions.isEmpty else { return [] }
+        var done = Set<Int64>()
+        let statement = CompleteStatement(ids: completions.map(\.taskID), workers: completions.map(\.worker))
+        for try await id in try await client.execute(statement, logger: logger) { done.insert(id) }
+        return completions.map { done.contains($0.taskID) }
     }
 
     /// Records a failure: a retryable one with attempts left goes back to `pending` after `retryDelay`
@@ -227,4 +281,82 @@ public struct TaskQueue: Sendable {
         for try await _ in rows { return true }
         return false
     }
+}
+
+/// The batched claim, prepared once per connection (its plan costs more than its run).
+struct ClaimStatement: PostgresPreparedStatement {
+    static let sql = """
+        WITH workers AS (
+            SELECT w, n FROM unnest($1::text[]) WITH ORDINALITY AS u(w, n)
+        ), candidates AS (
+            SELECT t.id, t.repository_id, t.issue_number, t.priority, t.created_at FROM tasks t
+            WHERE t.status = 'pending' AND t.run_after <= now()
+              AND (t.ack_owner IS NULL OR t.ack_until < now())
+              AND NOT EXISTS (
+                  SELECT 1 FROM tasks r
+                  WHERE r.repository_id = t.repository_id AND r.issue_number = t.issue_number
+                    AND r.status = 'running')
+            ORDER BY t.priority DESC, t.created_at, t.id
+            FOR UPDATE SKIP LOCKED
+            LIMIT $2
+        ), firsts AS (
+            SELECT DISTINCT ON (repository_id, issue_number) id, priority, created_at FROM candidates
+            ORDER BY repository_id, issue_number, priority DESC, created_at, id
+        ), numbered AS (
+            SELECT id, row_number() OVER (ORDER BY priority DESC, created_at, id) AS n FROM firsts
+        ), claimed AS (
+            UPDATE tasks SET
+                status = 'running', attempts = tasks.attempts + 1, lease_owner = workers.w,
+                lease_expires_at = now() + make_interval(secs => $3),
+                started_at = COALESCE(tasks.started_at, now()), error = NULL, ack_owner = NULL
+            FROM numbered JOIN workers USING (n)
+            WHERE tasks.id = numbered.id
+            RETURNING tasks.id, tasks.kind::text, tasks.repository_id, tasks.issue_number, tasks.is_pull_request,
+                      tasks.agent, tasks.prompt, tasks.target_branch, tasks.attempts, tasks.max_attempts,
+                      (extract(epoch FROM now() - GREATEST(tasks.created_at, tasks.run_after)) * 1000)::bigint AS waited,
+                      tasks.lease_owner
+        )
+        SELECT c.id, c.kind, c.repository_id, c.issue_number, c.is_pull_request, c.agent, c.prompt,
+               c.target_branch, c.attempts, c.max_attempts, c.waited, c.lease_owner,
+               (SELECT count(*) FROM candidates)
+        FROM (SELECT 1) AS one LEFT JOIN claimed c ON true
+        """
+    typealias Row = (Int64?, String?, Int64?, Int64?, Bool?, String?, String?, String?, Int?, Int?, Int64?, String?, Int64)
+
+    var workers: [String]
+    var limit: Int
+    var leaseSeconds: Double
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 3)
+        bindings.append(workers)
+        bindings.append(limit)
+        bindings.append(leaseSeconds)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}
+
+/// The batched completion, prepared once per connection.
+struct CompleteStatement: PostgresPreparedStatement {
+    static let sql = """
+        UPDATE tasks SET status = 'completed', completed_at = now(), lease_owner = NULL, lease_expires_at = NULL
+        FROM unnest($1::int8[], $2::text[]) AS d(id, owner)
+        WHERE tasks.id = d.id AND tasks.lease_owner = d.owner AND tasks.status = 'running'
+        RETURNING tasks.id
+        """
+    typealias Row = Int64
+
+    var ids: [Int64]
+    var workers: [String]
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 2)
+        bindings.append(ids)
+        bindings.append(workers)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Int64.self) }
 }
