@@ -36,30 +36,50 @@ enum WordScan {
         return index
     }
 
-    /// Returns whether `bytes` hold `lowercaseNeedle` in any case. The needle's second byte must be a letter;
-    /// it is the one searched for, eight bytes at a time.
+    /// Letters from rarest to most common in English text and JSON keys: the scan looks for the needle's
+    /// rarest letter, so ordinary text seldom leaves the eight-bytes-at-a-time path.
+    static let rarity: [UInt8] = Array("zqxjkyvbpgwfmhulcdrnsiotae".utf8)
+
+    /// Returns the offset of the needle's rarest letter (or 0 when it has none).
+    static func probeOffset(_ needle: [UInt8]) -> Int {
+        var best = 0
+        var bestRank = Int.max
+        for (offset, byte) in needle.enumerated() {
+            if let rank = rarity.firstIndex(of: byte), rank < bestRank {
+                best = offset
+                bestRank = rank
+            }
+        }
+        return best
+    }
+
+    /// Returns whether `bytes` hold `lowercaseNeedle` (ASCII letters) in any case. Its rarest letter is the
+    /// byte searched for, eight bytes at a time.
     static func containsCaseInsensitive(_ bytes: UnsafeRawBufferPointer, lowercaseNeedle needle: [UInt8]) -> Bool {
-        guard needle.count >= 2, bytes.count >= needle.count else { return false }
-        let probe = needle[1]
+        guard !needle.isEmpty, bytes.count >= needle.count else { return false }
+        let offset = probeOffset(needle)
+        let probe = needle[offset]
+        let fold: UInt8 = 0x20
         func matches(at start: Int) -> Bool {
             guard start >= 0, start + needle.count <= bytes.count else { return false }
-            for offset in 0..<needle.count where bytes[start + offset] | 0x20 != needle[offset] { return false }
+            for index in 0..<needle.count where bytes[start + index] | fold != needle[index] { return false }
             return true
         }
-        var index = 1
-        while index < bytes.count {
-            if index + 8 <= bytes.count {
-                let word = bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self) | (ones &* 0x20)
+        var index = offset
+        let end = bytes.count - (needle.count - 1 - offset)
+        while index < end {
+            if index + 8 <= end {
+                let word = bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self) | (ones &* UInt64(fold))
                 if !contains(word, probe) {
                     index += 8
                     continue
                 }
-                for position in index..<(index + 8) where bytes[position] | 0x20 == probe && matches(at: position - 1) {
+                for position in index..<(index + 8) where bytes[position] | fold == probe && matches(at: position - offset) {
                     return true
                 }
                 index += 8
             } else {
-                if bytes[index] | 0x20 == probe && matches(at: index - 1) { return true }
+                if bytes[index] | fold == probe && matches(at: index - offset) { return true }
                 index += 1
             }
         }

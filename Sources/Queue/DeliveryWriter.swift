@@ -21,6 +21,7 @@ struct Session: Sendable {
     let deadline: NIODeadline
 
     /// Runs `query`; fails at the deadline (see ``PostgresConnection/rows(_:logger:deadline:file:line:)``).
+    @discardableResult
     func run(_ query: PostgresQuery, logger: Logger) async throws -> CollectedRows {
         try await connection.rows(query, logger: logger, deadline: deadline)
     }

@@ -2,11 +2,24 @@ import ArgumentParser
 import Database
 import Foundation
 import Logging
+import NIOCore
+import NIOPosix
 import PostgresNIO
 import Queue
 import ServiceLifecycle
 
+/// Runs the benchmarks as `asynccode` runs: Swift concurrency on NIO's event loops unless
+/// `ASYNCCODE_NIO_EXECUTOR=0`.
 @main
+enum BenchEntrypoint {
+    static func main() async {
+        if ProcessInfo.processInfo.environment["ASYNCCODE_NIO_EXECUTOR"] != "0" {
+            _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+        }
+        await Bench.main()
+    }
+}
+
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "asynccode-bench", abstract: "Benchmarks that print figures.", subcommands: [QueueBench.self, EndToEndBench.self, ExecutorOverheadBench.self])
