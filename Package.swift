@@ -92,6 +92,8 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Yams", package: "Yams"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         // `asynccode demo`: the whole pipeline against the GitHub simulator.
         .target(name: "Demo", dependencies: [
@@ -102,8 +104,6 @@ let package = Package(
             "AsyncCodeApp", "Demo", "Database", "Accounting",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
-            .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         // Benchmarks that print figures (not tests): `asynccode-bench queue`, `asynccode-bench e2e`.
         .executableTarget(name: "asynccode-bench", dependencies: [
@@ -112,8 +112,6 @@ let package = Package(
             .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         // Shared by the test targets: a fresh migrated database per test, fixtures.
         .target(name: "TestSupport", dependencies: [

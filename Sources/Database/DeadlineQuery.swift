@@ -11,9 +11,6 @@ public struct CollectedRows: Sendable {
     public func decode<each Column: PostgresDecodable>(_ columns: (repeat each Column).Type) throws -> [(repeat each Column)] {
         try rows.map { try $0.decode(columns) }
     }
-
-    /// Whether the query returned any row.
-    public var isEmpty: Bool { rows.isEmpty }
 }
 
 /// A query that did not finish by its deadline; the connection it ran on has been closed.
@@ -61,12 +58,12 @@ extension PostgresConnection {
     /// Runs `body` between `BEGIN` and `COMMIT` (rolling back when it throws), each statement bound by
     /// `deadline` as in ``rows(_:logger:deadline:file:line:)``.
     public func transaction<Result: Sendable>(
-        logger: Logger, deadline: NIODeadline, _ body: (PostgresConnection) async throws -> Result
+        logger: Logger, deadline: NIODeadline, _ body: () async throws -> Result
     ) async throws -> Result {
         _ = try await rows("BEGIN", logger: logger, deadline: deadline)
         let result: Result
         do {
-            result = try await body(self)
+            result = try await body()
         } catch {
             if !(error is QueryDeadlineExceeded) {
                 _ = try? await rows("ROLLBACK", logger: logger, deadline: deadline)

@@ -59,27 +59,26 @@ enum WordScan {
         guard !needle.isEmpty, bytes.count >= needle.count else { return false }
         let offset = probeOffset(needle)
         let probe = needle[offset]
-        let fold: UInt8 = 0x20
         func matches(at start: Int) -> Bool {
             guard start >= 0, start + needle.count <= bytes.count else { return false }
-            for index in 0..<needle.count where bytes[start + index] | fold != needle[index] { return false }
+            for index in 0..<needle.count where bytes[start + index] | 0x20 != needle[index] { return false }
             return true
         }
         var index = offset
         let end = bytes.count - (needle.count - 1 - offset)
         while index < end {
             if index + 8 <= end {
-                let word = bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self) | (ones &* UInt64(fold))
+                let word = bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self) | (ones &* 0x20)
                 if !contains(word, probe) {
                     index += 8
                     continue
                 }
-                for position in index..<(index + 8) where bytes[position] | fold == probe && matches(at: position - offset) {
+                for position in index..<(index + 8) where bytes[position] | 0x20 == probe && matches(at: position - offset) {
                     return true
                 }
                 index += 8
             } else {
-                if bytes[index] | fold == probe && matches(at: index - offset) { return true }
+                if bytes[index] | 0x20 == probe && matches(at: index - offset) { return true }
                 index += 1
             }
         }

@@ -283,7 +283,7 @@ public final class DeliveryStore: Service, Sendable {
         guard plans.contains(where: \.hasEffects) else {
             return try await writer.write(plans, on: session)
         }
-        return try await connection.transaction(logger: logger, deadline: deadline) { _ in
+        return try await connection.transaction(logger: logger, deadline: deadline) {
             try await self.writer.write(plans, on: session)
         }
     }

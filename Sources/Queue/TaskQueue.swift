@@ -61,7 +61,7 @@ public struct TaskQueue: Sendable {
     /// Claims the next runnable task for `worker`: highest priority first, then oldest, only tasks whose
     /// `run_after` has passed and whose issue or pull request has no running task. Returns `nil` when none.
     ///
-    /// Workers of one process that ask at the same time are served by one statement (``claim(workers:)``).
+    /// Workers of one process that ask at the same time are served by one statement.
     public func claim(worker: String) async throws -> ClaimedTask? {
         for _ in 0..<Self.claimRounds {
             switch try await claims.submit(worker) {
@@ -74,7 +74,7 @@ public struct TaskQueue: Sendable {
     }
 
     /// What one worker got from a batched claim.
-    public enum ClaimResult: Sendable, Hashable {
+    enum ClaimResult: Sendable, Hashable {
         case claimed(ClaimedTask)
         /// Nothing runnable.
         case none
@@ -88,10 +88,6 @@ public struct TaskQueue: Sendable {
 
     /// Claims up to one task for each of `workers` in one statement, in queue order, at most one per issue or
     /// pull request; returns one result per worker, in order.
-    public func claim(workers: [String]) async throws -> [ClaimResult] {
-        try await Self.claim(workers: workers, client: client, logger: logger, leaseDuration: leaseDuration)
-    }
-
     private static func claim(
         workers: [String], client: PostgresClient, logger: Logger, leaseDuration: Duration
     ) async throws -> [ClaimResult] {
@@ -133,28 +129,19 @@ public struct TaskQueue: Sendable {
 
     /// Marks the task completed; returns `false` when `worker` no longer holds it.
     ///
-    /// Completions that arrive together are written by one statement (``complete(_:)``).
+    /// Completions that arrive together are written by one statement.
     @discardableResult
     public func complete(taskID: Int64, worker: String) async throws -> Bool {
         try await completions.submit(Completion(taskID: taskID, worker: worker))
     }
 
     /// A worker's report that it finished a task.
-    public struct Completion: Sendable, Hashable {
-        public var taskID: Int64
-        public var worker: String
-
-        public init(taskID: Int64, worker: String) {
-            self.taskID = taskID
-            self.worker = worker
-        }
+    struct Completion: Sendable, Hashable {
+        var taskID: Int64
+        var worker: String
     }
 
     /// Marks the tasks completed in one statement; returns, for each, whether its worker still held it.
-    public func complete(_ completions: [Completion]) async throws -> [Bool] {
-        try await Self.complete(completions, client: client, logger: logger)
-    }
-
     private static func complete(_ completions: [Completion], client: PostgresClient, logger: Logger) async throws -> [Bool] {
         guard !completions.isEmpty else { return [] }
         var done = Set<Int64>()

@@ -1,9 +1,8 @@
 import ArgumentParser
 import Database
 import Foundation
+import AsyncCodeApp
 import Logging
-import NIOCore
-import NIOPosix
 import PostgresNIO
 import Queue
 import ServiceLifecycle
@@ -13,9 +12,7 @@ import ServiceLifecycle
 @main
 enum BenchEntrypoint {
     static func main() async {
-        if ProcessInfo.processInfo.environment["ASYNCCODE_NIO_EXECUTOR"] != "0" {
-            _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
-        }
+        adoptEventLoopsAsConcurrencyExecutor()
         await Bench.main()
     }
 }

@@ -4,18 +4,12 @@ import Database
 import Demo
 import Foundation
 import Logging
-import NIOCore
-import NIOPosix
 
-/// Starts the command line. Swift concurrency runs on NIO's event loops (no thread hop between the
-/// server's I/O and its handlers; measured: intake p99 12 ms against 14–31 ms, bad signatures 28% faster)
-/// unless `ASYNCCODE_NIO_EXECUTOR=0`.
+/// Starts the command line, with Swift concurrency on NIO's event loops (``adoptEventLoopsAsConcurrencyExecutor(environment:)``).
 @main
 enum Entrypoint {
     static func main() async {
-        if ProcessInfo.processInfo.environment["ASYNCCODE_NIO_EXECUTOR"] != "0" {
-            _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
-        }
+        adoptEventLoopsAsConcurrencyExecutor()
         await AsyncCodeCommand.main()
     }
 }
