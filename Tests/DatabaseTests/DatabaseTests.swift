@@ -172,16 +172,22 @@ import TestSupport
         try await TestDatabase.with { db in
             let connection = try await PostgresConnection.connect(
                 configuration: db.url.connectionConfiguration(connectTimeout: .seconds(5)), id: 98, logger: db.logger)
-            let answered = try await connection.rows("SELECT 41 + 1", logger: db.logger, deadline: .now() + .seconds(5))
-            #expect(try answered.decode(Int.self) == [42])
-            let started = ContinuousClock.now
-            await #expect(throws: QueryDeadlineExceeded.self) {
-                _ = try await connection.rows("SELECT pg_sleep(30)", logger: db.logger, deadline: .now() + .milliseconds(200))
+            do {
+                let answered = try await connection.rows("SELECT 41 + 1", logger: db.logger, deadline: .now() + .seconds(30))
+                #expect(try answered.decode(Int.self) == [42])
+                let started = ContinuousClock.now
+                await #expect(throws: QueryDeadlineExceeded.self) {
+                    _ = try await connection.rows("SELECT pg_sleep(3)", logger: db.logger, deadline: .now() + .milliseconds(200))
+                }
+                #expect(ContinuousClock.now - started < .seconds(10))
+                let deadline = ContinuousClock.now + .seconds(10)
+                while !connection.isClosed, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+                #expect(connection.isClosed)
+            } catch {
+                try? await connection.close()
+                throw error
             }
-            #expect(ContinuousClock.now - started < .seconds(5))
-            let deadline = ContinuousClock.now + .seconds(10)
-            while !connection.isClosed, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
-            #expect(connection.isClosed)
+            if !connection.isClosed { try? await connection.close() }
         }
     }
 }
