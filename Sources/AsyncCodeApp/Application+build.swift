@@ -16,7 +16,7 @@ public func buildApplication(
     configuration: AppConfiguration,
     logger: Logger,
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
-) throws -> some ApplicationProtocol {
+) async throws -> some ApplicationProtocol {
     let migrations: [Migration]
     do {
         migrations = try Migration.load(from: configuration.migrationsDirectory)
@@ -53,7 +53,7 @@ public func buildApplication(
         guard !configuration.webhookSecrets.isEmpty else {
             throw ConfigurationError(setting: "GITHUB_WEBHOOK_SECRET", problem: "is not set (the App's webhook secret)")
         }
-        workers = try makeAppServices(configuration: configuration, client: client, logger: logger, metrics: metrics.factory)
+        workers = try await makeAppServices(configuration: configuration, client: client, logger: logger, metrics: metrics.factory)
             .map { GatedService(gate: migrated, service: $0) }
     } else {
         let completion = SetupCompletion()

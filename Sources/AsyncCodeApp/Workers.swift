@@ -44,10 +44,10 @@ func makeGitHubClient(
 /// delivery recovery (when on). Empty when the App's id or key is not configured.
 func makeAppServices(
     configuration: AppConfiguration, client: PostgresClient, logger: Logger, metrics: any MetricsFactory
-) throws -> [any Service] {
+) async throws -> [any Service] {
     guard let github = try makeGitHubClient(configuration: configuration, logger: logger, metrics: metrics) else { return [] }
     var services: [any Service] = [GitHubClientService(client: github)]
-    services += try makeWorkerServices(
+    services += try await makeWorkerServices(
         configuration: configuration, client: client, github: github, logger: logger, workerPrefix: workerPrefix(),
         metrics: metrics)
     if let interval = configuration.recoveryInterval {
@@ -63,9 +63,9 @@ func makeAppServices(
 func makeWorkerServices(
     configuration: AppConfiguration, client: PostgresClient, github: GitHubClient, logger: Logger, workerPrefix: String,
     metrics: any MetricsFactory = NOOPMetricsHandler.instance
-) throws -> [any Service] {
+) async throws -> [any Service] {
     guard configuration.workers > 0 else { return [] }
-    try checkSandbox(configuration.agents, logger: logger)
+    try await checkSandbox(configuration.agents, logger: logger)
     var workerLogger = logger
     workerLogger[metadataKey: "component"] = "worker"
     let signal = WorkSignal()
@@ -108,13 +108,13 @@ func makeWorkerServices(
 
 /// Refuses to start workers whose agents need a jail this machine cannot make; warns about agents that
 /// run without one.
-func checkSandbox(_ catalog: AgentCatalog, logger: Logger) throws {
+func checkSandbox(_ catalog: AgentCatalog, logger: Logger) async throws {
     let jailed = catalog.names.filter { catalog.agents[$0]?.sandbox == .bwrap }
     let open = catalog.names.filter { catalog.agents[$0]?.sandbox == SandboxMode.none }
     for name in open {
         logger.warning("agent runs without a sandbox (sandbox: none): it can read what the bot's user can read", metadata: ["agent": "\(name)"])
     }
-    if !jailed.isEmpty, let problem = Sandbox.problem() {
+    if !jailed.isEmpty, let problem = await Sandbox.problem() {
         throw ConfigurationError(
             setting: "ASYNCCODE_CONFIG",
             problem: "agents \(jailed.joined(separator: ", ")) run in a bubblewrap jail, but \(problem); install bubblewrap (scripts/setup does) or set `sandbox: none` for them explicitly")
@@ -148,7 +148,7 @@ public func runWorkers(
             problem: "is not set; workers need the App's id and private key")
     }
     let services = [GitHubClientService(client: github)]
-        + (try makeWorkerServices(configuration: configuration, client: client, github: github, logger: logger,
+        + (try await makeWorkerServices(configuration: configuration, client: client, github: github, logger: logger,
                                   workerPrefix: workerPrefix(), metrics: metrics.factory))
     guard let port = configuration.workerMetricsPort else {
         let group = ServiceGroup(configuration: .init(

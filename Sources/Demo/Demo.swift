@@ -80,7 +80,7 @@ public struct Demo: Sendable {
     }
 
     private func run(database: DatabaseURL, migrations: URL, logger: Logger) async throws {
-        let agent = try writeAgent()
+        let agent = try await writeAgent()
         let simulatorLogger = Logger(label: "asynccode.demo.simulator") { _ in SwiftLogNoOpLogHandler() }
         let sim = try await GitHubSimulator.start(logger: simulatorLogger)
         do {
@@ -112,7 +112,7 @@ public struct Demo: Sendable {
         configuration.executorRetryBaseDelay = .seconds(1)
 
         let port = Mutex<Int?>(nil)
-        let app = try buildApplication(configuration: configuration, logger: logger) { bound in port.withLock { $0 = bound } }
+        let app = try await buildApplication(configuration: configuration, logger: logger) { bound in port.withLock { $0 = bound } }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await app.runService() }
             defer { group.cancelAll() }
@@ -205,7 +205,7 @@ public struct Demo: Sendable {
     }
 
     /// Writes the demo agent: a shell script that makes a visible edit to the README.
-    private func writeAgent() throws -> AgentCommand {
+    private func writeAgent() async throws -> AgentCommand {
         let folder = options.folder + "/agent"
         let script = folder + "/demo-agent.sh"
         try """
@@ -226,7 +226,7 @@ public struct Demo: Sendable {
         }
         var agent = AgentCommand(name: "demo", command: [script], timeout: .seconds(60))
         agent.binds = [folder]
-        agent.sandbox = Sandbox.problem() == nil ? .bwrap : .none
+        agent.sandbox = await Sandbox.problem() == nil ? .bwrap : .none
         return agent
     }
 

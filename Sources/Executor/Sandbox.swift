@@ -1,4 +1,10 @@
 import Foundation
+import Subprocess
+#if canImport(System)
+import System
+#else
+import SystemPackage
+#endif
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -109,7 +115,11 @@ public enum Sandbox {
     }
 
     /// Returns why the bubblewrap jail cannot run here, or `nil` when a trial run inside it works.
-    public static func problem() -> String? {
+    ///
+    /// The trial runs through swift-subprocess and is awaited, never waited for on a thread: Foundation's
+    /// `Process.waitUntilExit()` spins a run loop that can miss the child's exit under load, parking a
+    /// thread of the concurrency pool for good (two such threads stop everything on a 2-core machine).
+    public static func problem(timeout: Duration = .seconds(20)) async -> String? {
         guard FileManager.default.isExecutableFile(atPath: bwrapPath) else {
             return "\(bwrapPath) is missing (install the Debian package bubblewrap)"
         }
@@ -121,25 +131,40 @@ public enum Sandbox {
         probe.sandbox = .bwrap
         if runsAsRoot { _ = ["/home", "/repo"].map { chown(folder + $0, unprivilegedID, unprivilegedID) } }
         let arguments = command(for: probe, checkout: folder + "/repo", home: folder + "/home")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: arguments[0])
-        process.arguments = Array(arguments.dropFirst())
-        let errors = Pipe()
-        process.standardError = errors
-        process.standardOutput = FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
-        do {
-            try process.run()
-        } catch {
-            return "\(bwrapPath) cannot be started"
+        var options = PlatformOptions()
+        options.createSession = true
+        options.teardownSequence = [.gracefulShutDown(toProcessGroup: true, allowedDurationToNextStep: .seconds(1))]
+        let configuration = Configuration(
+            executable: .path(FilePath(arguments[0])), arguments: Arguments(Array(arguments.dropFirst())),
+            platformOptions: options)
+        enum Outcome: Sendable { case finished(TerminationStatus, String), timedOut, failed }
+        let outcome = await withTaskGroup(of: Outcome.self) { group in
+            group.addTask {
+                do {
+                    let result = try await Subprocess.run(configuration, output: .discarded, error: .string(limit: 64 * 1024))
+                    return .finished(result.terminationStatus, result.standardError)
+                } catch {
+                    return .failed
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return .timedOut
+            }
+            defer { group.cancelAll() }
+            return await group.next() ?? .failed
         }
-        let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            let line = message.split(separator: "\n").first.map(String.init) ?? "exit status \(process.terminationStatus)"
+        switch outcome {
+        case .failed:
+            return "\(bwrapPath) cannot be started"
+        case .timedOut:
+            return "a trial run in a bubblewrap jail did not end within \(timeout.components.seconds) s"
+        case .finished(.exited(0), _):
+            return nil
+        case .finished(let status, let message):
+            let line = message.split(separator: "\n").first.map(String.init) ?? "\(status)"
             return "bubblewrap cannot make a jail here: \(line)"
         }
-        return nil
     }
 
     /// Gives `path` and everything under it to `uid`:`gid` (the agent's user before a run, the bot's after).

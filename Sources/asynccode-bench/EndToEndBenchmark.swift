@@ -68,7 +68,7 @@ struct EndToEndBench: AsyncParsableCommand {
             configuration.agents = AgentCatalog(defaultAgent: "edit", agents: ["edit": agent])
             configuration.workspaceDirectory = folder + "/workspaces"
             let port = Mutex<Int?>(nil)
-            let app = try buildApplication(configuration: configuration, logger: logger) { bound in port.withLock { $0 = bound } }
+            let app = try await buildApplication(configuration: configuration, logger: logger) { bound in port.withLock { $0 = bound } }
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await app.runService() }
                 defer { group.cancelAll() }

@@ -66,7 +66,7 @@ struct ExecutorOverheadBench: AsyncParsableCommand {
             configuration.agents.limits = .none
             configuration.workspaceDirectory = folder + "/workspaces"
             let port = Mutex<Int?>(nil)
-            let app = try buildApplication(configuration: configuration, logger: logger) { bound in port.withLock { $0 = bound } }
+            let app = try await buildApplication(configuration: configuration, logger: logger) { bound in port.withLock { $0 = bound } }
             let client = PostgresClient(configuration: database.clientConfiguration(), backgroundLogger: logger)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await app.runService() }

@@ -97,7 +97,7 @@ struct Serve: AsyncParsableCommand {
         }
         await runOrFail {
             try await DatabaseProbe.check(configuration.databaseURL, logger: logger)
-            let app = try buildApplication(configuration: configuration, logger: logger) { port in
+            let app = try await buildApplication(configuration: configuration, logger: logger) { port in
                 logger.info("serving", metadata: ["http.host": "\(configuration.host)", "http.port": "\(port)"])
             }
             try await app.runService()

@@ -32,7 +32,7 @@ func makeTasks(_ db: TestDatabase, _ ids: (account: Int64, installation: Int64, 
     return made.sorted()
 }
 
-@Suite struct CreditLedgerTests {
+@Suite(.timeLimit(.minutes(10))) struct CreditLedgerTests {
     @Test func newAccountsStartWithAWelcomeBonusInTheLedger() async throws {
         try await TestDatabase.with { db in
             let ids = try await makeAccount(db)
@@ -177,7 +177,7 @@ func makeTasks(_ db: TestDatabase, _ ids: (account: Int64, installation: Int64, 
     }
 }
 
-@Suite struct UsageGateTests {
+@Suite(.timeLimit(.minutes(10))) struct UsageGateTests {
     @Test func runningTasksPerRepositoryAdmitsOnlyTheLimitAtOnce() async throws {
         try await TestDatabase.with { db in
             let ids = try await makeAccount(db)
@@ -217,7 +217,7 @@ func makeTasks(_ db: TestDatabase, _ ids: (account: Int64, installation: Int64, 
     }
 }
 
-@Suite struct ModelCatalogStoreTests {
+@Suite(.timeLimit(.minutes(10))) struct ModelCatalogStoreTests {
     @Test func syncKeepsRemovedModelsAsInactive() async throws {
         try await TestDatabase.with { db in
             let store = ModelCatalogStore(client: db.client, logger: db.logger)
@@ -240,7 +240,7 @@ func makeTasks(_ db: TestDatabase, _ ids: (account: Int64, installation: Int64, 
     }
 }
 
-@Suite struct PricingTests {
+@Suite(.timeLimit(.minutes(10))) struct PricingTests {
     @Test func estimateAndCost() {
         let perMinute = Pricing(costPerMinute: Decimal(string: "0.5")!)
         #expect(perMinute.estimate(timeout: .seconds(1800), budget: nil) == 15)

@@ -3,7 +3,7 @@ import Testing
 import TestSupport
 
 /// `asynccode credits`: the built binary against a real database.
-@Suite struct CreditsCommandTests {
+@Suite(.timeLimit(.minutes(10))) struct CreditsCommandTests {
     static let binary = TestEnvironment.packageRoot.appendingPathComponent(".build/debug/asynccode").path
 
     func credits(_ db: TestDatabase, _ arguments: [String]) async throws -> (status: Int32, output: String) {

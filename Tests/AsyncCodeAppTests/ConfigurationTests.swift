@@ -13,7 +13,7 @@ struct FailingStore: DeliveryRecording {
     func record(_ plan: DeliveryPlan) async throws -> DeliveryOutcome { throw Down() }
 }
 
-@Suite struct WebhookControllerTests {
+@Suite(.timeLimit(.minutes(10))) struct WebhookControllerTests {
     @Test func databaseFailureIs503() async throws {
         let router = Router()
         var logger = Logger(label: "t")
@@ -29,7 +29,7 @@ struct FailingStore: DeliveryRecording {
     }
 }
 
-@Suite struct ConfigurationTests {
+@Suite(.timeLimit(.minutes(10))) struct ConfigurationTests {
     let base = ["DATABASE_URL": "postgres://u:dbpass@127.0.0.1:5432/db", "GITHUB_WEBHOOK_SECRET": "whsecret",
                 "ASYNCCODE_MIGRATIONS_DIR": TestEnvironment.migrationsDirectory.path]
 
@@ -108,7 +108,7 @@ struct FailingStore: DeliveryRecording {
     }
 }
 
-@Suite struct ExecutableTests {
+@Suite(.timeLimit(.minutes(10))) struct ExecutableTests {
     static let binary = TestEnvironment.packageRoot.appendingPathComponent(".build/debug/asynccode")
 
     /// Runs the built binary without blocking a thread; returns its status and output.
@@ -145,7 +145,7 @@ struct FailingStore: DeliveryRecording {
     }
 }
 
-@Suite struct JSONLogTests {
+@Suite(.timeLimit(.minutes(10))) struct JSONLogTests {
     final class Lines: @unchecked Sendable {
         private let lock = NSLock()
         private var storage: [String] = []

@@ -14,7 +14,7 @@ import TestSupport
 
 /// Random bodies, headers and signatures against the webhook route: it never crashes or answers 5xx,
 /// and only a delivery with a good signature is ever written.
-@Suite struct IntakeFuzzTests {
+@Suite(.timeLimit(.minutes(10))) struct IntakeFuzzTests {
     /// A random-number generator with a fixed seed, so a failure can be replayed (SplitMix64).
     struct SeededGenerator: RandomNumberGenerator {
         var state: UInt64

@@ -25,7 +25,7 @@ func withIntake(
         configuration.metricsToken = metricsToken
         var logger = Logger(label: "intake-test")
         logger.logLevel = .critical
-        let app = try buildApplication(configuration: configuration, logger: logger)
+        let app = try await buildApplication(configuration: configuration, logger: logger)
         try await app.test(setup) { client in try await body(client, db) }
     }
 }
@@ -71,7 +71,7 @@ func commentPayload(_ text: String, commentID: Int = 492700400, senderType: Stri
     return Array(try JSONSerialization.data(withJSONObject: object))
 }
 
-@Suite struct IntakeHTTPTests {
+@Suite(.timeLimit(.minutes(10))) struct IntakeHTTPTests {
     @Test func everyExampleIsAccepted() async throws {
         let examples = TestEnvironment.handledWebhookExamples()
         #expect(examples.count >= 70)

@@ -7,7 +7,7 @@ import TestSupport
 
 /// The README cannot rot: its commands parse, its settings table names every setting the code reads,
 /// and its YAML (and the agent recipes file) load.
-@Suite struct ReadmeTests {
+@Suite(.timeLimit(.minutes(10))) struct ReadmeTests {
     static let root = TestEnvironment.packageRoot
     static let readme = (try? String(contentsOf: root.appendingPathComponent("README.md"), encoding: .utf8)) ?? ""
     static let binary = root.appendingPathComponent(".build/debug/asynccode").path

@@ -5,7 +5,7 @@ import Testing
 
 /// The command parser under generated comments: it never crashes, its output stays bounded, and text
 /// that cannot hold a command (quoted, fenced, without `/asynccode`) gives none.
-@Suite struct CommandParserPropertyTests {
+@Suite(.timeLimit(.minutes(10))) struct CommandParserPropertyTests {
     let parser = CommandParser()
 
     /// Lines that exercise the grammar and Markdown: commands, flags, fences, quotes, HTML comments,

@@ -2,7 +2,7 @@ import Commands
 import Models
 import Testing
 
-@Suite struct CommandParserTests {
+@Suite(.timeLimit(.minutes(10))) struct CommandParserTests {
     let parser = CommandParser()
 
     func commands(_ body: String) -> [ParsedCommand] { parser.parse(body).commands }

@@ -4,7 +4,7 @@ import PostgresNIO
 import Testing
 import TestSupport
 
-@Suite struct SQLStatementSplitterTests {
+@Suite(.timeLimit(.minutes(10))) struct SQLStatementSplitterTests {
     @Test func splitsAtTopLevelSemicolonsOnly() {
         let script = """
             -- a comment; with a semicolon
@@ -32,7 +32,7 @@ import TestSupport
     }
 }
 
-@Suite struct DatabaseURLTests {
+@Suite(.timeLimit(.minutes(10))) struct DatabaseURLTests {
     @Test func parsesAndHidesThePassword() throws {
         let url = try DatabaseURL("postgres://bot:s3cr%40t@db.example:6543/asynccode")
         #expect(url.username == "bot")
@@ -57,7 +57,7 @@ import TestSupport
     }
 }
 
-@Suite struct MigrationTests {
+@Suite(.timeLimit(.minutes(10))) struct MigrationTests {
     func migrations() throws -> [Migration] { try Migration.load(from: TestEnvironment.migrationsDirectory) }
 
     @Test func appliesOnceAndIsIdempotent() async throws {
@@ -167,7 +167,7 @@ import TestSupport
     }
 }
 
-@Suite struct DeadlineQueryTests {
+@Suite(.timeLimit(.minutes(10))) struct DeadlineQueryTests {
     @Test func aQueryPastItsDeadlineFailsAndClosesItsConnection() async throws {
         try await TestDatabase.with { db in
             let connection = try await PostgresConnection.connect(

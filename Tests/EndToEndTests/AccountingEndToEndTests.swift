@@ -5,7 +5,7 @@ import TestSupport
 
 /// Credits, usage limits and per-repository settings as a GitHub user meets them: commands through the
 /// simulator, the real application and scripted agents, then the ledger, the comments and the pushes.
-@Suite(.serialized) struct AccountingEndToEndTests {
+@Suite(.serialized, .timeLimit(.minutes(10))) struct AccountingEndToEndTests {
     /// The paying account's balance, and whether it equals the sum of its ledger.
     func balance(_ e2e: EndToEnd) async throws -> (balance: Decimal, ledger: Decimal) {
         let balance = try #require(try await e2e.db.scalar("SELECT credits FROM accounts WHERE login = 'acme'", as: Decimal.self))

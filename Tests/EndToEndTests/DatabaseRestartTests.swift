@@ -83,7 +83,7 @@ struct PrivateCluster {
     }
 }
 
-@Suite(.serialized) struct DatabaseRestartTests {
+@Suite(.serialized, .timeLimit(.minutes(10))) struct DatabaseRestartTests {
     // This test found a hang: PostgresNIO can leave a query unanswered forever when the server closes the
     // connection as the query is written, and the intake's timeout waited for it. Every intake statement now
     // has a deadline that does not wait for the query (`PostgresConnection.rows(_:logger:deadline:)`).
@@ -116,7 +116,7 @@ struct PrivateCluster {
             configuration.workers = 0
             configuration.recoveryInterval = nil
             let port = Mutex<Int?>(nil)
-            let app = try buildApplication(configuration: configuration, logger: logger) { bound in port.withLock { $0 = bound } }
+            let app = try await buildApplication(configuration: configuration, logger: logger) { bound in port.withLock { $0 = bound } }
             let client = PostgresClient(configuration: url.clientConfiguration(), backgroundLogger: logger)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await app.runService() }

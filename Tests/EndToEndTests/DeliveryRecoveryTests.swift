@@ -7,7 +7,7 @@ import Testing
 import TestSupport
 
 /// GitHub never redelivers a failed webhook by itself: recovery finds the ones we never recorded.
-@Suite(.serialized) struct DeliveryRecoveryTests {
+@Suite(.serialized, .timeLimit(.minutes(10))) struct DeliveryRecoveryTests {
     @Test func aDeliveryThatFailedIsRedeliveredAndMakesItsTaskOnce() async throws {
         try await EndToEnd.with { e2e in
             let issue = e2e.issue()

@@ -11,7 +11,7 @@ func sleeperIsRunning() async throws -> Bool {
     try await TestSupport.run(["pgrep", "-f", "sleep 3141"]).status == 0
 }
 
-@Suite(.serialized) struct ExecutorEndToEndTests {
+@Suite(.serialized, .timeLimit(.minutes(10))) struct ExecutorEndToEndTests {
     @Test func commentBecomesAPullRequestThatClosesTheIssue() async throws {
         try await EndToEnd.with { e2e in
             let issue = e2e.issue()

@@ -5,7 +5,7 @@ import TestSupport
 
 /// GitHub on a bad day: half of the REST calls fail (502, and a fifth of those secondary rate limits).
 /// Every task still ends, completed or failed with a reason, and nothing is done twice.
-@Suite(.serialized) struct FaultInjectionTests {
+@Suite(.serialized, .timeLimit(.minutes(10))) struct FaultInjectionTests {
     @Test func gitHubFailingHalfItsCallsEndsEveryTaskWithoutDuplicates() async throws {
         try await EndToEnd.with(workers: 2) { e2e in
             e2e.sim.injectRandomFailures(rate: 0.5, rateLimitShare: 0.2, seed: 0xC4A05)

@@ -232,7 +232,7 @@ struct EndToEnd: Sendable {
                 let logs = LogCapture()
                 let logger = logs.logger(label: "e2e", level: .debug)
                 let port = Mutex<Int?>(nil)
-                let app = try buildApplication(configuration: configuration, logger: logger) { bound in
+                let app = try await buildApplication(configuration: configuration, logger: logger) { bound in
                     port.withLock { $0 = bound }
                 }
                 try await withThrowingTaskGroup(of: Void.self) { group in

@@ -3,7 +3,7 @@ import Testing
 import TestSupport
 
 /// `asynccode receive`: the built binary signs a payload file and delivers it to a running bot.
-@Suite struct ReceiveCommandTests {
+@Suite(.timeLimit(.minutes(10))) struct ReceiveCommandTests {
     static let binary = TestEnvironment.packageRoot.appendingPathComponent(".build/debug/asynccode").path
     static let payload = TestEnvironment.fixturesDirectory.appendingPathComponent("webhooks/issue_comment/created.with-installation.payload.json").path
 

@@ -12,7 +12,7 @@ import TestSupport
 
 /// The setup wizard through GitHub's manifest flow, against the simulator: a browser's steps, the
 /// refusals that write nothing, and an App that works without a restart.
-@Suite(.serialized) struct SetupWizardTests {
+@Suite(.serialized, .timeLimit(.minutes(10))) struct SetupWizardTests {
     static let publicURL = "https://asynccode.test"
     static let token = "setup-token-0123456789abcdef"
 
@@ -72,7 +72,7 @@ import TestSupport
 
                 let logs = LogCapture()
                 let port = Mutex<Int?>(nil)
-                let app = try buildApplication(configuration: configuration, logger: logs.logger(label: "setup", level: .debug)) { bound in
+                let app = try await buildApplication(configuration: configuration, logger: logs.logger(label: "setup", level: .debug)) { bound in
                     port.withLock { $0 = bound }
                 }
                 let http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup,

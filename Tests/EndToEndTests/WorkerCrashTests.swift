@@ -8,7 +8,7 @@ import Glibc
 #endif
 
 /// `asynccode worker` processes: one is killed with SIGKILL mid-task, another takes the task back.
-@Suite(.serialized) struct WorkerCrashTests {
+@Suite(.serialized, .timeLimit(.minutes(10))) struct WorkerCrashTests {
     static let binary = TestEnvironment.packageRoot.appendingPathComponent(".build/debug/asynccode").path
 
     /// Starts `asynccode worker` against the end-to-end setup.

@@ -23,7 +23,7 @@ func isAlive(_ pidFile: String) -> Bool {
     return kill(pid, 0) == 0
 }
 
-@Suite struct AgentRunnerTests {
+@Suite(.timeLimit(.minutes(10))) struct AgentRunnerTests {
     let runner = AgentRunner(outputLimit: 64 * 1024, killGrace: .seconds(1))
 
     @Test func runsWithThePromptOnStandardInput() async throws {

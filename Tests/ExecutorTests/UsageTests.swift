@@ -5,7 +5,7 @@ import Foundation
 import Testing
 import TestSupport
 
-@Suite struct UsageLineTests {
+@Suite(.timeLimit(.minutes(10))) struct UsageLineTests {
     @Test func parsesOnlyWellFormedUsageLines() {
         #expect(UsageLine.parse(#"{"asynccode_usage": {"input_tokens": 12, "output_tokens": 30}}"#) == TokenUsage(inputTokens: 12, outputTokens: 30))
         #expect(UsageLine.parse(#"  {"asynccode_usage":{"output_tokens":5}}  "#) == TokenUsage(inputTokens: 0, outputTokens: 5))
@@ -69,7 +69,7 @@ import TestSupport
     }
 }
 
-@Suite struct UsageWrapperTests {
+@Suite(.timeLimit(.minutes(10))) struct UsageWrapperTests {
     static let wrappers = TestEnvironment.packageRoot.appendingPathComponent("agents/usage").path
 
     @Test func claudeWrapperMapsClaudeCodesJSONOutput() async throws {
@@ -106,7 +106,7 @@ import TestSupport
     }
 }
 
-@Suite struct PricingConfigurationTests {
+@Suite(.timeLimit(.minutes(10))) struct PricingConfigurationTests {
     @Test func catalogReadsPricesAndLimits() throws {
         let catalog = try AgentCatalog.parse(yaml: """
             defaultAgent: claude

@@ -3,7 +3,7 @@ import Foundation
 import Testing
 import TestSupport
 
-@Suite struct JSONProbeTests {
+@Suite(.timeLimit(.minutes(10))) struct JSONProbeTests {
     func probe(_ text: String) -> JSONProbe.Fields? {
         Array(text.utf8).withUnsafeBytes { JSONProbe.probe($0) }
     }
@@ -96,7 +96,7 @@ import TestSupport
     }
 }
 
-@Suite struct WordScanTests {
+@Suite(.timeLimit(.minutes(10))) struct WordScanTests {
     /// Every placement and case of the word, and near misses, against a plain search.
     @Test func findsTheWordWhereverItIs() {
         let needle = Array("asynccode".utf8)

@@ -24,7 +24,7 @@ func setPath(_ object: inout [String: Any], _ keys: [String], _ value: Any) {
     object[first] = child
 }
 
-@Suite struct WebhookDecoderTests {
+@Suite(.timeLimit(.minutes(10))) struct WebhookDecoderTests {
     let decoder = WebhookDecoder()
 
     @Test func everyHandledEventHasExamples() {
@@ -257,7 +257,7 @@ func setPath(_ object: inout [String: Any], _ keys: [String], _ value: Any) {
     }
 }
 
-@Suite struct WebhookVerifierTests {
+@Suite(.timeLimit(.minutes(10))) struct WebhookVerifierTests {
     @Test func acceptsCurrentAndPreviousSecret() {
         let body = Array(#"{"a":1}"#.utf8)
         let verifier = WebhookVerifier(secrets: ["new", "old"])
@@ -280,7 +280,7 @@ func setPath(_ object: inout [String: Any], _ keys: [String], _ value: Any) {
     }
 }
 
-@Suite struct ReviewFollowUpTests {
+@Suite(.timeLimit(.minutes(10))) struct ReviewFollowUpTests {
     let decoder = WebhookDecoder()
 
     func review(state: String, body: String?, head: String = "asynccode/7-fix-readme", author: String = "asynccode[bot]",
@@ -327,7 +327,7 @@ func setPath(_ object: inout [String: Any], _ keys: [String], _ value: Any) {
     }
 }
 
-@Suite struct ReviewCommentContextTests {
+@Suite(.timeLimit(.minutes(10))) struct ReviewCommentContextTests {
     @Test func aCommandOnALineCarriesTheFileLineAndDiff() throws {
         let body = try editedFixture("pull_request_review_comment/created.payload.json") { object in
             setPath(&object, ["comment", "body"], "/asynccode rename this heading")

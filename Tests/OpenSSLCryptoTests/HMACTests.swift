@@ -10,7 +10,7 @@ struct HMACVector: Decodable {
     var x_hub_signature_256: String
 }
 
-@Suite struct HMACTests {
+@Suite(.timeLimit(.minutes(10))) struct HMACTests {
     static let vectors: [HMACVector] = {
         let data = Data(try! TestEnvironment.fixture("hmac-test-vectors.json"))
         return try! JSONDecoder().decode([HMACVector].self, from: data)

@@ -27,7 +27,7 @@ final class Gate: Sendable {
     }
 }
 
-@Suite struct BatchCombinerTests {
+@Suite(.timeLimit(.minutes(10))) struct BatchCombinerTests {
     @Test func requestsArrivingDuringABatchShareTheNextOne() async throws {
         let batches = Mutex<[[Int]]>([])
         let firstGate = Gate()

@@ -33,7 +33,7 @@ func insertTasks(_ db: TestDatabase, issues: [Int64], priority: Int32 = 2, runAf
     return ids
 }
 
-@Suite struct TaskQueueTests {
+@Suite(.timeLimit(.minutes(10))) struct TaskQueueTests {
     @Test func claimsByPriorityThenAgeAndRespectsRunAfter() async throws {
         try await TestDatabase.with { db in
             let queue = TaskQueue(client: db.client, logger: db.logger)
@@ -176,7 +176,7 @@ func insertTasks(_ db: TestDatabase, issues: [Int64], priority: Int32 = 2, runAf
     }
 }
 
-@Suite struct AcknowledgementAndCancelTests {
+@Suite(.timeLimit(.minutes(10))) struct AcknowledgementAndCancelTests {
     @Test func aTaskBeingAcknowledgedIsNotClaimedUntilTheHoldEnds() async throws {
         try await TestDatabase.with { (db: TestDatabase) async throws in
             let queue = TaskQueue(client: db.client, logger: db.logger)

@@ -33,7 +33,7 @@ func poll(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool
     return false
 }
 
-@Suite struct WorkSignalTests {
+@Suite(.timeLimit(.minutes(10))) struct WorkSignalTests {
     @Test func notifyWakesAndGenerationClosesTheGap() async {
         let signal = WorkSignal()
         let before = signal.generation
@@ -58,7 +58,7 @@ func poll(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool
     }
 }
 
-@Suite struct TaskWorkerTests {
+@Suite(.timeLimit(.minutes(10))) struct TaskWorkerTests {
     @Test func notificationStartsAnIdleWorkerAtOnce() async throws {
         try await TestDatabase.with { db in
             let queue = TaskQueue(client: db.client, logger: db.logger)
@@ -138,7 +138,7 @@ func poll(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool
     }
 }
 
-@Suite struct TaskWorkerReapingTests {
+@Suite(.timeLimit(.minutes(10))) struct TaskWorkerReapingTests {
     /// A task whose worker died is taken back by a live worker's periodic reaping and run.
     @Test func aLiveWorkerTakesBackADeadWorkersTask() async throws {
         try await TestDatabase.with { db in

@@ -1,7 +1,7 @@
 import RepositoryConfiguration
 import Testing
 
-@Suite struct PathGlobTests {
+@Suite(.timeLimit(.minutes(10))) struct PathGlobTests {
     struct Case: Sendable, CustomTestStringConvertible {
         var pattern: String
         var path: String

@@ -1,7 +1,7 @@
 import RepositoryConfiguration
 import Testing
 
-@Suite struct RepositoryConfigurationTests {
+@Suite(.timeLimit(.minutes(10))) struct RepositoryConfigurationTests {
     /// Returns the error `parse` throws for `text`, or `nil` when it parses.
     func error(_ text: String) -> RepositoryConfigurationError? {
         do {

@@ -85,7 +85,7 @@ struct DeferredAppServices: Service, CustomStringConvertible {
         }
         guard let configuration else { return }
         await migrated.wait()
-        let services = try makeAppServices(configuration: configuration, client: client, logger: logger, metrics: metrics)
+        let services = try await makeAppServices(configuration: configuration, client: client, logger: logger, metrics: metrics)
         guard !services.isEmpty else { return }
         logger.info("GitHub App registered: starting the workers", metadata: ["workers": "\(configuration.workers)"])
         let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) }, logger: logger))
