@@ -59,7 +59,8 @@ func makeAppServices(
 }
 
 /// Returns the services that run tasks: the LISTEN connection, `configuration.workers` task workers and
-/// one control-command worker, all sharing `client` and `github`. Empty when there are no workers to run.
+/// one control-command worker, all sharing `client` and `github`, and the queue's own pool. Empty when there are
+/// no workers to run.
 func makeWorkerServices(
     configuration: AppConfiguration, client: PostgresClient, github: GitHubClient, logger: Logger, workerPrefix: String,
     metrics: any MetricsFactory = NOOPMetricsHandler.instance
@@ -69,7 +70,11 @@ func makeWorkerServices(
     var workerLogger = logger
     workerLogger[metadataKey: "component"] = "worker"
     let signal = WorkSignal()
-    let queue = TaskQueue(client: client, logger: workerLogger, leaseDuration: configuration.leaseDuration)
+    // The queue has a pool of its own, whose sessions keep one plan per prepared statement.
+    let queueClient = PostgresClient(
+        configuration: configuration.databaseURL.queueClientConfiguration(maximumConnections: min(20, configuration.workers + 2)),
+        backgroundLogger: workerLogger)
+    let queue = TaskQueue(client: queueClient, logger: workerLogger, leaseDuration: configuration.leaseDuration)
     let store = TaskStore(client: client, logger: workerLogger)
     var settings = ExecutorSettings(workspaceRoot: configuration.workspaceDirectory)
     settings.caBundlePath = configuration.caBundlePath
@@ -87,6 +92,7 @@ func makeWorkerServices(
         api: github, store: store, queue: queue, catalog: configuration.agents, settings: settings, accounting: accounting,
         logger: workerLogger)
     var services: [any Service] = [
+        queueClient,
         WorkListener(url: configuration.databaseURL, signal: signal, logger: workerLogger),
         ModelCatalogSync(store: ModelCatalogStore(client: client, logger: workerLogger), models: configuration.agents.models,
                          logger: workerLogger),

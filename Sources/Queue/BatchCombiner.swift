@@ -3,10 +3,10 @@ import Synchronization
 /// Runs concurrent requests of one kind as batches: one statement answers everyone who asked while the
 /// previous one was in flight.
 ///
-/// There is no background task. The first caller to find nothing in flight runs a batch of one (itself);
-/// callers arriving meanwhile wait, and when that batch ends the first of them runs the next batch for all
-/// of them. An idle system therefore pays no wait, and a busy one pays one round trip per batch instead of
-/// one per request. At most one batch is in flight at a time, except that a batch still running at its
+/// There is no background task. A caller that finds fewer than `maxInFlight` batches running runs a batch
+/// of one (itself); callers arriving while none can start wait, and when a batch ends the first of them runs
+/// the next batch for all of them. An idle system therefore pays no wait, and a busy one pays one round trip per batch instead of
+/// one per request. At most `maxInFlight` batches run at once, except that a batch still running at its
 /// deadline (a database call that never returns) answers its waiters with ``BatchDeadlineExceeded`` and
 /// hands the next batch to them: one stuck call can hold up only the caller that made it.
 public final class BatchCombiner<Request: Sendable, Response: Sendable>: Sendable {
@@ -26,19 +26,22 @@ public final class BatchCombiner<Request: Sendable, Response: Sendable>: Sendabl
     }
 
     private struct State: Sendable {
-        var running = false
+        var running = 0
         var waiting: [Waiter] = []
     }
 
     private let maxBatch: Int
+    private let maxInFlight: Int
     private let deadline: Duration
     private let execute: Execute
     private let state = Mutex(State())
 
-    /// Creates a combiner that runs at most `maxBatch` requests per call of `execute`; a batch still running
-    /// after `deadline` fails its waiters (not its leader, which waits for its own call).
-    public init(maxBatch: Int, deadline: Duration = .seconds(15), execute: @escaping Execute) {
+    /// Creates a combiner that runs at most `maxBatch` requests per call of `execute` and at most
+    /// `maxInFlight` calls at once; a batch still running after `deadline` fails its waiters (not its leader,
+    /// which waits for its own call).
+    public init(maxBatch: Int, maxInFlight: Int = 1, deadline: Duration = .seconds(15), execute: @escaping Execute) {
         self.maxBatch = max(1, maxBatch)
+        self.maxInFlight = max(1, maxInFlight)
         self.deadline = deadline
         self.execute = execute
     }
@@ -49,15 +52,15 @@ public final class BatchCombiner<Request: Sendable, Response: Sendable>: Sendabl
     /// Returns the response to `request`, run in a batch with whatever else was asked meanwhile.
     public func submit(_ request: Request) async throws -> Response {
         let leads = state.withLock { state -> Bool in
-            if state.running { return false }
-            state.running = true
+            if state.running >= maxInFlight { return false }
+            state.running += 1
             return true
         }
         if leads { return try await runBatches(first: request) }
         let turn = await withCheckedContinuation { (continuation: CheckedContinuation<Turn, Never>) in
             let leadsNow = state.withLock { state -> Bool in
-                if !state.running {
-                    state.running = true
+                if state.running < maxInFlight {
+                    state.running += 1
                     return true
                 }
                 state.waiting.append(Waiter(request: request, continuation: continuation))
@@ -90,7 +93,7 @@ public final class BatchCombiner<Request: Sendable, Response: Sendable>: Sendabl
             guard first else { return }
             let next = self.state.withLock { state -> Waiter? in
                 guard !state.waiting.isEmpty else {
-                    state.running = false
+                    state.running -= 1
                     return nil
                 }
                 return state.waiting.removeFirst()

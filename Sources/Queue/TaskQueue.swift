@@ -42,16 +42,21 @@ public struct TaskQueue: Sendable {
     /// How long a claim holds before another worker may take the task; workers renew well before.
     public let leaseDuration: Duration
 
-    private let claims: BatchCombiner<String, ClaimResult>
+    private let claims: BatchCombiner<ClaimRequest, Handout>
     private let completions: BatchCombiner<Completion, Bool>
 
-    /// Creates the queue; `maxBatch` bounds how many claims (or completions) one statement serves.
-    public init(client: PostgresClient, logger: Logger, leaseDuration: Duration = .seconds(60), maxBatch: Int = 64) {
+    /// Creates the queue; `maxBatch` bounds how many claims (or completions) one statement serves, and
+    /// `claimsInFlight` how many claim statements run at once (two keep a second database core busy while
+    /// the first statement's results are handed out).
+    public init(
+        client: PostgresClient, logger: Logger, leaseDuration: Duration = .seconds(60), maxBatch: Int = 64,
+        claimsInFlight: Int = 2
+    ) {
         self.client = client
         self.logger = logger
         self.leaseDuration = leaseDuration
-        claims = BatchCombiner(maxBatch: maxBatch) { workers in
-            try await Self.claim(workers: workers, client: client, logger: logger, leaseDuration: leaseDuration)
+        claims = BatchCombiner(maxBatch: maxBatch, maxInFlight: claimsInFlight) { requests in
+            try await Self.claim(requests, client: client, logger: logger, leaseDuration: leaseDuration)
         }
         completions = BatchCombiner(maxBatch: maxBatch) { completions in
             try await Self.complete(completions, client: client, logger: logger)
@@ -64,13 +69,51 @@ public struct TaskQueue: Sendable {
     /// Workers of one process that ask at the same time are served by one statement.
     public func claim(worker: String) async throws -> ClaimedTask? {
         for _ in 0..<Self.claimRounds {
-            switch try await claims.submit(worker) {
+            switch try await claims.submit(ClaimRequest(worker: worker)).result {
             case .claimed(let task): return task
             case .none: return nil
             case .passedOver: continue
             }
         }
         return nil
+    }
+
+    /// Records `taskID` completed and claims `worker`'s next task in the same statement (shared with the
+    /// other workers claiming meanwhile), so a busy worker pays one round trip per task instead of two.
+    ///
+    /// - Returns: whether the completion was recorded (`false`: `worker` no longer held the task), and the
+    ///   next task as ``claim(worker:)`` would return it.
+    public func completeAndClaim(taskID: Int64, worker: String) async throws -> (completed: Bool, next: ClaimedTask?) {
+        let handout = try await claims.submit(ClaimRequest(worker: worker, completing: taskID))
+        let completed: Bool
+        switch handout.completion {
+        case .recorded: completed = true
+        case .notHeld: completed = false
+        case .notTried, nil: completed = try await complete(taskID: taskID, worker: worker)
+        }
+        if case .claimed(let task) = handout.result { return (completed, task) }
+        // In the statement's snapshot the finished task still ran, so a task of its thread waited: ask again.
+        return (completed, try await claim(worker: worker))
+    }
+
+    /// A worker asking for a task, and the task it finished (recorded first), if any.
+    struct ClaimRequest: Sendable, Hashable {
+        var worker: String
+        var completing: Int64?
+    }
+
+    /// What one worker got from a batched claim.
+    struct Handout: Sendable, Hashable {
+        enum Completion: Sendable, Hashable {
+            case recorded
+            /// The worker no longer held the task (its lease ran out and it was taken back).
+            case notHeld
+            /// The statement failed before recording it: record it on its own.
+            case notTried
+        }
+
+        var completion: Completion?
+        var result: ClaimResult
     }
 
     /// What one worker got from a batched claim.
@@ -86,20 +129,30 @@ public struct TaskQueue: Sendable {
     /// How often ``claim(worker:)`` asks again when it was passed over.
     static var claimRounds: Int { 4 }
 
-    /// Claims up to one task for each of `workers` in one statement, in queue order, at most one per issue or
-    /// pull request; returns one result per worker, in order.
+    /// Records the completions `requests` carry, then claims up to one task for each requesting worker, in
+    /// one statement: in queue order, at most one per issue or pull request. Returns one handout per
+    /// request, in order.
     private static func claim(
-        workers: [String], client: PostgresClient, logger: Logger, leaseDuration: Duration
-    ) async throws -> [ClaimResult] {
-        guard !workers.isEmpty else { return [] }
+        _ requests: [ClaimRequest], client: PostgresClient, logger: Logger, leaseDuration: Duration
+    ) async throws -> [Handout] {
+        guard !requests.isEmpty else { return [] }
+        let workers = requests.map(\.worker)
+        let completing = requests.compactMap { request in request.completing.map { ($0, request.worker) } }
         // A few extra candidates, so tasks of one thread queued together do not starve the workers.
-        let statement = ClaimStatement(workers: workers, limit: workers.count * 2 + 2, leaseSeconds: leaseDuration.inSeconds)
+        let statement = ClaimStatement(
+            workers: workers, limit: workers.count * 2 + 2, leaseSeconds: leaseDuration.inSeconds,
+            completingIDs: completing.map(\.0), completingWorkers: completing.map(\.1))
         do {
             var byWorker: [String: ClaimedTask] = [:]
+            var completed = Set<Int64>()
             var candidates: Int64 = 0
-            for try await (id, kind, repositoryID, issueNumber, isPullRequest, agent, prompt, targetBranch, attempts, maxAttempts, waitedMS, owner, seen)
+            for try await (id, kind, repositoryID, issueNumber, isPullRequest, agent, prompt, targetBranch, attempts, maxAttempts, waitedMS, owner, seen, doneID)
                 in try await client.execute(statement, logger: logger) {
-                candidates = seen
+                if let doneID {
+                    completed.insert(doneID)
+                    continue
+                }
+                candidates = seen ?? 0
                 guard let id, let repositoryID, let issueNumber, let owner else { continue }
                 byWorker[owner] = ClaimedTask(
                     id: id, kind: kind.flatMap(TaskKind.init(rawValue:)) ?? .code, repositoryID: repositoryID,
@@ -109,11 +162,15 @@ public struct TaskQueue: Sendable {
             }
             // Candidates were passed over (several of one thread, or the batch was full): there may be more.
             let more = candidates >= Int64(statement.limit) || candidates > Int64(byWorker.count)
-            return workers.map { byWorker[$0].map(ClaimResult.claimed) ?? (more ? .passedOver : .none) }
+            return requests.map { request in
+                Handout(
+                    completion: request.completing.map { completed.contains($0) ? .recorded : .notHeld },
+                    result: byWorker[request.worker].map(ClaimResult.claimed) ?? (more ? .passedOver : .none))
+            }
         } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
             // Another process started a task of the same thread at the same moment: ask again, and that
-            // thread's running task is then seen.
-            return workers.map { _ in .passedOver }
+            // thread's running task is then seen. Nothing of the statement was recorded.
+            return requests.map { Handout(completion: $0.completing.map { _ in .notTried }, result: .passedOver) }
         }
     }
 
@@ -270,10 +327,18 @@ public struct TaskQueue: Sendable {
     }
 }
 
-/// The batched claim, prepared once per connection (its plan costs more than its run).
+/// The batched claim, prepared once per connection (its plan costs more than its run). It first records
+/// the completions of the workers asking (`$4`, `$5`), whose tasks therefore still count as running for
+/// this claim: a task of the same thread waits for the next one.
 struct ClaimStatement: PostgresPreparedStatement {
     static let sql = """
-        WITH workers AS (
+        WITH done AS (
+            UPDATE tasks SET status = 'completed', completed_at = now(), updated_at = now(), lease_owner = NULL,
+                lease_expires_at = NULL
+            FROM unnest($4::int8[], $5::text[]) AS d(id, owner)
+            WHERE tasks.id = d.id AND tasks.lease_owner = d.owner AND tasks.status = 'running'
+            RETURNING tasks.id
+        ), workers AS (
             SELECT w, n FROM unnest($1::text[]) WITH ORDINALITY AS u(w, n)
         ), candidates AS (
             SELECT t.id, t.repository_id, t.issue_number, t.priority, t.created_at FROM tasks t
@@ -295,7 +360,7 @@ struct ClaimStatement: PostgresPreparedStatement {
             UPDATE tasks SET
                 status = 'running', attempts = tasks.attempts + 1, lease_owner = workers.w,
                 lease_expires_at = now() + make_interval(secs => $3),
-                started_at = COALESCE(tasks.started_at, now()), error = NULL, ack_owner = NULL
+                started_at = COALESCE(tasks.started_at, now()), error = NULL, ack_owner = NULL, updated_at = now()
             FROM numbered JOIN workers USING (n)
             WHERE tasks.id = numbered.id
             RETURNING tasks.id, tasks.kind::text, tasks.repository_id, tasks.issue_number, tasks.is_pull_request,
@@ -305,20 +370,26 @@ struct ClaimStatement: PostgresPreparedStatement {
         )
         SELECT c.id, c.kind, c.repository_id, c.issue_number, c.is_pull_request, c.agent, c.prompt,
                c.target_branch, c.attempts, c.max_attempts, c.waited, c.lease_owner,
-               (SELECT count(*) FROM candidates)
+               (SELECT count(*) FROM candidates), NULL::int8
         FROM (SELECT 1) AS one LEFT JOIN claimed c ON true
+        UNION ALL
+        SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, id FROM done
         """
-    typealias Row = (Int64?, String?, Int64?, Int64?, Bool?, String?, String?, String?, Int?, Int?, Int64?, String?, Int64)
+    typealias Row = (Int64?, String?, Int64?, Int64?, Bool?, String?, String?, String?, Int?, Int?, Int64?, String?, Int64?, Int64?)
 
     var workers: [String]
     var limit: Int
     var leaseSeconds: Double
+    var completingIDs: [Int64] = []
+    var completingWorkers: [String] = []
 
     func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 3)
+        var bindings = PostgresBindings(capacity: 5)
         bindings.append(workers)
         bindings.append(limit)
         bindings.append(leaseSeconds)
+        bindings.append(completingIDs)
+        bindings.append(completingWorkers)
         return bindings
     }
 
@@ -328,7 +399,8 @@ struct ClaimStatement: PostgresPreparedStatement {
 /// The batched completion, prepared once per connection.
 struct CompleteStatement: PostgresPreparedStatement {
     static let sql = """
-        UPDATE tasks SET status = 'completed', completed_at = now(), lease_owner = NULL, lease_expires_at = NULL
+        UPDATE tasks SET status = 'completed', completed_at = now(), updated_at = now(), lease_owner = NULL,
+                lease_expires_at = NULL
         FROM unnest($1::int8[], $2::text[]) AS d(id, owner)
         WHERE tasks.id = d.id AND tasks.lease_owner = d.owner AND tasks.status = 'running'
         RETURNING tasks.id

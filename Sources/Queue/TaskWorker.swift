@@ -53,12 +53,15 @@ public struct TaskWorker<Handler: TaskHandling>: Service, CustomStringConvertibl
     private let gracePeriod: Duration
     private let reapInterval: Duration
     private let metrics: any MetricsFactory
+    private let claimsWithCompletion: Bool
 
-    /// Creates a worker; `metrics` receives queue waits, task durations and outcomes.
+    /// Creates a worker; `metrics` receives queue waits, task durations and outcomes. With
+    /// `claimsWithCompletion` (the default) a completed task's record also claims the next task, in one
+    /// statement, when the worker's pass has nothing else to do first.
     public init(
         name: String, queue: TaskQueue, signal: WorkSignal, handler: Handler, logger: Logger,
         pollInterval: Duration = .seconds(5), gracePeriod: Duration = .seconds(30), reapInterval: Duration = .seconds(5),
-        metrics: any MetricsFactory = NOOPMetricsHandler.instance
+        metrics: any MetricsFactory = NOOPMetricsHandler.instance, claimsWithCompletion: Bool = true
     ) {
         self.name = name
         self.queue = queue
@@ -69,6 +72,7 @@ public struct TaskWorker<Handler: TaskHandling>: Service, CustomStringConvertibl
         self.gracePeriod = gracePeriod
         self.reapInterval = reapInterval
         self.metrics = metrics
+        self.claimsWithCompletion = claimsWithCompletion
     }
 
     static var acknowledgementsPerPass: Int { 10 }
@@ -78,39 +82,53 @@ public struct TaskWorker<Handler: TaskHandling>: Service, CustomStringConvertibl
     public func run() async throws {
         let stopping = Flag()
         var lastReap: ContinuousClock.Instant?
+        // A task claimed together with the completion of the one before.
+        var handedOn: ClaimedTask?
         try await withGracefulShutdownHandler {
             while !stopping.isSet, !Task.isCancelled {
                 let generation = signal.generation
                 let task: ClaimedTask?
-                do {
-                    // Expired leases are rare: look for them on a timer, not before every claim.
-                    if lastReap.map({ ContinuousClock.now - $0 >= reapInterval }) ?? true {
-                        lastReap = .now
-                        for reaped in try await queue.reapExpiredLeases() {
-                            logger.notice("took back a task whose worker stopped", metadata: [
-                                "task.id": "\(reaped.id)", "task.status": "\(reaped.status)",
-                            ])
-                            if reaped.status != "pending" { await handler.finalizeAbandoned(reaped) }
+                if let next = handedOn {
+                    handedOn = nil
+                    task = next
+                } else {
+                    do {
+                        // Expired leases are rare: look for them on a timer, not before every claim.
+                        if lastReap.map({ ContinuousClock.now - $0 >= reapInterval }) ?? true {
+                            lastReap = .now
+                            for reaped in try await queue.reapExpiredLeases() {
+                                logger.notice("took back a task whose worker stopped", metadata: [
+                                    "task.id": "\(reaped.id)", "task.status": "\(reaped.status)",
+                                ])
+                                if reaped.status != "pending" { await handler.finalizeAbandoned(reaped) }
+                            }
                         }
+                        // Answer new tasks first (a few per pass), so waiting ones hear back too.
+                        var acknowledged = 0
+                        while handler.acknowledgesTasks, acknowledged < Self.acknowledgementsPerPass, !stopping.isSet,
+                              let taskID = try await queue.claimAcknowledgement(worker: name) {
+                            await handler.acknowledge(taskID: taskID, worker: name)
+                            acknowledged += 1
+                        }
+                        task = try await queue.claim(worker: name)
+                    } catch {
+                        logger.error("cannot claim tasks", metadata: ["error": "\(error)"])
+                        await signal.wait(after: generation &+ 1, timeout: pollInterval)
+                        continue
                     }
-                    // Answer new tasks first (a few per pass), so waiting ones hear back too.
-                    var acknowledged = 0
-                    while handler.acknowledgesTasks, acknowledged < Self.acknowledgementsPerPass, !stopping.isSet,
-                          let taskID = try await queue.claimAcknowledgement(worker: name) {
-                        await handler.acknowledge(taskID: taskID, worker: name)
-                        acknowledged += 1
-                    }
-                    task = try await queue.claim(worker: name)
-                } catch {
-                    logger.error("cannot claim tasks", metadata: ["error": "\(error)"])
-                    await signal.wait(after: generation &+ 1, timeout: pollInterval)
-                    continue
                 }
                 guard let task else {
                     await signal.wait(after: generation, timeout: pollInterval)
                     continue
                 }
-                await run(task, stopping: stopping)
+                // The next claim may ride on this task's completion when the pass before it has nothing else
+                // to do: no reaping due, no acknowledgements to look for.
+                let reapDue = lastReap.map { ContinuousClock.now - $0 >= reapInterval } ?? true
+                handedOn = await run(task, stopping: stopping, claimNext: claimsWithCompletion && !handler.acknowledgesTasks && !reapDue)
+            }
+            // Stopped between claiming a task and starting it: it goes back to the queue as it was.
+            if let next = handedOn {
+                _ = try? await queue.release(taskID: next.id, worker: name)
             }
         } onGracefulShutdown: {
             stopping.set()
@@ -118,7 +136,9 @@ public struct TaskWorker<Handler: TaskHandling>: Service, CustomStringConvertibl
         }
     }
 
-    private func run(_ task: ClaimedTask, stopping: Flag) async {
+    /// Runs `task` and records its outcome; with `claimNext`, a completion also claims the worker's next
+    /// task, which it returns.
+    private func run(_ task: ClaimedTask, stopping: Flag, claimNext: Bool) async -> ClaimedTask? {
         var logger = self.logger
         logger[metadataKey: "task.id"] = "\(task.id)"
         let agent = task.agent ?? "default"
@@ -141,8 +161,12 @@ public struct TaskWorker<Handler: TaskHandling>: Service, CustomStringConvertibl
             .record(duration: ContinuousClock.now - started)
         // The status counted is the one the queue recorded (a retryable failure out of attempts is `failed`).
         var result: String
+        var next: ClaimedTask?
         do {
             switch outcome {
+            case .completed where claimNext && !stopping.isSet:
+                next = try await queue.completeAndClaim(taskID: task.id, worker: name).next
+                result = "completed"
             case .completed:
                 try await queue.complete(taskID: task.id, worker: name)
                 result = "completed"
@@ -168,6 +192,7 @@ public struct TaskWorker<Handler: TaskHandling>: Service, CustomStringConvertibl
         }
         Counter(label: "asynccode_tasks_total", dimensions: [("status", result), ("kind", task.kind.rawValue), ("agent", agent)],
                 factory: metrics).increment()
+        return next
     }
 
     /// Renews the lease every third of its duration; returns `nil` when it was lost.

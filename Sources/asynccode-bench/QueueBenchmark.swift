@@ -32,8 +32,10 @@ struct QueueBench: AsyncParsableCommand {
         commandName: "queue",
         abstract: "Claim-and-complete throughput of no-op tasks, and enqueue-to-start latency with LISTEN/NOTIFY.")
 
-    @Option(help: "Tasks per throughput run.") var tasks = 5000
+    @Option(help: "Tasks per throughput run.") var tasks = 20000
     @Option(help: "Worker counts to measure, comma-separated.") var workers = "1,2,4,8"
+    @Option(help: "Whether completions also claim the next task (on, off, or both side by side).") var claimWithCompletion = "on"
+    @Option(help: "Claim statements allowed in flight at once.") var claimsInFlight = 2
     @Option(help: "Tasks enqueued one at a time for the latency run.") var samples = 300
     @Option(help: "Milliseconds between enqueues in the latency run.") var gap = 10
 
@@ -45,8 +47,8 @@ struct QueueBench: AsyncParsableCommand {
         var logger = Logger(label: "bench")
         logger.logLevel = .warning
         guard let directory = Migration.locateDirectory() else { throw ValidationError("no migrations folder found") }
-        var configuration = url.clientConfiguration()
-        configuration.options.maximumConnections = 40
+        // The pool is set up as the workers' queue pool is.
+        let configuration = url.queueClientConfiguration(maximumConnections: 40)
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await client.run() }
@@ -54,11 +56,15 @@ struct QueueBench: AsyncParsableCommand {
             try await Migrator(client: client, migrations: try Migration.load(from: directory), logger: logger).migrate()
             let settings = try await scalar(client, "SELECT 'fsync=' || current_setting('fsync') || ' synchronous_commit=' || current_setting('synchronous_commit')", logger)
             print("== queue: no-op tasks, PostgreSQL \(settings), \(ProcessInfo.processInfo.activeProcessorCount) cores ==")
+            let modes = claimWithCompletion == "both" ? [true, false] : [claimWithCompletion != "off"]
             for count in workers.split(separator: ",").compactMap({ Int($0) }) {
-                try await reset(client, logger)
-                try await enqueue(client, count: tasks, logger)
-                let rate = try await throughput(client: client, url: url, workers: count, logger: logger)
-                print(String(format: "claim-and-complete, %d worker%@: %8.0f tasks/s", count, count == 1 ? " " : "s", rate))
+                for chained in modes {
+                    try await reset(client, logger)
+                    try await enqueue(client, count: tasks, logger)
+                    let rate = try await throughput(client: client, url: url, workers: count, chained: chained, logger: logger)
+                    print(String(format: "claim-and-complete, %d worker%@: %8.0f tasks/s%@", count, count == 1 ? " " : "s", rate,
+                                 modes.count > 1 ? (chained ? " (completion claims the next)" : " (separate statements)") : ""))
+                }
             }
             try await reset(client, logger)
             let (p50, p99, max) = try await latency(client: client, url: url, logger: logger)
@@ -68,12 +74,14 @@ struct QueueBench: AsyncParsableCommand {
         }
     }
 
-    private func throughput(client: PostgresClient, url: DatabaseURL, workers count: Int, logger: Logger) async throws -> Double {
-        let queue = TaskQueue(client: client, logger: logger)
+    private func throughput(
+        client: PostgresClient, url: DatabaseURL, workers count: Int, chained: Bool, logger: Logger
+    ) async throws -> Double {
+        let queue = TaskQueue(client: client, logger: logger, claimsInFlight: claimsInFlight)
         let signal = WorkSignal()
         let services = (0..<count).map {
             TaskWorker(name: "bench-\($0)", queue: queue, signal: signal, handler: NoOp(), logger: logger,
-                       pollInterval: .milliseconds(20))
+                       pollInterval: .milliseconds(20), claimsWithCompletion: chained)
         }
         let group = ServiceGroup(services: services, logger: logger)
         let start = ContinuousClock.now

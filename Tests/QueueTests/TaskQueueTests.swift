@@ -63,6 +63,51 @@ func insertTasks(_ db: TestDatabase, issues: [Int64], priority: Int32 = 2, runAf
         }
     }
 
+    /// A completion and the next claim share one statement; the next task of the finished one's thread is
+    /// handed on too, though the statement still saw the finished task running.
+    @Test func completeAndClaimHandsOnTheNextTask() async throws {
+        try await TestDatabase.with { db in
+            let queue = TaskQueue(client: db.client, logger: db.logger)
+            let ids = try await insertTasks(db, issues: [7, 8, 7])
+            let first = try #require(try await queue.claim(worker: "a"))
+            #expect(first.id == ids[0])
+            let (completed, next) = try await queue.completeAndClaim(taskID: first.id, worker: "a")
+            #expect(completed)
+            #expect(next?.id == ids[1])
+            #expect(next?.attempt == 1)
+            let (secondCompleted, third) = try await queue.completeAndClaim(taskID: ids[1], worker: "a")
+            #expect(secondCompleted)
+            #expect(third?.id == ids[2], "issue 7's second task, once its first is completed")
+            // A worker that lost its task's lease records nothing for it, and still gets work.
+            #expect(try await queue.completeAndClaim(taskID: first.id, worker: "a") == (false, nil))
+            #expect(try await db.scalar("SELECT lease_owner FROM tasks WHERE id = \(ids[2])", as: String.self) == "a")
+            #expect(try await db.count("tasks WHERE status = 'completed'") == 2)
+            let (lastCompleted, none) = try await queue.completeAndClaim(taskID: ids[2], worker: "a")
+            #expect(lastCompleted)
+            #expect(none == nil)
+            #expect(try await db.count("tasks WHERE status = 'completed' AND completed_at IS NOT NULL AND lease_owner IS NULL") == 3)
+        }
+    }
+
+    /// The queue's statements set `updated_at` themselves (the trigger then skips its call); any other update
+    /// still has it set by the trigger.
+    @Test func updatedAtFollowsEveryUpdate() async throws {
+        try await TestDatabase.with { db in
+            let queue = TaskQueue(client: db.client, logger: db.logger)
+            let id = try #require(try await insertTasks(db, issues: [1]).first)
+            try await db.client.query("UPDATE tasks SET updated_at = '2000-01-01' WHERE id = \(id)", logger: db.logger)
+            #expect(try await db.count("tasks WHERE updated_at = '2000-01-01'") == 1, "an explicit value is kept")
+            try await db.client.query("UPDATE tasks SET prompt = 'changed' WHERE id = \(id)", logger: db.logger)
+            #expect(try await db.count("tasks WHERE updated_at > now() - interval '1 minute'") == 1, "the trigger sets it")
+            try await db.client.query("UPDATE tasks SET updated_at = '2000-01-01' WHERE id = \(id)", logger: db.logger)
+            _ = try #require(try await queue.claim(worker: "w"))
+            #expect(try await db.count("tasks WHERE updated_at > now() - interval '1 minute'") == 1, "the claim sets it")
+            try await db.client.query("UPDATE tasks SET updated_at = '2000-01-01' WHERE id = \(id)", logger: db.logger)
+            #expect(try await queue.completeAndClaim(taskID: id, worker: "w") == (true, nil))
+            #expect(try await db.count("tasks WHERE updated_at > now() - interval '1 minute' AND status = 'completed'") == 1)
+        }
+    }
+
     @Test func concurrentClaimsOfOneThreadNeverRunTwo() async throws {
         try await TestDatabase.with { db in
             let queue = TaskQueue(client: db.client, logger: db.logger)
@@ -151,14 +196,25 @@ func insertTasks(_ db: TestDatabase, issues: [Int64], priority: Int32 = 2, runAf
                     group.addTask {
                         var done: [Int64] = []
                         var idle = 0
+                        var handedOn: ClaimedTask?
                         while idle < 3 {
-                            guard let task = try await queue.claim(worker: "w\(worker)") else {
+                            var claimed = handedOn
+                            handedOn = nil
+                            if claimed == nil { claimed = try await queue.claim(worker: "w\(worker)") }
+                            guard let task = claimed else {
                                 idle += 1
                                 continue
                             }
                             idle = 0
                             try await queue.appendEvent(taskID: task.id, step: "ran", detail: "w\(worker)")
-                            #expect(try await queue.complete(taskID: task.id, worker: "w\(worker)"))
+                            // Half the workers record completions and claim in one statement.
+                            if worker % 2 == 0 {
+                                let (completed, next) = try await queue.completeAndClaim(taskID: task.id, worker: "w\(worker)")
+                                #expect(completed)
+                                handedOn = next
+                            } else {
+                                #expect(try await queue.complete(taskID: task.id, worker: "w\(worker)"))
+                            }
                             done.append(task.id)
                         }
                         return done
