@@ -32,7 +32,7 @@ struct QueueBench: AsyncParsableCommand {
         commandName: "queue",
         abstract: "Claim-and-complete throughput of no-op tasks, and enqueue-to-start latency with LISTEN/NOTIFY.")
 
-    @Option(help: "Tasks per throughput run.") var tasks = 20000
+    @Option(help: "Tasks per throughput run.") var tasks = 5000
     @Option(help: "Worker counts to measure, comma-separated.") var workers = "1,2,4,8"
     @Option(help: "Whether completions also claim the next task (on, off, or both side by side).") var claimWithCompletion = "on"
     @Option(help: "Claim statements allowed in flight at once.") var claimsInFlight = 2
