@@ -93,24 +93,7 @@ public struct TaskWorker<Handler: TaskHandling>: Service, CustomStringConvertibl
                     task = next
                 } else {
                     do {
-                        // Expired leases are rare: look for them on a timer, not before every claim.
-                        if lastReap.map({ ContinuousClock.now - $0 >= reapInterval }) ?? true {
-                            lastReap = .now
-                            for reaped in try await queue.reapExpiredLeases() {
-                                logger.notice("took back a task whose worker stopped", metadata: [
-                                    "task.id": "\(reaped.id)", "task.status": "\(reaped.status)",
-                                ])
-                                if reaped.status != "pending" { await handler.finalizeAbandoned(reaped) }
-                            }
-                        }
-                        // Answer new tasks first (a few per pass), so waiting ones hear back too.
-                        var acknowledged = 0
-                        while handler.acknowledgesTasks, acknowledged < Self.acknowledgementsPerPass, !stopping.isSet,
-                              let taskID = try await queue.claimAcknowledgement(worker: name) {
-                            await handler.acknowledge(taskID: taskID, worker: name)
-                            acknowledged += 1
-                        }
-                        task = try await queue.claim(worker: name)
+                        task = try await claimPass(lastReap: &lastReap, stopping: stopping)
                     } catch {
                         logger.error("cannot claim tasks", metadata: ["error": "\(error)"])
                         await signal.wait(after: generation &+ 1, timeout: pollInterval)
@@ -134,6 +117,28 @@ public struct TaskWorker<Handler: TaskHandling>: Service, CustomStringConvertibl
             stopping.set()
             signal.notify()
         }
+    }
+
+    /// One pass before a claim: takes back expired leases when due, answers a few new tasks, then claims.
+    private func claimPass(lastReap: inout ContinuousClock.Instant?, stopping: Flag) async throws -> ClaimedTask? {
+        // Expired leases are rare: look for them on a timer, not before every claim.
+        if lastReap.map({ ContinuousClock.now - $0 >= reapInterval }) ?? true {
+            lastReap = .now
+            for reaped in try await queue.reapExpiredLeases() {
+                logger.notice("took back a task whose worker stopped", metadata: [
+                    "task.id": "\(reaped.id)", "task.status": "\(reaped.status)",
+                ])
+                if reaped.status != "pending" { await handler.finalizeAbandoned(reaped) }
+            }
+        }
+        // Answer new tasks first (a few per pass), so waiting ones hear back too.
+        var acknowledged = 0
+        while handler.acknowledgesTasks, acknowledged < Self.acknowledgementsPerPass, !stopping.isSet,
+              let taskID = try await queue.claimAcknowledgement(worker: name) {
+            await handler.acknowledge(taskID: taskID, worker: name)
+            acknowledged += 1
+        }
+        return try await queue.claim(worker: name)
     }
 
     /// Runs `task` and records its outcome; with `claimNext`, a completion also claims the worker's next
