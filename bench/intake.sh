@@ -84,9 +84,9 @@ run_wrk() { # name url path sig
   echo "$rps" > "$OUT/$1.rps"
 }
 
-say "warming up"
-BODY_FILE="$PAYLOAD" SIG="$SIG" EVENT=issue_comment WEBHOOK_PATH=/webhooks/github wrk -t1 -c4 -d3s -s "$PEER_DIR/post_signed.lua" "http://127.0.0.1:$OUR_PORT" >/dev/null
-BODY_FILE="$PAYLOAD" SIG="$SIG" EVENT=issue_comment WEBHOOK_PATH=/webhook wrk -t1 -c4 -d3s -s "$PEER_DIR/post_signed.lua" "http://127.0.0.1:$PEER_PORT" >/dev/null
+say "warming up (both receivers, at the measured concurrency, so pools and caches are full)"
+BODY_FILE="$PAYLOAD" SIG="$SIG" EVENT=issue_comment WEBHOOK_PATH=/webhooks/github wrk -t2 -c"$CONNECTIONS" -d5s -s "$PEER_DIR/post_signed.lua" "http://127.0.0.1:$OUR_PORT" >/dev/null
+BODY_FILE="$PAYLOAD" SIG="$SIG" EVENT=issue_comment WEBHOOK_PATH=/webhook wrk -t2 -c"$CONNECTIONS" -d5s -s "$PEER_DIR/post_signed.lua" "http://127.0.0.1:$PEER_PORT" >/dev/null
 
 echo "== intake: 16 KB issue_comment, valid signatures, unique delivery ids, $CONNECTIONS connections, ${DURATION}s each =="
 echo "   PostgreSQL: fsync=$("${PSQL[@]}" -d postgres -tAc 'SHOW fsync') synchronous_commit=$("${PSQL[@]}" -d postgres -tAc 'SHOW synchronous_commit'); machine: $(nproc) cores"
