@@ -119,56 +119,57 @@ struct PrivateCluster {
             let app = try await buildApplication(configuration: configuration, logger: logger) { bound in port.withLock { $0 = bound } }
             let client = PostgresClient(configuration: url.clientConfiguration(), backgroundLogger: logger)
             try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await app.runService() }
                 group.addTask { await client.run() }
                 defer { group.cancelAll() }
-                try await eventually("the server listens", timeout: .seconds(60)) { port.withLock { $0 } != nil }
-                sim.configureWebhook(url: "http://127.0.0.1:\(port.withLock { $0 }!)/webhooks/github", secret: webhookSecret)
+                try await withRunning(app, logger: logger) {
+                    try await eventually("the server listens", timeout: .seconds(60)) { port.withLock { $0 } != nil }
+                    sim.configureWebhook(url: "http://127.0.0.1:\(port.withLock { $0 }!)/webhooks/github", secret: webhookSecret)
 
-                // 200 commands at 50 a second; the database stops at the 50th for 2 s, then starts again.
-                let (sent, downtime) = try await Self.send(sim: sim, repositoryID: setup.repository.id, issue: issue, cluster: cluster)
-                #expect(sent.count == 200)
-                // Every delivery is answered (2xx, or 503 within the commit deadline): none waits out the sender.
-                #expect(sent.allSatisfy { $0.statusCode != 0 }, "a delivery was never answered")
-                let answered = sent.filter { (200..<300).contains($0.statusCode) }
-                let refused = sent.filter { !(200..<300).contains($0.statusCode) }
+                    // 200 commands at 50 a second; the database stops at the 50th for 2 s, then starts again.
+                    let (sent, downtime) = try await Self.send(sim: sim, repositoryID: setup.repository.id, issue: issue, cluster: cluster)
+                    #expect(sent.count == 200)
+                    // Every delivery is answered (2xx, or 503 within the commit deadline): none waits out the sender.
+                    #expect(sent.allSatisfy { $0.statusCode != 0 }, "a delivery was never answered")
+                    let answered = sent.filter { (200..<300).contains($0.statusCode) }
+                    let refused = sent.filter { !(200..<300).contains($0.statusCode) }
 
-                // Every delivery answered 2xx is in the database.
-                let recorded = try await guids(client, logger)
-                #expect(answered.allSatisfy { recorded.contains($0.guid) }, "a delivery answered 2xx is missing")
+                    // Every delivery answered 2xx is in the database.
+                    let recorded = try await guids(client, logger)
+                    #expect(answered.allSatisfy { recorded.contains($0.guid) }, "a delivery answered 2xx is missing")
 
-                // Delivery recovery brings back every one that was refused.
-                let github = try GitHubClient(
-                    configuration: .init(apiURL: sim.apiURL),
-                    signer: AppJWTSigner(issuer: String(setup.app.id), privateKeyPEM: setup.app.privateKeyPEM))
-                let recovery = DeliveryRecovery(log: github, client: client, logger: logger)
-                var redelivered = 0
-                var complete = false
-                let deadline = ContinuousClock.now + .seconds(60)
-                while ContinuousClock.now < deadline {
-                    let after = try await guids(client, logger)
-                    if sent.allSatisfy({ after.contains($0.guid) }) {
-                        complete = true
-                        break
+                    // Delivery recovery brings back every one that was refused.
+                    let github = try GitHubClient(
+                        configuration: .init(apiURL: sim.apiURL),
+                        signer: AppJWTSigner(issuer: String(setup.app.id), privateKeyPEM: setup.app.privateKeyPEM))
+                    let recovery = DeliveryRecovery(log: github, client: client, logger: logger)
+                    var redelivered = 0
+                    var complete = false
+                    let deadline = ContinuousClock.now + .seconds(60)
+                    while ContinuousClock.now < deadline {
+                        let after = try await guids(client, logger)
+                        if sent.allSatisfy({ after.contains($0.guid) }) {
+                            complete = true
+                            break
+                        }
+                        redelivered += try await recovery.recoverOnce().redelivered
+                        try await Task.sleep(for: .milliseconds(500))
                     }
-                    redelivered += try await recovery.recoverOnce().redelivered
-                    try await Task.sleep(for: .milliseconds(500))
-                }
-                try await github.shutdown()
-                #expect(complete, "a refused delivery was not brought back within 60 s")
-                // Only refused deliveries are asked for again (one refused after its commit landed is not).
-                #expect(redelivered <= refused.count)
-                #expect(refused.isEmpty || redelivered > 0)
+                    try await github.shutdown()
+                    #expect(complete, "a refused delivery was not brought back within 60 s")
+                    // Only refused deliveries are asked for again (one refused after its commit landed is not).
+                    #expect(redelivered <= refused.count)
+                    #expect(refused.isEmpty || redelivered > 0)
 
-                // One task per command, none twice.
-                let rows = try await client.query(
-                    "SELECT count(*), count(DISTINCT comment_id) FROM tasks WHERE issue_number = \(Int64(issue))", logger: logger)
-                for try await (tasks, distinct) in rows.decode((Int64, Int64).self) {
-                    #expect(tasks == 200 && distinct == 200)
+                    // One task per command, none twice.
+                    let rows = try await client.query(
+                        "SELECT count(*), count(DISTINCT comment_id) FROM tasks WHERE issue_number = \(Int64(issue))", logger: logger)
+                    for try await (tasks, distinct) in rows.decode((Int64, Int64).self) {
+                        #expect(tasks == 200 && distinct == 200)
+                    }
+                    print("database restart: down \(Int(EndToEndMilliseconds.of(downtime))) ms during 200 deliveries at 50/s; \(answered.count) answered 2xx, "
+                        + "\(refused.count) refused (\(Set(refused.map(\.statusCode)).sorted())); recovery redelivered \(redelivered); "
+                        + "200 tasks, none twice")
                 }
-                print("database restart: down \(Int(EndToEndMilliseconds.of(downtime))) ms during 200 deliveries at 50/s; \(answered.count) answered 2xx, "
-                    + "\(refused.count) refused (\(Set(refused.map(\.statusCode)).sorted())); recovery redelivered \(redelivered); "
-                    + "200 tasks, none twice")
             }
         }
     }

@@ -235,9 +235,8 @@ struct EndToEnd: Sendable {
                 let app = try await buildApplication(configuration: configuration, logger: logger) { bound in
                     port.withLock { $0 = bound }
                 }
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask { try await app.runService() }
-                    defer { group.cancelAll() }
+                // Stopped as SIGTERM stops it once the body is done (see `withRunning`).
+                try await withRunning(app, logger: logger) {
                     try await eventually("the server listens", timeout: .seconds(30)) { port.withLock { $0 } != nil }
                     let bound = port.withLock { $0 }!
                     sim.configureWebhook(url: "http://127.0.0.1:\(bound)/webhooks/github", secret: webhookSecret)

@@ -78,13 +78,11 @@ import TestSupport
                 let http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup,
                                       configuration: .init(redirectConfiguration: .disallow))
                 do {
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask { try await app.runService() }
-                    defer { group.cancelAll() }
+                try await withRunning(app, logger: logs.logger(label: "setup", level: .debug)) {
                     try await eventually("the server listens") { port.withLock { $0 } != nil }
                     let botURL = "http://127.0.0.1:\(port.withLock { $0 }!)"
                     let browser = Browser(http: http, botURL: botURL)
-                    try await walkThrough(browser: browser, sim: sim, folder: folder, originalEnv: originalEnv, logs: logs)
+                    try await walkThrough(browser: browser, sim: sim, db: db, folder: folder, originalEnv: originalEnv, logs: logs)
                 }
                 } catch {
                     try? await http.shutdown()
@@ -96,7 +94,7 @@ import TestSupport
     }
 
     private func walkThrough(
-        browser: Browser, sim: GitHubSimulator, folder: String, originalEnv: String, logs: LogCapture
+        browser: Browser, sim: GitHubSimulator, db: TestDatabase, folder: String, originalEnv: String, logs: LogCapture
     ) async throws {
         let dotEnv = folder + "/.env"
         // Before the App exists, webhooks are refused with 503 (nothing to check them with).
@@ -189,6 +187,10 @@ import TestSupport
         #expect(posted.delivery.statusCode == 202)
         try await eventually("the task opens a pull request", timeout: .seconds(90)) {
             !sim.pullRequests(repositoryID: repository.id).isEmpty
+        }
+        // The server stops only once the task has ended, not while its last calls are in flight.
+        try await eventually("the task ends completed", timeout: .seconds(90)) {
+            try await db.scalar("SELECT status::text FROM tasks", as: String.self) == "completed"
         }
 
         // Every call GitHub would accept; no key or secret in any log line.
