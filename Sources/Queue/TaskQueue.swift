@@ -102,7 +102,7 @@ public struct TaskQueue: Sendable {
         var completing: Int64?
     }
 
-    /// What one worker got from a batched claim.
+    /// What one request got from a batched claim: what became of the completion it carried, and its claim.
     struct Handout: Sendable, Hashable {
         enum Completion: Sendable, Hashable {
             case recorded
@@ -333,11 +333,7 @@ public struct TaskQueue: Sendable {
 struct ClaimStatement: PostgresPreparedStatement {
     static let sql = """
         WITH done AS (
-            UPDATE tasks SET status = 'completed', completed_at = now(), updated_at = now(), lease_owner = NULL,
-                lease_expires_at = NULL
-            FROM unnest($4::int8[], $5::text[]) AS d(id, owner)
-            WHERE tasks.id = d.id AND tasks.lease_owner = d.owner AND tasks.status = 'running'
-            RETURNING tasks.id
+            \(CompleteStatement.update(ids: "$4", workers: "$5"))
         ), workers AS (
             SELECT w, n FROM unnest($1::text[]) WITH ORDINALITY AS u(w, n)
         ), candidates AS (
@@ -398,13 +394,19 @@ struct ClaimStatement: PostgresPreparedStatement {
 
 /// The batched completion, prepared once per connection.
 struct CompleteStatement: PostgresPreparedStatement {
-    static let sql = """
+    static let sql = update(ids: "$1", workers: "$2")
+
+    /// The completion of the tasks in the array parameter `ids` still held by the matching `workers`,
+    /// returning their ids; the claim statement records completions with it too.
+    static func update(ids: String, workers: String) -> String {
+        """
         UPDATE tasks SET status = 'completed', completed_at = now(), updated_at = now(), lease_owner = NULL,
-                lease_expires_at = NULL
-        FROM unnest($1::int8[], $2::text[]) AS d(id, owner)
+            lease_expires_at = NULL
+        FROM unnest(\(ids)::int8[], \(workers)::text[]) AS d(id, owner)
         WHERE tasks.id = d.id AND tasks.lease_owner = d.owner AND tasks.status = 'running'
         RETURNING tasks.id
         """
+    }
     typealias Row = Int64
 
     var ids: [Int64]
