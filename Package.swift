@@ -46,6 +46,7 @@ let package = Package(
         ]),
         // Credits, the models' prices, usage limits and analytics: who pays and how much may run.
         .target(name: "Accounting", dependencies: [
+            "Database",
             .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -1,4 +1,5 @@
 import Foundation
+import Database
 import Logging
 import PostgresNIO
 
@@ -48,11 +49,11 @@ public struct Settlement: Sendable, Hashable {
 /// always equals the sum of the ledger. Reservations lock the account's row, so concurrent tasks of one
 /// account never spend the same credits twice.
 public struct CreditLedger: Sendable {
-    private let client: PostgresClient
+    private let client: BoundedClient
     private let logger: Logger
 
     public init(client: PostgresClient, logger: Logger) {
-        self.client = client
+        self.client = BoundedClient(client)
         self.logger = logger
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Database
 import Logging
 import PostgresNIO
 
@@ -24,11 +25,11 @@ public struct ModelEntry: Sendable, Hashable {
 
 /// The `ai_models` table: synced from the configured agents at start.
 public struct ModelCatalogStore: Sendable {
-    private let client: PostgresClient
+    private let client: BoundedClient
     private let logger: Logger
 
     public init(client: PostgresClient, logger: Logger) {
-        self.client = client
+        self.client = BoundedClient(client)
         self.logger = logger
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Database
 import Logging
 import PostgresNIO
 
@@ -34,11 +35,11 @@ public struct TaskAnalytics: Sendable, Hashable {
 
 /// Writes `task_analytics`: one row per finished task (a task run again later replaces its row).
 public struct TaskAnalyticsStore: Sendable {
-    private let client: PostgresClient
+    private let client: BoundedClient
     private let logger: Logger
 
     public init(client: PostgresClient, logger: Logger) {
-        self.client = client
+        self.client = BoundedClient(client)
         self.logger = logger
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Database
 import Logging
 import PostgresNIO
 
@@ -33,11 +34,11 @@ public enum Admission: Sendable, Hashable {
 /// Admits tasks past the usage limits, atomically: the checks and the admission happen under a lock per
 /// repository and per requester, so concurrent workers never admit one task too many.
 public struct UsageGate: Sendable {
-    private let client: PostgresClient
+    private let client: BoundedClient
     private let logger: Logger
 
     public init(client: PostgresClient, logger: Logger) {
-        self.client = client
+        self.client = BoundedClient(client)
         self.logger = logger
     }
 

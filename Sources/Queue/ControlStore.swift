@@ -1,4 +1,5 @@
 import Foundation
+import Database
 import Logging
 import Models
 import PostgresNIO
@@ -25,13 +26,13 @@ public struct ClaimedControl: Sendable {
 
 /// The control-command queue: claimed with `FOR UPDATE SKIP LOCKED` and a lease, like tasks.
 public struct ControlStore: Sendable {
-    private let client: PostgresClient
+    private let client: BoundedClient
     private let logger: Logger
     /// How many claims a command gets before it is given up.
     public let maxAttempts: Int
 
     public init(client: PostgresClient, logger: Logger, maxAttempts: Int = 5) {
-        self.client = client
+        self.client = BoundedClient(client)
         self.logger = logger
         self.maxAttempts = maxAttempts
     }

@@ -1,3 +1,4 @@
+import Database
 import Logging
 import Models
 import PostgresNIO
@@ -37,7 +38,9 @@ public struct ReapedTask: Sendable, Hashable {
 /// Every write by a worker names the worker: a worker that lost its lease (it stalled past the expiry and
 /// another claimed the task) changes nothing.
 public struct TaskQueue: Sendable {
-    private let client: PostgresClient
+    /// Runs every statement but the batched claims and completions; those run prepared on the pool's own
+    /// connections, and their combiners answer waiting workers at a deadline of their own.
+    private let bounded: BoundedClient
     private let logger: Logger
     /// How long a claim holds before another worker may take the task; workers renew well before.
     public let leaseDuration: Duration
@@ -52,7 +55,7 @@ public struct TaskQueue: Sendable {
         client: PostgresClient, logger: Logger, leaseDuration: Duration = .seconds(60), maxBatch: Int = 64,
         claimsInFlight: Int = 2
     ) {
-        self.client = client
+        bounded = BoundedClient(client)
         self.logger = logger
         self.leaseDuration = leaseDuration
         claims = BatchCombiner(maxBatch: maxBatch, maxInFlight: claimsInFlight) { requests in
@@ -176,7 +179,7 @@ public struct TaskQueue: Sendable {
 
     /// Extends `worker`'s lease on `taskID`; returns `false` when the lease was lost (stop working on it).
     public func renewLease(taskID: Int64, worker: String) async throws -> Bool {
-        let rows = try await client.query("""
+        let rows = try await bounded.query("""
             UPDATE tasks SET lease_expires_at = now() + make_interval(secs => \(leaseDuration.inSeconds))
             WHERE id = \(taskID) AND lease_owner = \(worker) AND status = 'running'
             RETURNING id
@@ -214,7 +217,7 @@ public struct TaskQueue: Sendable {
     public func fail(
         taskID: Int64, worker: String, error message: String, retryable: Bool, retryDelay: Duration = .zero
     ) async throws -> String? {
-        let rows = try await client.query("""
+        let rows = try await bounded.query("""
             UPDATE tasks SET
                 status = CASE WHEN \(retryable) AND attempts < max_attempts THEN 'pending'::task_status
                               ELSE 'failed'::task_status END,
@@ -232,7 +235,7 @@ public struct TaskQueue: Sendable {
     /// holds back): it may be claimed again after `delay`.
     @discardableResult
     public func release(taskID: Int64, worker: String, after delay: Duration = .zero) async throws -> Bool {
-        let rows = try await client.query("""
+        let rows = try await bounded.query("""
             UPDATE tasks SET status = 'pending', attempts = GREATEST(attempts - 1, 0),
                              run_after = now() + make_interval(secs => \(delay.inSeconds)),
                              lease_owner = NULL, lease_expires_at = NULL
@@ -246,7 +249,7 @@ public struct TaskQueue: Sendable {
     /// `failed` (`cancelled` when a cancel was asked for). Returns what it changed, so the caller can
     /// finalize the ended ones' comments.
     public func reapExpiredLeases() async throws -> [ReapedTask] {
-        let rows = try await client.query("""
+        let rows = try await bounded.query("""
             UPDATE tasks SET
                 status = CASE WHEN cancel_requested_at IS NOT NULL THEN 'cancelled'::task_status
                               WHEN attempts < max_attempts THEN 'pending'::task_status
@@ -268,7 +271,7 @@ public struct TaskQueue: Sendable {
     /// Ends the task `cancelled` (a `/asynccode cancel`); returns `false` when `worker` no longer holds it.
     @discardableResult
     public func cancel(taskID: Int64, worker: String, reason: String) async throws -> Bool {
-        let rows = try await client.query("""
+        let rows = try await bounded.query("""
             UPDATE tasks SET status = 'cancelled', completed_at = now(), error = \(reason),
                              lease_owner = NULL, lease_expires_at = NULL
             WHERE id = \(taskID) AND lease_owner = \(worker) AND status = 'running'
@@ -279,7 +282,7 @@ public struct TaskQueue: Sendable {
 
     /// Returns whether someone asked to cancel the task.
     public func isCancelRequested(taskID: Int64) async throws -> Bool {
-        let rows = try await client.query("""
+        let rows = try await bounded.query("""
             SELECT cancel_requested_at IS NOT NULL OR status = 'cancelled' FROM tasks WHERE id = \(taskID)
             """, logger: logger)
         for try await requested in rows.decode(Bool.self) { return requested }
@@ -289,7 +292,7 @@ public struct TaskQueue: Sendable {
     /// Takes the oldest pending task that has no progress comment yet, for `worker` to acknowledge; the
     /// task cannot be claimed (or acknowledged by another worker) for `hold`. Returns `nil` when none.
     public func claimAcknowledgement(worker: String, hold: Duration = .seconds(30)) async throws -> Int64? {
-        let rows = try await client.query("""
+        let rows = try await bounded.query("""
             UPDATE tasks SET ack_owner = \(worker), ack_until = now() + make_interval(secs => \(hold.inSeconds))
             WHERE id = (SELECT id FROM tasks
                         WHERE status = 'pending' AND progress_comment_id IS NULL
@@ -304,7 +307,7 @@ public struct TaskQueue: Sendable {
     /// Gives up `worker`'s acknowledgement of `taskID` without a comment: it may be tried again after
     /// `retryAfter`, and the task may be claimed at once (its worker acknowledges it then).
     public func abandonAcknowledgement(taskID: Int64, worker: String, retryAfter: Duration) async throws {
-        try await client.query("""
+        try await bounded.query("""
             WITH released AS (
                 UPDATE tasks SET ack_owner = NULL, ack_until = now() + make_interval(secs => \(retryAfter.inSeconds))
                 WHERE id = \(taskID) AND ack_owner = \(worker)
@@ -316,12 +319,12 @@ public struct TaskQueue: Sendable {
 
     /// Appends a step to the task's history (`task_events`).
     public func appendEvent(taskID: Int64, step: String, detail: String = "") async throws {
-        try await client.query("""
+        try await bounded.query("""
             INSERT INTO task_events (task_id, step, detail) VALUES (\(taskID), \(step), \(detail))
             """, logger: logger)
     }
 
-    private static func any(_ rows: PostgresRowSequence) async throws -> Bool {
+    private static func any(_ rows: BoundedRows) async throws -> Bool {
         for try await _ in rows { return true }
         return false
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Database
 import Logging
 import Models
 import PostgresNIO
@@ -89,11 +90,11 @@ public struct CommitRecord: Sendable {
 /// The executor's reads and writes of tasks besides the queue's own: details, progress comment, results,
 /// pull requests, the permission cache, and the thread operations behind `cancel`, `retry` and `status`.
 public struct TaskStore: Sendable {
-    private let client: PostgresClient
+    private let client: BoundedClient
     private let logger: Logger
 
     public init(client: PostgresClient, logger: Logger) {
-        self.client = client
+        self.client = BoundedClient(client)
         self.logger = logger
     }
 
@@ -320,7 +321,7 @@ public struct TaskStore: Sendable {
     }
 
     /// Decodes rows of `id, kind, status, agent, pr_url, error, created_at, progress_comment_id`.
-    private static func threadTasks(from rows: PostgresRowSequence) async throws -> [ThreadTask] {
+    private static func threadTasks(from rows: BoundedRows) async throws -> [ThreadTask] {
         var tasks: [ThreadTask] = []
         for try await (id, kind, status, agent, prURL, error, createdAt, commentID)
             in rows.decode((Int64, String, String, String?, String?, String?, Date, Int64?).self) {
