@@ -8,11 +8,16 @@ import Queue
 import ServiceLifecycle
 
 /// Runs the benchmarks as `asynccode` runs: Swift concurrency on NIO's event loops unless
-/// `ASYNCCODE_NIO_EXECUTOR=0`.
+/// `ASYNCCODE_NIO_EXECUTOR=0`, as many loops as `asynccode` would run (`ASYNCCODE_EVENT_LOOPS`).
 @main
 enum BenchEntrypoint {
     static func main() async {
-        adoptEventLoopsAsConcurrencyExecutor()
+        do {
+            try adoptEventLoopsAsConcurrencyExecutor()
+        } catch {
+            FileHandle.standardError.write(Data("asynccode-bench: \(error)\n".utf8))
+            exit(64)
+        }
         await Bench.main()
     }
 }

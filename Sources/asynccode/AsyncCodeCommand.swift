@@ -9,7 +9,13 @@ import Logging
 @main
 enum Entrypoint {
     static func main() async {
-        adoptEventLoopsAsConcurrencyExecutor()
+        do {
+            // `.env` too; a bad `.env` is reported by the command itself.
+            try adoptEventLoopsAsConcurrencyExecutor(
+                environment: (try? AppConfiguration.settings()) ?? ProcessInfo.processInfo.environment)
+        } catch {
+            fail("configuration error: \(error)")
+        }
         await AsyncCodeCommand.main()
     }
 }

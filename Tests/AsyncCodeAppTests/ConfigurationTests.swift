@@ -185,3 +185,22 @@ struct FailingStore: DeliveryRecording {
         }
     }
 }
+
+@Suite(.timeLimit(.minutes(10))) struct EventLoopCountTests {
+    @Test func oneLoopPerTwoCoresUnlessSet() throws {
+        #expect(try eventLoopCount(environment: [:], cores: 1) == 1)
+        #expect(try eventLoopCount(environment: [:], cores: 2) == 1)
+        #expect(try eventLoopCount(environment: [:], cores: 8) == 4)
+        #expect(try eventLoopCount(environment: ["ASYNCCODE_EVENT_LOOPS": "3"], cores: 2) == 3)
+        #expect(try eventLoopCount(environment: ["ASYNCCODE_EVENT_LOOPS": " 2 "], cores: 8) == 2)
+        // NIO's own variable is left to NIO.
+        #expect(try eventLoopCount(environment: ["NIO_SINGLETON_GROUP_LOOP_COUNT": "6"], cores: 2) == nil)
+    }
+
+    @Test(arguments: ["0", "-1", "257", "two", "", "1.5"])
+    func refusesAnythingButOneTo256(_ value: String) {
+        #expect(throws: EventLoopCountError.self) {
+            try eventLoopCount(environment: ["ASYNCCODE_EVENT_LOOPS": value], cores: 2)
+        }
+    }
+}
