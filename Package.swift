@@ -70,6 +70,7 @@ let package = Package(
         .target(name: "Executor", dependencies: [
             "Models", "Commands", "Queue", "GitHub", "Accounting", "RepositoryConfiguration",
             .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Subprocess", package: "swift-subprocess"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

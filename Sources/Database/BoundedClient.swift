@@ -28,8 +28,10 @@ public struct BoundedClient: Sendable {
         _ query: PostgresQuery, logger: Logger, file: String = #fileID, line: Int = #line
     ) async throws -> BoundedRows {
         try await client.withConnection { connection in
-            BoundedRows(try await connection.rows(
-                query, logger: logger, deadline: Self.deadline(after: timeout), file: file, line: line).rows)
+            try await Self.closingLate(connection) {
+                BoundedRows(try await connection.rows(
+                    query, logger: logger, deadline: Self.deadline(after: timeout), file: file, line: line).rows)
+            }
         }
     }
 
@@ -40,9 +42,25 @@ public struct BoundedClient: Sendable {
     ) async throws -> Result {
         try await client.withConnection { connection in
             let deadline = Self.deadline(after: timeout)
-            return try await connection.transaction(logger: logger, deadline: deadline) {
-                try await body(BoundedConnection(connection: connection, deadline: deadline))
+            return try await Self.closingLate(connection) {
+                try await connection.transaction(logger: logger, deadline: deadline) {
+                    try await body(BoundedConnection(connection: connection, deadline: deadline))
+                }
             }
+        }
+    }
+
+    /// Runs `body`; when it passes its deadline, waits for the connection's close (begun at the deadline)
+    /// before giving the connection back, so the pool cannot lend it again while it closes: a query written
+    /// to it then could go unanswered too.
+    private static func closingLate<Result>(
+        _ connection: PostgresConnection, _ body: () async throws -> Result
+    ) async throws -> Result {
+        do {
+            return try await body()
+        } catch let error as QueryDeadlineExceeded {
+            try? await connection.close()
+            throw error
         }
     }
 

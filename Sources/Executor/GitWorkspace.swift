@@ -36,6 +36,8 @@ public struct GitWorkspace: Sendable {
 
     public var checkout: String { root + "/repo" }
     public var agentHome: String { root + "/home" }
+    /// The `passwd` and `group` files naming the task's agent user (``AgentUser``).
+    public var agentAccounts: String { root + "/accounts" }
     var gitHome: String { root + "/git-home" }
 
     /// Creates a fresh folder under `parent` for task `taskID`.
@@ -59,15 +61,18 @@ public struct GitWorkspace: Sendable {
         self.caBundlePath = caBundlePath
     }
 
-    /// Deletes the workspace and everything in it.
-    public func remove() {
-        // An agent may leave read-only folders behind; make them writable so they can go.
-        if let enumerator = FileManager.default.enumerator(atPath: root) {
-            while let relative = enumerator.nextObject() as? String {
-                chmod(root + "/" + relative, 0o700)
+    /// Deletes the workspace and everything in it, on the blocking thread pool (a checkout of thousands of
+    /// files would hold an event loop, and the webhooks it serves, for a while).
+    public func remove() async {
+        await BlockingPool.run { [root] in
+            // An agent may leave read-only folders behind; make them writable so they can go.
+            if let enumerator = FileManager.default.enumerator(atPath: root) {
+                while let relative = enumerator.nextObject() as? String {
+                    chmod(root + "/" + relative, 0o700)
+                }
             }
+            try? FileManager.default.removeItem(atPath: root)
         }
-        try? FileManager.default.removeItem(atPath: root)
     }
 
     // MARK: - Remote operations (the token goes to this one git process only)

@@ -47,7 +47,8 @@ public struct ResourceLimits: Sendable, Hashable {
 /// paths its `binds:` name, read-only. Fresh PID, IPC, UTS and cgroup namespaces (and network with
 /// `network: none`), a new session, and it dies with its worker. Nothing else of the host: not the bot's
 /// folder, `.env`, key, configuration, the database socket, other workspaces, or the host's `/tmp`.
-/// When the bot runs as root, the agent runs as `nobody` so that the process limit holds.
+/// When the bot runs as root, the agent runs as a user of its task's own (``AgentUser/forTask(_:accountFiles:)``),
+/// so that the process limit holds and is the task's alone.
 public enum Sandbox {
     public static let workspacePath = "/workspace"
     public static let homePath = "/home/agent"
@@ -66,7 +67,7 @@ public enum Sandbox {
 
     /// Returns the arguments that run `command` jailed (or, with `none`, only limited).
     public static func command(
-        for agent: AgentCommand, checkout: String, home: String
+        for agent: AgentCommand, checkout: String, home: String, user: AgentUser = .nobody
     ) -> [String] {
         let limited = limitPrefix(agent.limits) + agent.command
         guard agent.sandbox == .bwrap else { return limited }
@@ -81,7 +82,17 @@ public enum Sandbox {
                 arguments += ["--ro-bind", top, top]
             }
         }
-        for path in etcFiles { arguments += ["--ro-bind-try", path, path] }
+        // bwrap would make /etc on the way, private (0700): the agent's user could then read none of it (no
+        // resolver, no CA certificates, no passwd).
+        arguments += ["--perms", "0755", "--dir", "/etc"]
+        for path in etcFiles {
+            // The task's own user is named in its own copies of passwd and group.
+            if runsAsRoot, let folder = user.accountFiles, path == "/etc/passwd" || path == "/etc/group" {
+                arguments += ["--ro-bind", folder + "/" + (path == "/etc/passwd" ? "passwd" : "group"), path]
+            } else {
+                arguments += ["--ro-bind-try", path, path]
+            }
+        }
         arguments += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp",
                       "--dir", "/home", "--bind", home, homePath, "--bind", checkout, workspacePath]
         for bind in agent.binds {
@@ -95,9 +106,10 @@ public enum Sandbox {
         }
         arguments += ["--chdir", workspacePath]
         if runsAsRoot {
-            // Drop to an unprivileged user inside the jail: root is exempt from RLIMIT_NPROC.
+            // Drop to an unprivileged user inside the jail: root is exempt from RLIMIT_NPROC, which counts
+            // every process of the user, so each task has a user of its own.
             arguments += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--",
-                          "/usr/bin/setpriv", "--reuid=\(unprivilegedID)", "--regid=\(unprivilegedID)", "--clear-groups",
+                          "/usr/bin/setpriv", "--reuid=\(user.id)", "--regid=\(user.id)", "--clear-groups",
                           "--inh-caps=-all", "--"]
         } else {
             arguments.append("--")
@@ -168,11 +180,66 @@ public enum Sandbox {
     }
 
     /// Gives `path` and everything under it to `uid`:`gid` (the agent's user before a run, the bot's after).
-    public static func chownTree(_ path: String, uid: UInt32, gid: UInt32) {
-        lchown(path, uid, gid)
-        guard let enumerator = FileManager.default.enumerator(atPath: path) else { return }
-        while let relative = enumerator.nextObject() as? String {
-            lchown(path + "/" + relative, uid, gid)
+    /// Walks the tree on the blocking thread pool, away from the event loops.
+    public static func chownTree(_ path: String, uid: UInt32, gid: UInt32) async {
+        await BlockingPool.run {
+            lchown(path, uid, gid)
+            guard let enumerator = FileManager.default.enumerator(atPath: path) else { return }
+            while let relative = enumerator.nextObject() as? String {
+                lchown(path + "/" + relative, uid, gid)
+            }
         }
+    }
+}
+
+/// The user an agent runs as when the bot runs as root.
+///
+/// Each task gets its own: `RLIMIT_NPROC` counts every process of a user, so agents sharing one (`nobody`)
+/// would share one budget, and a fork bomb in one task's jail could leave every other agent on the machine
+/// unable to start a process.
+public struct AgentUser: Sendable, Hashable {
+    /// The user and group id.
+    public var id: UInt32
+    /// A folder with `passwd` and `group` files that name the user, bound over the host's in the jail
+    /// (tools such as Node's `os.userInfo()` fail for a user without an entry); `nil` binds the host's.
+    public var accountFiles: String?
+
+    public init(id: UInt32, accountFiles: String? = nil) {
+        self.id = id
+        self.accountFiles = accountFiles
+    }
+
+    /// `nobody`, for the trial jail.
+    public static let nobody = AgentUser(id: Sandbox.unprivilegedID)
+
+    /// The first id of the range task users take (far above login users, system users and the usual
+    /// subordinate id ranges of containers); the range ends below 2^31 for tools that read ids as signed.
+    public static let firstID: UInt32 = 1_000_000_000
+
+    /// Returns the user of task `taskID`: unique among tasks running at once (ids a billion apart repeat).
+    public static func forTask(_ taskID: Int64, accountFiles: String? = nil) -> AgentUser {
+        AgentUser(id: firstID + UInt32(UInt64(bitPattern: taskID) % 1_000_000_000), accountFiles: accountFiles)
+    }
+
+    /// The name the user has in the jail.
+    public static let name = "asynccode-agent"
+
+    /// Writes `passwd` and `group` into `folder`: the host's entries, without any of this id, and one for
+    /// this user (home `/home/agent`).
+    public func writeAccountFiles(into folder: String) throws {
+        func entries(_ path: String) -> String {
+            let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+            // Drops the host's own entry for this id or name, should it have one.
+            return text.split(separator: "\n", omittingEmptySubsequences: true).filter { line in
+                let fields = line.split(separator: ":", omittingEmptySubsequences: false)
+                return fields.count > 2 && fields[0] != Self.name && fields[2] != "\(id)"
+            }.map { $0 + "\n" }.joined()
+        }
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let passwd = entries("/etc/passwd") + "\(Self.name):x:\(id):\(id):asynccode agent:\(Sandbox.homePath):/bin/sh\n"
+        let group = entries("/etc/group") + "\(Self.name):x:\(id):\n"
+        try passwd.write(toFile: folder + "/passwd", atomically: true, encoding: .utf8)
+        try group.write(toFile: folder + "/group", atomically: true, encoding: .utf8)
+        for file in ["passwd", "group"] { chmod(folder + "/" + file, 0o644) }
     }
 }

@@ -287,7 +287,23 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
         } catch {
             throw StepFailure(reason: "cannot create a workspace under \(settings.workspaceRoot)", retryable: true)
         }
-        defer { workspace.remove() }
+        // Removed on every way out; the walk runs off the event loops, and whether or not the task was cancelled.
+        do {
+            let outcome = try await steps(&run, in: workspace, plan: plan, token: token, agent: agent, config: config)
+            await workspace.remove()
+            return outcome
+        } catch {
+            await workspace.remove()
+            throw error
+        }
+    }
+
+    /// The steps from the clone on, in `workspace`.
+    private func steps(
+        _ run: inout TaskRun, in workspace: GitWorkspace, plan: WorkPlan, token: String, agent: AgentCommand,
+        config: RepositoryConfiguration
+    ) async throws -> TaskOutcome {
+        let record = run.record
         await step(&run, "Cloning `\(plan.cloneBranch)`")
         try await cancellable(run.cancelRequested) {
             try await workspace.clone(url: plan.cloneURL, branch: plan.cloneBranch, token: token)
@@ -312,24 +328,37 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
         let environment = AgentRunner.environment(
             for: agent, home: jailed ? Sandbox.homePath : workspace.agentHome,
             task: ["ASYNCCODE_PROMPT": prompt, "ASYNCCODE_TASK_ID": String(record.id), "ASYNCCODE_TASK_KIND": record.kind.rawValue])
+        let user = AgentUser.forTask(record.id, accountFiles: workspace.agentAccounts)
         let runnable = { () -> AgentCommand in
             var wrapped = agent
-            wrapped.command = Sandbox.command(for: agent, checkout: workspace.checkout, home: workspace.agentHome)
+            wrapped.command = Sandbox.command(for: agent, checkout: workspace.checkout, home: workspace.agentHome, user: user)
             return wrapped
         }()
         let dropsPrivileges = jailed && Sandbox.runsAsRoot
         if dropsPrivileges {
-            Sandbox.chownTree(workspace.checkout, uid: Sandbox.unprivilegedID, gid: Sandbox.unprivilegedID)
-            Sandbox.chownTree(workspace.agentHome, uid: Sandbox.unprivilegedID, gid: Sandbox.unprivilegedID)
+            do {
+                try user.writeAccountFiles(into: workspace.agentAccounts)
+            } catch {
+                throw StepFailure(reason: "cannot write the agent's passwd and group files in its workspace", retryable: true)
+            }
+            await Sandbox.chownTree(workspace.checkout, uid: user.id, gid: user.id)
+            await Sandbox.chownTree(workspace.agentHome, uid: user.id, gid: user.id)
         }
         let result: AgentRunResult
         do {
-            defer { if dropsPrivileges { Sandbox.chownTree(workspace.checkout, uid: getuid(), gid: getgid()) } }
             let (tokenLimit, timeLimit) = Self.usageLimits(agent: agent, budget: record.budget)
-            result = try await cancellable(run.cancelRequested) {
-                try await runner.run(runnable, prompt: prompt, workingDirectory: workspace.checkout, environment: environment,
-                                     tokenLimit: tokenLimit, timeLimit: timeLimit)
+            let ran: Result<AgentRunResult, any Error>
+            do {
+                ran = .success(try await cancellable(run.cancelRequested) {
+                    try await runner.run(runnable, prompt: prompt, workingDirectory: workspace.checkout, environment: environment,
+                                         tokenLimit: tokenLimit, timeLimit: timeLimit)
+                })
+            } catch {
+                ran = .failure(error)
             }
+            // The checkout is the bot's again, however the agent ended.
+            if dropsPrivileges { await Sandbox.chownTree(workspace.checkout, uid: getuid(), gid: getgid()) }
+            result = try ran.get()
         } catch is CancelledOnRequest {
             throw CancelledOnRequest()
         } catch {

@@ -109,7 +109,7 @@ struct ExecutorOverheadBench: AsyncParsableCommand {
                     _ = try await workspace.stageAll()
                     _ = try await workspace.commit(message: "Raw \(index)", authorName: "bench", authorEmail: "bench@example.com")
                     try await workspace.push(url: cloneURL, branch: "raw/\(index)", token: token, force: false)
-                    workspace.remove()
+                    await workspace.remove()
                     raws.append(EndToEndBench.milliseconds(ContinuousClock.now - started))
                 }
                 let executor = EndToEndBench.percentile(overheads, 0.5)

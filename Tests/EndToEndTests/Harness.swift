@@ -75,11 +75,30 @@ let agentScripts: [String: (script: String, timeout: Int)] = [
         touch "/tmp/asynccode-escape-$ASYNCCODE_TASK_ID"
         port=$(echo "$ASYNCCODE_PROMPT" | sed -n 's/.*port=\\([0-9]*\\).*/\\1/p' | head -n 1)
         echo "port $port" >> $out
+        echo "user $(id -u) $(id -un)" >> $out
+        if cat /etc/passwd > /dev/null && { [ ! -e /etc/hosts ] || cat /etc/hosts > /dev/null; }; then echo "etc: readable" >> $out; else echo "etc: UNREADABLE" >> $out; fi
         attempt network "bash -c 'exec 3<>/dev/tcp/127.0.0.1/$port'"
         attempt fork-bomb "for i in \\$(seq 1 300); do sleep 30 & done; wait"
         attempt big-file "head -c 3000000 /dev/zero > big.bin"
         rm -f big.bin
         echo "probed the jail"
+        """, 120),
+    // Holds all but one of its 64 processes until the test lets it go (or its 60 s run out).
+    "hog": ("""
+        cat > /dev/null
+        i=0
+        while [ $i -lt 62 ]; do i=$((i + 1)); sleep 600 & done
+        while [ ! -f "$AGENT_STATE/release-hog" ]; do :; done
+        echo "hogged" >> README.md
+        echo "Let go."
+        """, 60),
+    // Starts 20 processes, one after another.
+    "forker": ("""
+        cat > /dev/null
+        i=0
+        while [ $i -lt 20 ]; do i=$((i + 1)); sh -c 'true' || exit 3; done
+        echo "forked" >> README.md
+        echo "Forked twenty times."
         """, 120),
     "bigfile": ("""
         cat > /dev/null
@@ -132,6 +151,8 @@ let agentScripts: [String: (script: String, timeout: Int)] = [
 let extraAgentSettings: [String: String] = [
     "hostile": "    network: none\n    limits: {processes: 64, fileSizeMB: 1}\n",
     "bigfile": "    limits: {fileSizeMB: 1}\n",
+    "hog": "    limits: {processes: 64}\n",
+    "forker": "    limits: {processes: 64}\n",
     // 1 credit per 1,000 tokens; reports 1,500 tokens: 1.5 credits (the reservation: 20,000 tokens, 20 credits).
     "metered": "    costPerToken: 0.001\n    maxTokens: 20000\n    displayName: Metered Model\n    description: reports its tokens\n",
     "spender": "    costPerToken: 0.001\n    maxTokens: 1000000\n",

@@ -1,3 +1,4 @@
+import Executor
 import Foundation
 import GitHubSimulator
 import Testing
@@ -19,6 +20,12 @@ import TestSupport
             }
             #expect(!report.contains("ALLOWED"), "\(report)")
             #expect(report.contains("port \(e2e.port)"))
+            // What a command line program needs of /etc (passwd, hosts) can be read.
+            #expect(report.contains("etc: readable"), "\(report)")
+            if Sandbox.runsAsRoot {
+                // The task's own user, named in the jail's passwd.
+                #expect(report.contains("user \(AgentUser.forTask(taskID).id) \(AgentUser.name)"), "\(report)")
+            }
             #expect(!FileManager.default.fileExists(atPath: e2e.stateDirectory + "/evil"))
             #expect(!FileManager.default.fileExists(atPath: "/tmp/asynccode-escape-\(taskID)"))
             #expect(!FileManager.default.fileExists(atPath: "/usr/evil"))
@@ -28,6 +35,36 @@ import TestSupport
             let next = try await e2e.comment("/asynccode ask --agent ask still there?", on: issue)
             try await e2e.waitFor(task: next, status: "completed")
         }
+    }
+
+    /// The process limit counts every process of a user: with one user for all agents, one task at its
+    /// limit left no process for any other agent on the machine.
+    @Test func anAgentAtItsProcessLimitLeavesOthersTheirs() async throws {
+        guard Sandbox.runsAsRoot else { return }
+        try await EndToEnd.with { e2e in
+            let hogIssue = e2e.issue("Hog")
+            let hog = try await e2e.comment("/asynccode --agent hog hold everything", on: hogIssue)
+            let hogUser = AgentUser.forTask(hog).id
+            try await eventually("the hog holds 60 processes", timeout: .seconds(60)) { Self.processes(of: hogUser) >= 60 }
+            print("process limit: the hog's user \(hogUser) holds \(Self.processes(of: hogUser)) of its 64 processes")
+            let forker = try await e2e.comment("/asynccode --agent forker fork a little", on: e2e.issue("Forker"))
+            try await e2e.waitFor(task: forker, status: "completed")
+            // Still holding: the two ran at the same time.
+            #expect(Self.processes(of: hogUser) >= 60)
+            try Data().write(to: URL(fileURLWithPath: e2e.stateDirectory + "/release-hog"))
+            try await e2e.waitFor(task: hog, status: "completed")
+            #expect(Self.processes(of: hogUser) == 0, "the jail took its processes with it")
+        }
+    }
+
+    /// Returns how many processes run as `uid`.
+    static func processes(of uid: UInt32) -> Int {
+        let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.filter { $0.allSatisfy(\.isNumber) } ?? []
+        return pids.filter { pid in
+            guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+                  let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Uid:") }) else { return false }
+            return line.split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst().first == "\(uid)"
+        }.count
     }
 
     @Test func aRunThatHitsALimitFailsNamingIt() async throws {

@@ -218,6 +218,41 @@ struct NoGitHub: GitHubAPI {
         #expect(Sandbox.command(for: agent, checkout: "/w", home: "/h") == ["/usr/bin/prlimit", "--nproc=1024", "--fsize=\(2 << 30)", "--", "/opt/a/bin/agent", "-p"])
     }
 
+    @Test func eachTaskHasAUserOfItsOwnNamedInTheJail() throws {
+        let first = AgentUser.forTask(1), second = AgentUser.forTask(2)
+        #expect(first.id != second.id)
+        #expect(first.id == AgentUser.firstID + 1)
+        for taskID in [Int64(0), 999_999_999, 1_000_000_000, .max] {
+            let id = AgentUser.forTask(taskID).id
+            #expect(id >= AgentUser.firstID && id < 2_000_000_000, "task \(taskID): \(id)")
+        }
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("accounts-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let user = AgentUser.forTask(42, accountFiles: folder)
+        try user.writeAccountFiles(into: folder)
+        let passwd = try String(contentsOfFile: folder + "/passwd", encoding: .utf8)
+        let group = try String(contentsOfFile: folder + "/group", encoding: .utf8)
+        #expect(passwd.hasSuffix("asynccode-agent:x:\(user.id):\(user.id):asynccode agent:/home/agent:/bin/sh\n"))
+        #expect(passwd.hasPrefix("root:x:0:0:"), "the host's entries stay")
+        #expect(passwd.components(separatedBy: "asynccode-agent:").count == 2, "one entry for the user")
+        #expect(group.hasSuffix("asynccode-agent:x:\(user.id):\n"))
+        // Writing again (a retried task) gives the same files.
+        try user.writeAccountFiles(into: folder)
+        #expect(try String(contentsOfFile: folder + "/passwd", encoding: .utf8) == passwd)
+
+        let agent = AgentCommand(name: "a", command: ["/opt/a/bin/agent"])
+        let joined = Sandbox.command(for: agent, checkout: "/w/repo", home: "/w/home", user: user).joined(separator: " ")
+        if Sandbox.runsAsRoot {
+            #expect(joined.contains("--reuid=\(user.id) --regid=\(user.id)"))
+            #expect(joined.contains("--ro-bind \(folder)/passwd /etc/passwd"))
+            #expect(joined.contains("--ro-bind \(folder)/group /etc/group"))
+            #expect(!joined.contains("--ro-bind-try /etc/passwd"))
+        } else {
+            #expect(!joined.contains("--reuid"))
+            #expect(joined.contains("--ro-bind-try /etc/passwd /etc/passwd"))
+        }
+    }
+
     /// The trial jail is awaited, not waited for on a thread: many at once all answer (`scripts/setup`
     /// installs bubblewrap, so here each says the jail works).
     @Test func trialJailsRunHereManyAtOnce() async {
