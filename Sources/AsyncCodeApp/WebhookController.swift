@@ -58,13 +58,16 @@ public struct WebhookController<Store: DeliveryRecording>: Sendable {
     let store: Store
     let logger: Logger
     let metrics: any MetricsFactory
+    /// Refused requests (4xx) are logged at most 20 a minute; every one is counted in the metrics.
+    let refusals: LogThrottle
 
     /// Creates the controller; `secrets` may be empty until the setup wizard registers the App.
     public init(
         secrets: WebhookSecrets, decoder: WebhookDecoder, store: Store, logger: Logger,
-        metrics: any MetricsFactory = NOOPMetricsHandler.instance
+        metrics: any MetricsFactory = NOOPMetricsHandler.instance, refusals: LogThrottle = LogThrottle()
     ) {
         self.metrics = metrics
+        self.refusals = refusals
         self.secrets = secrets
         self.decoder = decoder
         self.store = store
@@ -90,7 +93,14 @@ public struct WebhookController<Store: DeliveryRecording>: Sendable {
             metadata["http.status"] = "\(status.code)"
             metadata["outcome"] = "\(outcome)"
             metadata["duration_ms"] = "\(Self.milliseconds(since: started))"
-            logger.log(level: level, "webhook delivery", metadata: metadata)
+            if (400..<500).contains(status.code) {
+                if let held = refusals.admit() {
+                    if held > 0 { metadata["log.held_back"] = "\(held)" }
+                    logger.log(level: level, "webhook delivery", metadata: metadata)
+                }
+            } else {
+                logger.log(level: level, "webhook delivery", metadata: metadata)
+            }
             // Labels stay bounded: an event name counts only once the signature is good, an outcome is a
             // word or an HTTP status.
             let verified = status.code <= 400 || status.code == 415

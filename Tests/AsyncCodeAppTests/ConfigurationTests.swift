@@ -204,3 +204,40 @@ struct FailingStore: DeliveryRecording {
         }
     }
 }
+
+@Suite(.timeLimit(.minutes(10))) struct LogThrottleTests {
+    @Test func passesItsLimitPerIntervalAndSaysWhatItHeldBack() {
+        let start = ContinuousClock.now
+        let throttle = LogThrottle(limit: 3, interval: .seconds(60), now: start)
+        #expect((0..<3).map { _ in throttle.admit(now: start) } == [0, 0, 0])
+        #expect(throttle.admit(now: start + .seconds(30)) == nil)
+        #expect(throttle.admit(now: start + .seconds(59)) == nil)
+        // A new minute: the first line says two were held back.
+        #expect(throttle.admit(now: start + .seconds(60)) == 2)
+        #expect(throttle.admit(now: start + .seconds(61)) == 0)
+    }
+
+    @Test func aFloodOfBadSignaturesWritesAFewLinesAndCountsEveryOne() async throws {
+        let router = Router()
+        let capture = LogCapture()
+        let metrics = AppMetrics()
+        WebhookController(secrets: WebhookSecrets([secret]), decoder: WebhookDecoder(), store: FailingStore(),
+                          logger: capture.logger(level: .info), metrics: metrics.factory,
+                          refusals: LogThrottle(limit: 5)).addRoutes(to: router)
+        let app = Application(router: router, logger: Logger(label: "quiet") { _ in SwiftLogNoOpLogHandler() })
+        try await app.test(.router) { client in
+            for _ in 0..<40 {
+                let response = try await client.deliver(body: try commentPayload("/asynccode fix"), signature: "sha256=" + String(repeating: "0", count: 64))
+                #expect(response.status == .unauthorized)
+            }
+        }
+        let lines = capture.lines.filter { $0.contains("webhook delivery") }
+        #expect(lines.count == 5, "\(lines)")
+        #expect(lines.allSatisfy { $0.contains("http.status=401") })
+        var scraped: [UInt8] = []
+        metrics.registry.emit(into: &scraped)
+        let counted = String(decoding: scraped, as: UTF8.self).split(separator: "\n")
+            .filter { $0.hasPrefix("asynccode_webhook_deliveries_total{") && $0.contains("http_401") }
+        #expect(counted.map { $0.split(separator: " ").last } == ["40"], "\(counted)")
+    }
+}
