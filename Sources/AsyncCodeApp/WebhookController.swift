@@ -93,12 +93,9 @@ public struct WebhookController<Store: DeliveryRecording>: Sendable {
             metadata["http.status"] = "\(status.code)"
             metadata["outcome"] = "\(outcome)"
             metadata["duration_ms"] = "\(Self.milliseconds(since: started))"
-            if (400..<500).contains(status.code) {
-                if let held = refusals.admit() {
-                    if held > 0 { metadata["log.held_back"] = "\(held)" }
-                    logger.log(level: level, "webhook delivery", metadata: metadata)
-                }
-            } else {
+            // Refusals (4xx) go through the throttle; `nil`: held back.
+            if let held = (400..<500).contains(status.code) ? refusals.admit() : 0 {
+                if held > 0 { metadata["log.held_back"] = "\(held)" }
                 logger.log(level: level, "webhook delivery", metadata: metadata)
             }
             // Labels stay bounded: an event name counts only once the signature is good, an outcome is a

@@ -29,8 +29,8 @@ public struct BoundedClient: Sendable {
     ) async throws -> BoundedRows {
         try await client.withConnection { connection in
             try await Self.closingLate(connection) {
-                BoundedRows(try await connection.rows(
-                    query, logger: logger, deadline: Self.deadline(after: timeout), file: file, line: line).rows)
+                try await BoundedConnection(connection: connection, deadline: .now() + TimeAmount(timeout))
+                    .query(query, logger: logger, file: file, line: line)
             }
         }
     }
@@ -41,7 +41,7 @@ public struct BoundedClient: Sendable {
         logger: Logger, _ body: @Sendable (BoundedConnection) async throws -> Result
     ) async throws -> Result {
         try await client.withConnection { connection in
-            let deadline = Self.deadline(after: timeout)
+            let deadline = NIODeadline.now() + TimeAmount(timeout)
             return try await Self.closingLate(connection) {
                 try await connection.transaction(logger: logger, deadline: deadline) {
                     try await body(BoundedConnection(connection: connection, deadline: deadline))
@@ -62,11 +62,6 @@ public struct BoundedClient: Sendable {
             try? await connection.close()
             throw error
         }
-    }
-
-    static func deadline(after timeout: Duration) -> NIODeadline {
-        let (seconds, attoseconds) = timeout.components
-        return .now() + .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
 }
 

@@ -301,7 +301,7 @@ public final class DeliveryStore: Service, Sendable {
     private func commit(_ plans: [DeliveryPlan]) async throws -> [DeliveryOutcome] {
         // Waiting for a connection is cancellable: a database that is down fails the batch at the deadline.
         // A commit already sent may still land; GitHub's redelivery then meets the GUID and is a duplicate.
-        let deadline = NIODeadline.now() + .nanoseconds(Int64(commitTimeout.inSeconds * 1e9))
+        let deadline = NIODeadline.now() + TimeAmount(commitTimeout)
         return try await withThrowingTaskGroup(of: [DeliveryOutcome].self) { group in
             group.addTask { try await self.writeBatch(plans, deadline: deadline) }
             group.addTask {
