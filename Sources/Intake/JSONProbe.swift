@@ -83,17 +83,16 @@ struct JSONProbe {
             guard current == UInt8(ascii: ":") else { throw Invalid() }
             index += 1
             skipWhitespace()
-            let keyText = context == .other ? nil : key.flatMap { text(of: $0) }
-            switch (context, keyText) {
-            case (.topLevel, "action"?) where current == UInt8(ascii: "\""):
+            // Keys are compared as bytes: no string is made for the hundreds of keys a payload has.
+            switch context {
+            case .topLevel where current == UInt8(ascii: "\"") && matches(key, "action"):
                 if let range = try string() { fields.action = decodeString(range) }
-            case (.topLevel, "installation"?) where current == UInt8(ascii: "{"):
+            case .topLevel where current == UInt8(ascii: "{") && matches(key, "installation"):
                 try object(depth: depth + 1, context: .installation, fields: &fields)
-            case (.topLevel, "repository"?) where current == UInt8(ascii: "{"):
+            case .topLevel where current == UInt8(ascii: "{") && matches(key, "repository"):
                 try object(depth: depth + 1, context: .repository, fields: &fields)
-            case (.installation, "id"?), (.repository, "id"?):
-                let digits = try number()
-                let id = digits.flatMap { Int64(text(of: $0) ?? "") }
+            case .installation where startsNumber && matches(key, "id"), .repository where startsNumber && matches(key, "id"):
+                let id = try number().flatMap(integer(in:))
                 if context == .installation { fields.installationID = id } else { fields.repositoryID = id }
             default:
                 try value(depth: depth, context: .other, fields: &fields)
@@ -157,6 +156,9 @@ struct JSONProbe {
         }
         return integral ? start..<index : nil
     }
+
+    /// Whether a number starts at the current byte.
+    private var startsNumber: Bool { current.map { isDigit($0) || $0 == UInt8(ascii: "-") } ?? false }
 
     private func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
 
@@ -236,12 +238,30 @@ struct JSONProbe {
         }
     }
 
-    private func text(of range: Range<Int>) -> String? {
-        String(validating: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self)
+    /// Returns whether the key at `range` (`nil`: it had escapes) is `word`.
+    private func matches(_ range: Range<Int>?, _ word: StaticString) -> Bool {
+        guard let range, range.count == word.utf8CodeUnitCount else { return false }
+        for offset in 0..<range.count where bytes[range.lowerBound + offset] != word.utf8Start[offset] { return false }
+        return true
     }
 
+    /// Returns the integer at `range` (an optional minus and digits), or `nil` when it does not fit 64 bits.
+    private func integer(in range: Range<Int>) -> Int64? {
+        let negative = bytes[range.lowerBound] == UInt8(ascii: "-")
+        var value: Int64 = 0
+        for index in (negative ? range.lowerBound + 1 : range.lowerBound)..<range.upperBound {
+            let digit = Int64(bytes[index] &- UInt8(ascii: "0"))
+            let (scaled, overflow) = value.multipliedReportingOverflow(by: 10)
+            let (next, overflowAgain) = negative ? scaled.subtractingReportingOverflow(digit) : scaled.addingReportingOverflow(digit)
+            guard !overflow, !overflowAgain else { return nil }
+            value = next
+        }
+        return value
+    }
+
+    /// Returns the string at `range`, already checked as UTF-8 by ``string()``; `nil` past 64 bytes.
     private func decodeString(_ range: Range<Int>) -> String? {
         guard range.count <= 64 else { return nil }
-        return text(of: range)
+        return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self)
     }
 }

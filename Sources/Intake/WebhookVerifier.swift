@@ -24,12 +24,21 @@ public struct WebhookVerifier: Sendable {
 
     /// Returns the 32 bytes a `sha256=<64 hex digits>` header carries.
     static func parse(_ header: String) -> [UInt8]? {
-        let trimmed = header.utf8.count == 71 ? Substring(header) : Substring(header).drop(while: \.isWhitespace)
-        guard trimmed.utf8.count >= 71, trimmed.prefix(7).lowercased() == "sha256=" else { return nil }
-        let hex = trimmed.dropFirst(7).prefix(while: { !$0.isWhitespace })
-        guard hex.utf8.count == 64, let bytes = Hex.decode(hex) else { return nil }
+        // Bytes, not characters: `Character.isWhitespace` asks Unicode's tables for every byte of every request.
+        var utf8 = Substring(header).utf8
+        while let first = utf8.first, isSpace(first) { utf8 = utf8.dropFirst() }
+        guard utf8.count >= 71 else { return nil }
+        for (byte, expected) in zip(utf8.prefix(7), "sha256=".utf8) where byte != expected {
+            // Either case, as GitHub's own libraries accept it.
+            guard (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte), byte | 0x20 == expected else { return nil }
+        }
+        let hex = utf8.dropFirst(7).prefix(while: { !isSpace($0) })
+        guard hex.count == 64, let bytes = Hex.decode(utf8: Array(hex)) else { return nil }
         return bytes
     }
+
+    /// Whether `byte` is ASCII white space (space, tab, line feed, vertical tab, form feed, carriage return).
+    private static func isSpace(_ byte: UInt8) -> Bool { byte == 0x20 || (0x09...0x0D).contains(byte) }
 
     /// Returns the `sha256=` header value for `body` under `secret`, as GitHub would send it.
     public static func signature(for body: some ContiguousBytes, secret: String) -> String {

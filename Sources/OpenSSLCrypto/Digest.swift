@@ -37,7 +37,11 @@ public enum Hex {
 
     /// Returns the bytes a hexadecimal string encodes (either case), or `nil` if it is not hexadecimal.
     public static func decode(_ text: some StringProtocol) -> [UInt8]? {
-        let utf8 = Array(text.utf8)
+        decode(utf8: Array(text.utf8))
+    }
+
+    /// Returns the bytes the hexadecimal digits `utf8` encode (either case), or `nil` if any is not one.
+    public static func decode(utf8: [UInt8]) -> [UInt8]? {
         guard utf8.count % 2 == 0 else { return nil }
         var out = [UInt8]()
         out.reserveCapacity(utf8.count / 2)

@@ -20,6 +20,19 @@ import TestSupport
         #expect(probe(#""text""#)?.isObject == false)
     }
 
+    @Test func readsIDsThatAreWholeNumbersOnly() {
+        // Valid JSON whatever the ids hold: a string, a fraction, a number past 64 bits, a negative, escapes.
+        #expect(probe(#"{"installation":{"id":"42"},"repository":{"id":1.5}}"#)
+            == JSONProbe.Fields(isObject: true))
+        #expect(probe(#"{"installation":{"id":9223372036854775808},"repository":{"id":-9223372036854775808}}"#)
+            == JSONProbe.Fields(isObject: true, repositoryID: .min))
+        #expect(probe(#"{"installation":{"id":9223372036854775807},"repository":{"\u0069d":7}}"#)
+            == JSONProbe.Fields(isObject: true, installationID: .max))
+        #expect(probe(#"{"actions":"x","action":"\u0063losed","installation":[1]}"#) == JSONProbe.Fields(isObject: true))
+        #expect(probe(#"{"action":"labeled","installation":{"id":null,"ids":5}}"#)
+            == JSONProbe.Fields(isObject: true, action: "labeled"))
+    }
+
     @Test(arguments: [
         "", " ", "{", "}", "{\"a\"}", "{\"a\":}", "{\"a\":1,}", "[1,]", "[01]", "[1.]", "[.5]", "[1e]", "[-]",
         "[tru]", "[nul]", "{'a':1}", "{\"a\":1}x", "\"\\x\"", "\"\\u12G4\"", "\"a\u{01}b\"", "[\"\\ud800\"]x",

@@ -272,8 +272,11 @@ func setPath(_ object: inout [String: Any], _ keys: [String], _ value: Any) {
         let good = WebhookVerifier.signature(for: body, secret: "s")
         #expect(verifier.isValid(signatureHeader: good, body: body))
         #expect(verifier.isValid(signatureHeader: "SHA256=" + good.dropFirst(7).uppercased(), body: body))
+        #expect(verifier.isValid(signatureHeader: " \t" + good + " ", body: body))
+        // Bytes that are letters or "=" once 0x20 is set, and a Unicode space, are not taken for them.
         for bad in [nil, "", "sha256=", "sha1=" + good.dropFirst(7), String(good.dropLast()), good + "00",
-                    "sha256=" + String(repeating: "z", count: 64)] {
+                    "sha256=" + String(repeating: "z", count: 64), "sha256\u{1D}" + good.dropFirst(7),
+                    "\u{13}ha256=" + good.dropFirst(7), "\u{A0}" + good, good + "\u{A0}"] {
             #expect(!verifier.isValid(signatureHeader: bad, body: body), "\(bad ?? "nil")")
         }
         #expect(!WebhookVerifier(secrets: []).isValid(signatureHeader: good, body: body))
