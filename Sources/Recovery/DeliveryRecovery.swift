@@ -1,3 +1,4 @@
+import Database
 import GitHub
 import Logging
 import Metrics
@@ -31,7 +32,8 @@ public struct RecoveryReport: Sendable, Hashable {
 /// every `interval`; a redelivery keeps its GUID, so one that did arrive after all is answered `duplicate`.
 public struct DeliveryRecovery<Log: DeliveryLog>: Service, CustomStringConvertible {
     let log: Log
-    let client: PostgresClient
+    /// Bounds the one lookup per pass, so a database that stops answering cannot stop recovery for good.
+    let database: BoundedClient
     let logger: Logger
     public let interval: Duration
     /// Pages of 100 deliveries read per pass (GitHub keeps three days of them).
@@ -47,7 +49,7 @@ public struct DeliveryRecovery<Log: DeliveryLog>: Service, CustomStringConvertib
     ) {
         self.metrics = metrics
         self.log = log
-        self.client = client
+        database = BoundedClient(client)
         self.logger = logger
         self.interval = interval
         self.maxPages = maxPages
@@ -122,7 +124,7 @@ public struct DeliveryRecovery<Log: DeliveryLog>: Service, CustomStringConvertib
     }
 
     private func recordedGUIDs(_ guids: [String]) async throws -> Set<String> {
-        let rows = try await client.query("""
+        let rows = try await database.query("""
             SELECT delivery_guid FROM webhook_deliveries WHERE delivery_guid = ANY(\(guids))
             """, logger: logger)
         var found: Set<String> = []
