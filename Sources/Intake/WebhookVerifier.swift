@@ -29,7 +29,7 @@ public struct WebhookVerifier: Sendable {
         while let first = utf8.first, isSpace(first) { utf8 = utf8.dropFirst() }
         guard utf8.count >= 71 else { return nil }
         for (byte, expected) in zip(utf8.prefix(7), "sha256=".utf8) where byte != expected {
-            // Either case, as GitHub's own libraries accept it.
+            // The prefix in either case (`SHA256=` too), as before; only ASCII letters fold.
             guard (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte), byte | 0x20 == expected else { return nil }
         }
         let hex = utf8.dropFirst(7).prefix(while: { !isSpace($0) })
