@@ -2,6 +2,7 @@ import Database
 import Executor
 import Foundation
 import Logging
+import Queue
 
 /// How log lines are written.
 public enum LogFormat: String, Sendable {
@@ -49,6 +50,9 @@ public struct AppConfiguration: Sendable {
     public var workspaceDirectory: String = FileManager.default.temporaryDirectory.path + "/asynccode-workspaces"
     /// Trust roots for GitHub Enterprise Server (`GITHUB_CA_BUNDLE`), for the API and git.
     public var caBundlePath: String?
+    /// The most tasks a worker's claim takes while tasks turn out quick (`ASYNCCODE_RUN_AHEAD`, default 32;
+    /// 1 claims one at a time). See `RunAhead`.
+    public var runAhead: Int = RunAhead.standard.maxTasks
     /// How long a task's claim holds before another worker may take it (`ASYNCCODE_LEASE_SECONDS`).
     public var leaseDuration: Duration = .seconds(60)
     /// How long running tasks may finish after SIGTERM (`ASYNCCODE_SHUTDOWN_GRACE_SECONDS`).
@@ -238,6 +242,7 @@ public struct AppConfiguration: Sendable {
         }
         let workers = try number("ASYNCCODE_WORKERS", in: 0...64, default: 2)
         let leaseSeconds = try number("ASYNCCODE_LEASE_SECONDS", in: 2...3600, default: 60)
+        let runAhead = try number("ASYNCCODE_RUN_AHEAD", in: 1...128, default: RunAhead.standard.maxTasks)
         let graceSeconds = try number("ASYNCCODE_SHUTDOWN_GRACE_SECONDS", in: 0...3600, default: 30)
         let retrySeconds = try number("ASYNCCODE_RETRY_BASE_SECONDS", in: 0...3600, default: 10)
         let recoveryMinutes = try number("ASYNCCODE_RECOVERY_MINUTES", in: 0...1440, default: 5)
@@ -275,6 +280,7 @@ public struct AppConfiguration: Sendable {
         if let directory = value("ASYNCCODE_WORKSPACE_DIR") { configuration.workspaceDirectory = directory }
         configuration.caBundlePath = caBundlePath
         configuration.leaseDuration = .seconds(leaseSeconds)
+        configuration.runAhead = runAhead
         configuration.shutdownGracePeriod = .seconds(graceSeconds)
         configuration.executorRetryBaseDelay = .seconds(retrySeconds)
         configuration.recoveryInterval = recoveryMinutes == 0 ? nil : .seconds(recoveryMinutes * 60)

@@ -102,7 +102,8 @@ func makeWorkerServices(
             name: "\(workerPrefix)-\(index)", queue: queue, signal: signal, handler: executor, logger: workerLogger,
             gracePeriod: configuration.shutdownGracePeriod,
             // A dead worker's task is looked for at least twice per lease, so it waits little past the lease.
-            reapInterval: min(.seconds(5), configuration.leaseDuration / 2), metrics: metrics))
+            reapInterval: min(.seconds(5), configuration.leaseDuration / 2), metrics: metrics,
+            runAhead: RunAhead(maxTasks: configuration.runAhead)))
     }
     services.append(ControlCommandWorker(
         name: "\(workerPrefix)-control", api: github, controls: ControlStore(client: client, logger: workerLogger),

@@ -46,7 +46,7 @@ public struct TaskQueue: Sendable {
     public let leaseDuration: Duration
 
     private let claims: BatchCombiner<ClaimRequest, Handout>
-    private let completions: BatchCombiner<Completion, Bool>
+    private let completions: BatchCombiner<Completion, Set<Int64>>
 
     /// Creates the queue; `maxBatch` bounds how many claims (or completions) one statement serves, and
     /// `claimsInFlight` how many claim statements run at once (two keep a second database core busy while
@@ -71,14 +71,20 @@ public struct TaskQueue: Sendable {
     ///
     /// Workers of one process that ask at the same time are served by one statement.
     public func claim(worker: String) async throws -> ClaimedTask? {
+        try await claim(worker: worker, count: 1).first
+    }
+
+    /// Claims up to `count` runnable tasks for `worker`, in queue order and at most one per issue or pull
+    /// request, as ``claim(worker:)`` claims one. Returns an empty array when none is runnable.
+    public func claim(worker: String, count: Int) async throws -> [ClaimedTask] {
         for _ in 0..<Self.claimRounds {
-            switch try await claims.submit(ClaimRequest(worker: worker)).result {
-            case .claimed(let task): return task
-            case .none: return nil
+            switch try await claims.submit(ClaimRequest(worker: worker, count: max(1, count))).result {
+            case .claimed(let tasks): return tasks
+            case .none: return []
             case .passedOver: continue
             }
         }
-        return nil
+        return []
     }
 
     /// Records `taskID` completed and claims `worker`'s next task in the same statement (shared with the
@@ -87,41 +93,47 @@ public struct TaskQueue: Sendable {
     /// - Returns: whether the completion was recorded (`false`: `worker` no longer held the task), and the
     ///   next task as ``claim(worker:)`` would return it.
     public func completeAndClaim(taskID: Int64, worker: String) async throws -> (completed: Bool, next: ClaimedTask?) {
-        let handout = try await claims.submit(ClaimRequest(worker: worker, completing: taskID))
-        let completed: Bool
-        switch handout.completion {
-        case .recorded: completed = true
-        case .notHeld: completed = false
-        case .notTried, nil: completed = try await complete(taskID: taskID, worker: worker)
-        }
-        if case .claimed(let task) = handout.result { return (completed, task) }
-        // In the statement's snapshot the finished task still ran, so a task of its thread waited: ask again.
-        return (completed, try await claim(worker: worker))
+        let (completed, next) = try await completeAndClaim(taskIDs: [taskID], worker: worker, count: 1)
+        return (completed.contains(taskID), next.first)
     }
 
-    /// A worker asking for a task, and the task it finished (recorded first), if any.
+    /// Records the tasks `taskIDs` completed and claims up to `count` next tasks for `worker`, in one
+    /// statement (shared with the other workers claiming meanwhile).
+    ///
+    /// - Returns: the ids among `taskIDs` whose completion was recorded (the others `worker` no longer
+    ///   held), and the next tasks as ``claim(worker:count:)`` would return them.
+    public func completeAndClaim(
+        taskIDs: [Int64], worker: String, count: Int
+    ) async throws -> (completed: Set<Int64>, next: [ClaimedTask]) {
+        let handout = try await claims.submit(ClaimRequest(worker: worker, count: max(1, count), completing: taskIDs))
+        let completed = handout.completionTried ? handout.completed : try await complete(taskIDs: taskIDs, worker: worker)
+        if case .claimed(let tasks) = handout.result { return (completed, tasks) }
+        // In the statement's snapshot the finished tasks still ran, so a task of their threads waited: ask again.
+        return (completed, try await claim(worker: worker, count: count))
+    }
+
+    /// A worker asking for up to `count` tasks, and the tasks it finished (recorded first).
     struct ClaimRequest: Sendable, Hashable {
         var worker: String
-        var completing: Int64?
+        var count = 1
+        var completing: [Int64] = []
     }
 
-    /// What one request got from a batched claim: what became of the completion it carried, and its claim.
+    /// What one request got from a batched claim: which of the completions it carried were recorded, and
+    /// its claim.
     struct Handout: Sendable, Hashable {
-        enum Completion: Sendable, Hashable {
-            case recorded
-            /// The worker no longer held the task (its lease ran out and it was taken back).
-            case notHeld
-            /// The statement failed before recording it: record it on its own.
-            case notTried
-        }
-
-        var completion: Completion?
+        /// The carried completions recorded; the others' tasks the worker no longer held (their lease ran
+        /// out and they were taken back).
+        var completed: Set<Int64> = []
+        /// `false` when the statement failed before recording the completions: record them on their own.
+        var completionTried = true
         var result: ClaimResult
     }
 
     /// What one worker got from a batched claim.
     enum ClaimResult: Sendable, Hashable {
-        case claimed(ClaimedTask)
+        /// One or more tasks, in queue order.
+        case claimed([ClaimedTask])
         /// Nothing runnable.
         case none
         /// Nothing for this worker, but the batch saw more candidates than it could hand out (tasks of one
@@ -129,27 +141,36 @@ public struct TaskQueue: Sendable {
         case passedOver
     }
 
-    /// How often ``claim(worker:)`` asks again when it was passed over.
+    /// How often ``claim(worker:count:)`` asks again when it was passed over.
     static var claimRounds: Int { 4 }
 
-    /// Records the completions `requests` carry, then claims up to one task for each requesting worker, in
-    /// one statement: in queue order, at most one per issue or pull request. Returns one handout per
+    /// How many tasks one claim statement hands out at most, when workers ask for several each.
+    static var maxSlots: Int { 128 }
+
+    /// Records the completions `requests` carry, then claims up to `count` tasks for each requesting worker,
+    /// in one statement: in queue order, at most one per issue or pull request. Returns one handout per
     /// request, in order.
     private static func claim(
         _ requests: [ClaimRequest], client: PostgresClient, logger: Logger, leaseDuration: Duration
     ) async throws -> [Handout] {
         guard !requests.isEmpty else { return [] }
-        let workers = requests.map(\.worker)
-        let completing = requests.compactMap { request in request.completing.map { ($0, request.worker) } }
+        let maxSlots = Self.maxSlots
+        // One slot per task asked for: the statement hands the n-th candidate to the n-th slot's worker. When
+        // many workers ask for several, each gets a share of the statement's slots (one at least).
+        let asked = requests.reduce(0) { $0 + $1.count }
+        let share = asked > maxSlots ? max(1, maxSlots / requests.count) : Int.max
+        let slots = requests.flatMap { request in repeatElement(request.worker, count: min(request.count, share)) }
+        let completing = requests.flatMap { request in request.completing.map { ($0, request.worker) } }
         // A few extra candidates, so tasks of one thread queued together do not starve the workers.
         let statement = ClaimStatement(
-            workers: workers, limit: workers.count * 2 + 2, leaseSeconds: leaseDuration.inSeconds,
+            workers: slots, limit: slots.count + slots.count / 8 + 2, leaseSeconds: leaseDuration.inSeconds,
             completingIDs: completing.map(\.0), completingWorkers: completing.map(\.1))
         do {
-            var byWorker: [String: ClaimedTask] = [:]
+            var byWorker: [String: [(slot: Int64, task: ClaimedTask)]] = [:]
             var completed = Set<Int64>()
             var candidates: Int64 = 0
-            for try await (id, kind, repositoryID, issueNumber, isPullRequest, agent, prompt, targetBranch, attempts, maxAttempts, waitedMS, owner, seen, doneID)
+            var claimedCount = 0
+            for try await (id, kind, repositoryID, issueNumber, isPullRequest, agent, prompt, targetBranch, attempts, maxAttempts, waitedMS, owner, slot, seen, doneID)
                 in try await client.execute(statement, logger: logger) {
                 if let doneID {
                     completed.insert(doneID)
@@ -157,23 +178,25 @@ public struct TaskQueue: Sendable {
                 }
                 candidates = seen ?? 0
                 guard let id, let repositoryID, let issueNumber, let owner else { continue }
-                byWorker[owner] = ClaimedTask(
+                claimedCount += 1
+                byWorker[owner, default: []].append((slot ?? 0, ClaimedTask(
                     id: id, kind: kind.flatMap(TaskKind.init(rawValue:)) ?? .code, repositoryID: repositoryID,
                     issueNumber: issueNumber, isPullRequest: isPullRequest ?? false, agent: agent, prompt: prompt ?? "",
                     targetBranch: targetBranch, attempt: attempts ?? 1, maxAttempts: maxAttempts ?? 1,
-                    waited: .milliseconds(max(waitedMS ?? 0, 0)))
+                    waited: .milliseconds(max(waitedMS ?? 0, 0)))))
             }
             // Candidates were passed over (several of one thread, or the batch was full): there may be more.
-            let more = candidates >= Int64(statement.limit) || candidates > Int64(byWorker.count)
+            let more = candidates >= Int64(statement.limit) || candidates > Int64(claimedCount)
             return requests.map { request in
-                Handout(
-                    completion: request.completing.map { completed.contains($0) ? .recorded : .notHeld },
-                    result: byWorker[request.worker].map(ClaimResult.claimed) ?? (more ? .passedOver : .none))
+                let tasks = (byWorker[request.worker] ?? []).sorted { $0.slot < $1.slot }.map(\.task)
+                return Handout(
+                    completed: completed.intersection(request.completing),
+                    result: tasks.isEmpty ? (more ? .passedOver : .none) : .claimed(tasks))
             }
         } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
             // Another process started a task of the same thread at the same moment: ask again, and that
             // thread's running task is then seen. Nothing of the statement was recorded.
-            return requests.map { Handout(completion: $0.completing.map { _ in .notTried }, result: .passedOver) }
+            return requests.map { _ in Handout(completionTried: false, result: .passedOver) }
         }
     }
 
@@ -192,22 +215,31 @@ public struct TaskQueue: Sendable {
     /// Completions that arrive together are written by one statement.
     @discardableResult
     public func complete(taskID: Int64, worker: String) async throws -> Bool {
-        try await completions.submit(Completion(taskID: taskID, worker: worker))
+        try await complete(taskIDs: [taskID], worker: worker).contains(taskID)
     }
 
-    /// A worker's report that it finished a task.
+    /// Marks the tasks completed; returns the ids whose completion was recorded (the others `worker` no
+    /// longer held).
+    @discardableResult
+    public func complete(taskIDs: [Int64], worker: String) async throws -> Set<Int64> {
+        guard !taskIDs.isEmpty else { return [] }
+        return try await completions.submit(Completion(taskIDs: taskIDs, worker: worker))
+    }
+
+    /// A worker's report that it finished tasks.
     struct Completion: Sendable, Hashable {
-        var taskID: Int64
+        var taskIDs: [Int64]
         var worker: String
     }
 
-    /// Marks the tasks completed in one statement; returns, for each, whether its worker still held it.
-    private static func complete(_ completions: [Completion], client: PostgresClient, logger: Logger) async throws -> [Bool] {
+    /// Marks the tasks completed in one statement; returns, for each report, the ids its worker still held.
+    private static func complete(_ completions: [Completion], client: PostgresClient, logger: Logger) async throws -> [Set<Int64>] {
         guard !completions.isEmpty else { return [] }
         var done = Set<Int64>()
-        let statement = CompleteStatement(ids: completions.map(\.taskID), workers: completions.map(\.worker))
+        let pairs = completions.flatMap { completion in completion.taskIDs.map { ($0, completion.worker) } }
+        let statement = CompleteStatement(ids: pairs.map(\.0), workers: pairs.map(\.1))
         for try await id in try await client.execute(statement, logger: logger) { done.insert(id) }
-        return completions.map { done.contains($0.taskID) }
+        return completions.map { done.intersection($0.taskIDs) }
     }
 
     /// Records a failure: a retryable one with attempts left goes back to `pending` after `retryDelay`
@@ -243,6 +275,29 @@ public struct TaskQueue: Sendable {
             RETURNING id
             """, logger: logger)
         return try await Self.any(rows)
+    }
+
+    /// Gives back tasks `worker` claimed but did not start (it claimed ahead, and the task before them ran
+    /// long), as if never claimed: the attempt is not counted, and idle workers of every process are woken.
+    /// Returns how many it gave back.
+    @discardableResult
+    public func releaseUnstarted(taskIDs: [Int64], worker: String) async throws -> Int {
+        guard !taskIDs.isEmpty else { return 0 }
+        let rows = try await bounded.query("""
+            WITH released AS (
+                UPDATE tasks SET status = 'pending', attempts = GREATEST(attempts - 1, 0),
+                                 started_at = CASE WHEN attempts <= 1 THEN NULL ELSE started_at END,
+                                 lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+                WHERE id = ANY(\(taskIDs)) AND lease_owner = \(worker) AND status = 'running'
+                RETURNING id
+            ), notified AS (
+                SELECT pg_notify(\(WorkNotifications.channel), 'task:' || string_agg(id::text, ','))
+                FROM released HAVING count(*) > 0
+            )
+            SELECT (SELECT count(*) FROM released)::int8, (SELECT count(*) FROM notified)::int8
+            """, logger: logger)
+        for try await (count, _) in rows.decode((Int64, Int64).self) { return Int(count) }
+        return 0
     }
 
     /// Takes back tasks whose lease expired (their worker died): to `pending` while attempts remain, else
@@ -365,16 +420,16 @@ struct ClaimStatement: PostgresPreparedStatement {
             RETURNING tasks.id, tasks.kind::text, tasks.repository_id, tasks.issue_number, tasks.is_pull_request,
                       tasks.agent, tasks.prompt, tasks.target_branch, tasks.attempts, tasks.max_attempts,
                       (extract(epoch FROM now() - GREATEST(tasks.created_at, tasks.run_after)) * 1000)::bigint AS waited,
-                      tasks.lease_owner
+                      tasks.lease_owner, numbered.n
         )
         SELECT c.id, c.kind, c.repository_id, c.issue_number, c.is_pull_request, c.agent, c.prompt,
-               c.target_branch, c.attempts, c.max_attempts, c.waited, c.lease_owner,
+               c.target_branch, c.attempts, c.max_attempts, c.waited, c.lease_owner, c.n,
                (SELECT count(*) FROM candidates), NULL::int8
         FROM (SELECT 1) AS one LEFT JOIN claimed c ON true
         UNION ALL
-        SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, id FROM done
+        SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, id FROM done
         """
-    typealias Row = (Int64?, String?, Int64?, Int64?, Bool?, String?, String?, String?, Int?, Int?, Int64?, String?, Int64?, Int64?)
+    typealias Row = (Int64?, String?, Int64?, Int64?, Bool?, String?, String?, String?, Int?, Int?, Int64?, String?, Int64?, Int64?, Int64?)
 
     var workers: [String]
     var limit: Int

@@ -6,6 +6,7 @@ import Logging
 import PostgresNIO
 import Queue
 import ServiceLifecycle
+import Synchronization
 
 /// Runs the benchmarks as `asynccode` runs: Swift concurrency on NIO's event loops unless
 /// `ASYNCCODE_NIO_EXECUTOR=0`, as many loops as `asynccode` would run (`ASYNCCODE_EVENT_LOOPS`).
@@ -27,9 +28,14 @@ struct Bench: AsyncParsableCommand {
         commandName: "asynccode-bench", abstract: "Benchmarks that print figures.", subcommands: [QueueBench.self, EndToEndBench.self, ExecutorOverheadBench.self])
 }
 
-/// A handler that does nothing: what is measured is the queue.
-struct NoOp: TaskHandling {
-    func handle(_ task: ClaimedTask) async -> TaskOutcome { .completed }
+/// A handler that does nothing but count its calls: what is measured is the queue.
+final class NoOp: TaskHandling {
+    let handled = Atomic<Int>(0)
+
+    func handle(_ task: ClaimedTask) async -> TaskOutcome {
+        handled.add(1, ordering: .relaxed)
+        return .completed
+    }
 }
 
 struct QueueBench: AsyncParsableCommand {
@@ -41,6 +47,8 @@ struct QueueBench: AsyncParsableCommand {
     @Option(help: "Worker counts to measure, comma-separated.") var workers = "1,2,4,8"
     @Option(help: "Whether completions also claim the next task (on, off, or both side by side).") var claimWithCompletion = "on"
     @Option(help: "Claim statements allowed in flight at once.") var claimsInFlight = 2
+    @Option(help: "The most tasks one claim takes while tasks turn out quick, comma-separated to compare (1: one at a time).")
+    var runAhead = "\(RunAhead.standard.maxTasks)"
     @Option(help: "Tasks enqueued one at a time for the latency run.") var samples = 300
     @Option(help: "Milliseconds between enqueues in the latency run.") var gap = 10
 
@@ -62,13 +70,20 @@ struct QueueBench: AsyncParsableCommand {
             let settings = try await scalar(client, "SELECT 'fsync=' || current_setting('fsync') || ' synchronous_commit=' || current_setting('synchronous_commit')", logger)
             print("== queue: no-op tasks, PostgreSQL \(settings), \(ProcessInfo.processInfo.activeProcessorCount) cores ==")
             let modes = claimWithCompletion == "both" ? [true, false] : [claimWithCompletion != "off"]
+            let depths = runAhead.split(separator: ",").compactMap { Int($0) }
             for count in workers.split(separator: ",").compactMap({ Int($0) }) {
                 for chained in modes {
-                    try await reset(client, logger)
-                    try await enqueue(client, count: tasks, logger)
-                    let rate = try await throughput(client: client, url: url, workers: count, chained: chained, logger: logger)
-                    print(String(format: "claim-and-complete, %d worker%@: %8.0f tasks/s%@", count, count == 1 ? " " : "s", rate,
-                                 modes.count > 1 ? (chained ? " (completion claims the next)" : " (separate statements)") : ""))
+                    for depth in depths {
+                        try await reset(client, logger)
+                        try await enqueue(client, count: tasks, logger)
+                        // Statistics as a table in use has them, not those of the emptied table: the claim's
+                        // plan is made with them.
+                        try await client.query("ANALYZE tasks", logger: logger)
+                        let rate = try await throughput(
+                            client: client, url: url, workers: count, chained: chained, runAhead: RunAhead(maxTasks: depth), logger: logger)
+                        print(String(format: "claim-and-complete, %d worker%@: %8.0f tasks/s, up to %d per claim%@", count, count == 1 ? " " : "s", rate, depth,
+                                     modes.count > 1 ? (chained ? " (completion claims the next)" : " (separate statements)") : ""))
+                    }
                 }
             }
             try await reset(client, logger)
@@ -80,20 +95,25 @@ struct QueueBench: AsyncParsableCommand {
     }
 
     private func throughput(
-        client: PostgresClient, url: DatabaseURL, workers count: Int, chained: Bool, logger: Logger
+        client: PostgresClient, url: DatabaseURL, workers count: Int, chained: Bool, runAhead: RunAhead, logger: Logger
     ) async throws -> Double {
         let queue = TaskQueue(client: client, logger: logger, claimsInFlight: claimsInFlight)
         let signal = WorkSignal()
+        let handler = NoOp()
         let services = (0..<count).map {
-            TaskWorker(name: "bench-\($0)", queue: queue, signal: signal, handler: NoOp(), logger: logger,
-                       pollInterval: .milliseconds(20), claimsWithCompletion: chained)
+            TaskWorker(name: "bench-\($0)", queue: queue, signal: signal, handler: handler, logger: logger,
+                       pollInterval: .milliseconds(20), claimsWithCompletion: chained, runAhead: runAhead)
         }
         let group = ServiceGroup(services: services, logger: logger)
         let start = ContinuousClock.now
         var elapsed = Duration.zero
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
-            // Cheap to ask (two partial indexes), so the polling costs the database little.
+            // Until every task ran, the count is asked of the handler, so the polling costs the database
+            // nothing; then of the database, until every completion is recorded.
+            while handler.handled.load(ordering: .relaxed) < self.tasks {
+                try await Task.sleep(for: .milliseconds(2))
+            }
             while try await scalar(client, """
                 SELECT (EXISTS (SELECT 1 FROM tasks WHERE status = 'pending')
                         OR EXISTS (SELECT 1 FROM tasks WHERE status = 'running'))::text

@@ -48,6 +48,8 @@ struct FailingStore: DeliveryRecording {
         #expect(configuration.triggerLabel == "asynccode")
         #expect(configuration.intakeFlushers == 4)
         #expect(try load(["ASYNCCODE_INTAKE_FLUSHERS": "8"]).intakeFlushers == 8)
+        #expect(configuration.runAhead == 32)
+        #expect(try load(["ASYNCCODE_RUN_AHEAD": "1"]).runAhead == 1)
     }
 
     @Test func rotationAndEnterprise() throws {
@@ -63,7 +65,7 @@ struct FailingStore: DeliveryRecording {
         ("PORT", "http"), ("PORT", "70000"), ("GITHUB_API_URL", "ftp://x"), ("GITHUB_APP_ID", "abc"),
         ("GITHUB_APP_PRIVATE_KEY_PATH", "/nonexistent/key.pem"), ("GITHUB_APP_PRIVATE_KEY", "not a pem"),
         ("LOG_LEVEL", "loud"), ("ASYNCCODE_CONFIG", "/nonexistent.yml"), ("ASYNCCODE_INTAKE_FLUSHERS", "0"),
-        ("ASYNCCODE_INTAKE_FLUSHERS", "many"),
+        ("ASYNCCODE_INTAKE_FLUSHERS", "many"), ("ASYNCCODE_RUN_AHEAD", "0"), ("ASYNCCODE_RUN_AHEAD", "129"),
     ])
     func badSettingIsNamedWithoutItsValue(setting: String, value: String?) {
         do {

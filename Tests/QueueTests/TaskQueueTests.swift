@@ -2,6 +2,7 @@ import Foundation
 import Models
 import PostgresNIO
 import Queue
+import ServiceLifecycle
 import Testing
 import TestSupport
 
@@ -182,6 +183,63 @@ func insertTasks(_ db: TestDatabase, issues: [Int64], priority: Int32 = 2, runAf
             #expect(try await queue.release(taskID: task.id, worker: "w"))
             let again = try #require(try await queue.claim(worker: "w2"))
             #expect(again.attempt == 1)
+        }
+    }
+
+    @Test func claimsSeveralInQueueOrderOnePerThread() async throws {
+        try await TestDatabase.with { db in
+            let queue = TaskQueue(client: db.client, logger: db.logger)
+            // Issue 1 has two tasks: only its first may run.
+            let ids = try await insertTasks(db, issues: [1, 1, 2, 3, 4, 5])
+            let first = try await queue.claim(worker: "w", count: 4)
+            #expect(first.map(\.id) == [ids[0], ids[2], ids[3], ids[4]])
+            #expect(try await db.count("tasks WHERE status = 'running' AND lease_owner = 'w' AND attempts = 1") == 4)
+
+            let (completed, next) = try await queue.completeAndClaim(taskIDs: first.map(\.id), worker: "w", count: 4)
+            #expect(completed == Set(first.map(\.id)))
+            // The second task of issue 1 may come now or at the next claim (its thread still ran in the
+            // statement's snapshot); either way each comes once.
+            let rest = next.map(\.id) + (try await queue.claim(worker: "w", count: 4)).map(\.id)
+            #expect(rest.sorted() == [ids[1], ids[5]])
+            #expect(try await db.count("tasks WHERE status = 'completed'") == 4)
+            // Completions of tasks another worker holds are not recorded.
+            #expect(try await queue.complete(taskIDs: rest + [ids[0]], worker: "other").isEmpty)
+            #expect(try await queue.complete(taskIDs: rest, worker: "w") == Set(rest))
+        }
+    }
+
+    @Test func tasksGivenBackUnstartedAreAsIfNeverClaimed() async throws {
+        try await TestDatabase.with { db in
+            let queue = TaskQueue(client: db.client, logger: db.logger)
+            let signal = WorkSignal()
+            let listener = WorkListener(url: db.url, signal: signal, logger: db.logger)
+            let group = ServiceGroup(services: [listener], logger: db.logger)
+            let ids = try await insertTasks(db, issues: [1, 2, 3])
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { try await group.run() }
+                let claimed = try await queue.claim(worker: "w", count: 3)
+                #expect(claimed.map(\.id) == ids)
+                // Only the holder can give them back.
+                #expect(try await queue.releaseUnstarted(taskIDs: [ids[1], ids[2]], worker: "other") == 0)
+                // Wait until the listener listens: a notification sent now wakes the signal.
+                let listening = try await poll {
+                    try await db.scalar("SELECT count(*)::int8 FROM pg_stat_activity WHERE query LIKE 'LISTEN%'", as: Int64.self) ?? 0 > 0
+                }
+                #expect(listening)
+                let before = signal.generation
+                #expect(try await queue.releaseUnstarted(taskIDs: [ids[1], ids[2]], worker: "w") == 2)
+                let woken = try await poll(timeout: .seconds(5)) { signal.generation != before }
+                #expect(woken)
+                await group.triggerGracefulShutdown()
+            }
+            #expect(try await db.count("""
+                tasks WHERE status = 'pending' AND attempts = 0 AND started_at IS NULL AND lease_owner IS NULL
+                  AND lease_expires_at IS NULL
+                """) == 2)
+            #expect(try await db.count("tasks WHERE status = 'running' AND id = \(ids[0])") == 1)
+            let again = try await queue.claim(worker: "w2", count: 3)
+            #expect(again.map(\.id) == [ids[1], ids[2]])
+            #expect(again.allSatisfy { $0.attempt == 1 })
         }
     }
 

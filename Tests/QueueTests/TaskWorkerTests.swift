@@ -2,7 +2,7 @@ import Foundation
 import Logging
 import Models
 import PostgresNIO
-import Queue
+@testable import Queue
 import ServiceLifecycle
 import Synchronization
 import Testing
@@ -135,6 +135,154 @@ func poll(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool
                     == "failed:agent exited 2")
             #expect(try await db.scalar("SELECT status::text FROM tasks WHERE issue_number = 2", as: String.self) == "pending")
         }
+    }
+}
+
+/// Claiming ahead (``RunAhead``): quick tasks are claimed several at a time, and those claimed behind a slow
+/// one go back to the queue.
+@Suite(.timeLimit(.minutes(10))) struct TaskWorkerRunAheadTests {
+    /// Runs quick tasks, except the one on `slowIssue`, which waits (up to 10 s) for `release` to hold.
+    final class Handler: TaskHandling {
+        let db: TestDatabase
+        let slowIssue: Int64?
+        let release: String
+        let ran = Mutex<[Int64]>([])
+        /// The most tasks running at the start of a task: more than one means tasks were claimed ahead.
+        let mostRunning = Mutex(0)
+        let slowSawRelease = Mutex<Bool?>(nil)
+
+        init(db: TestDatabase, slowIssue: Int64? = nil, release: String = "true") {
+            self.db = db
+            self.slowIssue = slowIssue
+            self.release = release
+        }
+
+        func handle(_ task: ClaimedTask) async -> TaskOutcome {
+            ran.withLock { $0.append(task.id) }
+            let running = (try? await db.count("tasks WHERE status = 'running'")) ?? 0
+            mostRunning.withLock { $0 = max($0, running) }
+            if task.issueNumber == slowIssue {
+                let released = (try? await poll(timeout: .seconds(20)) { try await db.count("tasks WHERE \(release)") > 0 }) ?? false
+                slowSawRelease.withLock { $0 = released }
+            }
+            return .completed
+        }
+    }
+
+    /// Quick means under a second here, so that a loaded test machine does not change what is tested.
+    static let runAhead = RunAhead(maxTasks: 32, quickTask: .seconds(1), maxHold: .seconds(5))
+
+    @Test func quickTasksAreClaimedSeveralAtATime() async throws {
+        try await TestDatabase.with { db in
+            let queue = TaskQueue(client: db.client, logger: db.logger)
+            let handler = Handler(db: db)
+            let worker = TaskWorker(name: "w", queue: queue, signal: WorkSignal(), handler: handler, logger: db.logger,
+                                    pollInterval: .milliseconds(50), runAhead: Self.runAhead)
+            try await insertTasks(db, issues: (1...100).map(Int64.init))
+            let group = ServiceGroup(services: [worker], logger: db.logger)
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { try await group.run() }
+                let done = try await poll(timeout: .seconds(60)) { try await db.count("tasks WHERE status = 'completed'") == 100 }
+                #expect(done)
+                await group.triggerGracefulShutdown()
+            }
+            #expect(handler.ran.withLock { $0.count } == 100)
+            #expect(handler.mostRunning.withLock { $0 } > 1)
+            #expect(try await db.count("tasks WHERE status = 'completed' AND attempts = 1") == 100)
+        }
+    }
+
+    /// With one worker, the slow task returns once it is the only one running: the tasks claimed with it
+    /// went back, and the completions before it were recorded. With two, once every other task completed,
+    /// run by either worker: nothing waited for the slow one.
+    @Test(arguments: [1, 2]) func tasksClaimedBehindASlowOneGoBackToTheQueue(workers count: Int) async throws {
+        try await TestDatabase.with { db in
+            let queue = TaskQueue(client: db.client, logger: db.logger)
+            let signal = WorkSignal()
+            let handler = Handler(db: db, slowIssue: 20, release: count == 1 ? """
+                status = 'running' AND issue_number = 20
+                  AND NOT EXISTS (SELECT 1 FROM tasks o WHERE o.status = 'running' AND o.issue_number <> 20)
+                """ : """
+                issue_number = 20 AND (SELECT count(*) FROM tasks WHERE status = 'completed') = 59
+                """)
+            let workers = (0..<count).map {
+                TaskWorker(name: "w\($0)", queue: queue, signal: signal, handler: handler, logger: db.logger,
+                           pollInterval: .milliseconds(50), runAhead: Self.runAhead)
+            }
+            try await insertTasks(db, issues: (1...60).map(Int64.init))
+            let group = ServiceGroup(services: workers, logger: db.logger)
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { try await group.run() }
+                let done = try await poll(timeout: .seconds(60)) { try await db.count("tasks WHERE status = 'completed'") == 60 }
+                #expect(done)
+                await group.triggerGracefulShutdown()
+            }
+            #expect(handler.slowSawRelease.withLock { $0 } == true)
+            let ran = handler.ran.withLock { $0 }
+            #expect(ran.count == 60)
+            #expect(Set(ran).count == 60)
+            // A task given back was not counted as an attempt.
+            #expect(try await db.count("tasks WHERE status = 'completed' AND attempts = 1") == 60)
+        }
+    }
+
+    @Test func aStopGivesBackTasksClaimedAhead() async throws {
+        try await TestDatabase.with { db in
+            let queue = TaskQueue(client: db.client, logger: db.logger)
+            let handler = RecordingHandler(delay: .milliseconds(1))
+            let worker = TaskWorker(name: "w", queue: queue, signal: WorkSignal(), handler: handler, logger: db.logger,
+                                    pollInterval: .milliseconds(50), runAhead: Self.runAhead)
+            try await insertTasks(db, issues: (1...500).map(Int64.init))
+            let group = ServiceGroup(services: [worker], logger: db.logger)
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { try await group.run() }
+                let started = try await poll(timeout: .seconds(60)) { handler.ran.withLock { $0.count } >= 40 }
+                #expect(started)
+                await group.triggerGracefulShutdown()
+            }
+            let ran = handler.ran.withLock { $0 }
+            #expect(ran.count < 500)
+            #expect(Set(ran).count == ran.count)
+            #expect(try await db.count("tasks WHERE status = 'running'") == 0)
+            // What ran is recorded completed; what was claimed and not started is back as never claimed.
+            #expect(try await db.count("tasks WHERE status = 'completed' AND attempts = 1") == ran.count)
+            #expect(try await db.count("tasks WHERE status = 'pending' AND attempts = 0 AND started_at IS NULL") == 500 - ran.count)
+        }
+    }
+}
+
+@Suite struct ClaimAheadTests {
+    static func task(_ id: Int64) -> ClaimedTask {
+        ClaimedTask(id: id, kind: .code, repositoryID: 1, issueNumber: id, isPullRequest: false, agent: nil, prompt: "",
+                    targetBranch: nil, attempt: 1, maxAttempts: 1)
+    }
+
+    @Test func tasksAreGivenBackOnceWhicheverComesFirst() {
+        let tasks = [Self.task(1), Self.task(2)]
+        // The claim arrives first: the give-back returns its tasks, and the worker takes none.
+        let arrivedFirst = ClaimAhead()
+        arrivedFirst.start()
+        #expect(arrivedFirst.isPending)
+        #expect(arrivedFirst.arrive(.init(carried: [], asked: 2, claimedAt: .now, recorded: [], tasks: tasks)).isEmpty)
+        #expect(arrivedFirst.giveBack().map(\.id) == [1, 2])
+        #expect(arrivedFirst.giveBack().isEmpty)
+        #expect(arrivedFirst.take()?.tasks.isEmpty == true)
+        #expect(!arrivedFirst.isPending)
+
+        // The give-back comes first: the arrival returns the tasks to give back.
+        let givenBackFirst = ClaimAhead()
+        givenBackFirst.start()
+        #expect(givenBackFirst.giveBack().isEmpty)
+        #expect(givenBackFirst.arrive(.init(carried: [Self.task(9)], asked: 2, claimedAt: .now, recorded: [9], tasks: tasks)).map(\.id) == [1, 2])
+        let arrival = givenBackFirst.take()
+        #expect(arrival?.tasks.isEmpty == true)
+        #expect(arrival?.recorded == [9])
+
+        // No give-back: the worker takes them.
+        let kept = ClaimAhead()
+        kept.start()
+        #expect(kept.arrive(.init(carried: [], asked: 2, claimedAt: .now, recorded: [], tasks: tasks)).isEmpty)
+        #expect(kept.take()?.tasks.map(\.id) == [1, 2])
     }
 }
 
