@@ -2,6 +2,7 @@ import Database
 import Foundation
 import Logging
 import PostgresNIO
+import Synchronization
 
 /// Where the test suite finds the package, its fixtures and its PostgreSQL.
 public enum TestEnvironment {
@@ -59,6 +60,9 @@ public struct TestSetupError: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
+/// How many migrated test databases this process made.
+private let databasesMade = Atomic<Int64>(0)
+
 /// A database of its own for one test, dropped when the test ends.
 public struct TestDatabase: Sendable {
     public var url: DatabaseURL
@@ -84,6 +88,13 @@ public struct TestDatabase: Sendable {
             result = .success(try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await client.run() }
                 defer { group.cancelAll() }
+                if migrated {
+                    // Task ids of their own: an agent's user follows from its task's id, and tests running
+                    // at once must not share one (nor its process limit).
+                    let start = (databasesMade.add(1, ordering: .relaxed).newValue % 999) * 1_000_000 + 1
+                    try await client.query("ALTER SEQUENCE tasks_id_seq RESTART WITH \(unescaped: String(start))",
+                                           logger: TestEnvironment.logger)
+                }
                 return try await body(TestDatabase(url: url, client: client))
             })
         } catch {
