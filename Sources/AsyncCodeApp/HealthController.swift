@@ -11,23 +11,28 @@ public protocol ReadinessChecking: Sendable {
     func problems() async -> [String]
 }
 
-/// Ready when the database answers and every migration file is applied.
+/// Ready when the database answers (within `timeout`) and every migration file is applied.
 struct DatabaseReadiness: ReadinessChecking {
     let client: PostgresClient
     let migrator: Migrator
     let logger: Logger
+    var timeout: Duration = .seconds(5)
 
     func problems() async -> [String] {
         do {
-            try await client.query("SELECT 1", logger: logger)
+            try await BoundedClient(client, timeout: timeout).query("SELECT 1", logger: logger)
+        } catch is QueryDeadlineExceeded {
+            return ["database did not answer within \(timeout)"]
         } catch {
             return ["database unreachable"]
         }
         do {
-            let pending = try await migrator.pending()
+            let pending = try await migrator.pending(within: timeout)
             return pending.isEmpty ? [] : ["migrations not applied: " + pending.map(String.init).joined(separator: ", ")]
         } catch let error as DatabaseError {
             return [error.message]
+        } catch is QueryDeadlineExceeded {
+            return ["database did not answer within \(timeout)"]
         } catch {
             return ["cannot read schema_migrations"]
         }

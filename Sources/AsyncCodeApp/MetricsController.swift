@@ -1,3 +1,4 @@
+import Database
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -36,13 +37,15 @@ public struct AppMetrics: Sendable {
 }
 
 /// `GET /metrics`: the Prometheus text format. Samples the queue from PostgreSQL at each scrape (tasks
-/// pending and running, the oldest runnable task's wait); when `ASYNCCODE_METRICS_TOKEN` is set, asks for
-/// `Authorization: Bearer <token>`.
+/// pending and running, the oldest runnable task's wait), within `sampleTimeout`: a database that does not
+/// answer makes `asynccode_database_up 0`, not a scrape that hangs. When `ASYNCCODE_METRICS_TOKEN` is set,
+/// asks for `Authorization: Bearer <token>`.
 struct MetricsController: Sendable {
     let metrics: AppMetrics
     let client: PostgresClient
     let token: String?
     let logger: Logger
+    var sampleTimeout: Duration = .seconds(5)
 
     func addRoutes<Context: RequestContext>(to router: Router<Context>) {
         router.get("/metrics") { request, _ in await self.scrape(request) }
@@ -69,7 +72,7 @@ struct MetricsController: Sendable {
     func sampleQueue() async {
         let factory = metrics.factory
         do {
-            let rows = try await client.query("""
+            let rows = try await BoundedClient(client, timeout: sampleTimeout).query("""
                 SELECT count(*) FILTER (WHERE status = 'pending'),
                        count(*) FILTER (WHERE status = 'pending' AND run_after <= now()),
                        count(*) FILTER (WHERE status = 'running'),

@@ -143,10 +143,12 @@ public struct Migrator: Sendable {
         return applied
     }
 
-    /// Returns the versions not yet applied; throws when an applied one changed.
-    public func pending() async throws -> [Int] {
-        let recorded = try await client.withConnection { connection in
-            try await Self.recorded(on: connection, logger: logger)
+    /// Returns the versions not yet applied, read within `timeout`; throws when an applied one changed.
+    public func pending(within timeout: Duration = .seconds(30)) async throws -> [Int] {
+        let logger = self.logger
+        // Read within the deadline (a database that does not answer fails it, with its connection closed).
+        let recorded = try await BoundedClient(client, timeout: timeout).withTransaction(logger: logger) { connection in
+            try await Self.recorded { try await connection.query($0, logger: logger).rows }
         }
         try verify(recorded)
         return migrations.map(\.version).filter { recorded[$0] == nil }
@@ -168,13 +170,18 @@ public struct Migrator: Sendable {
     }
 
     private static func recorded(on connection: PostgresConnection, logger: Logger) async throws -> [Int: String] {
-        let exists = try await connection.query("SELECT to_regclass('schema_migrations') IS NOT NULL", logger: logger)
-        var present = false
-        for try await (flag) in exists.decode(Bool.self) { present = flag }
+        try await recorded { try await connection.query($0, logger: logger).collect() }
+    }
+
+    /// Returns the applied versions and their checksums, read with `query`.
+    private static func recorded(query: (PostgresQuery) async throws -> [PostgresRow]) async throws -> [Int: String] {
+        let present = try await query("SELECT to_regclass('schema_migrations') IS NOT NULL").first?.decode(Bool.self) ?? false
         guard present else { return [:] }
         var recorded: [Int: String] = [:]
-        let rows = try await connection.query("SELECT version, checksum FROM schema_migrations", logger: logger)
-        for try await (version, checksum) in rows.decode((Int, String).self) { recorded[version] = checksum }
+        for row in try await query("SELECT version, checksum FROM schema_migrations") {
+            let (version, checksum) = try row.decode((Int, String).self)
+            recorded[version] = checksum
+        }
         return recorded
     }
 }
