@@ -66,6 +66,8 @@ struct EndToEndBench: AsyncParsableCommand {
                 migrationsDirectory: migrations)
             configuration.workers = workers
             configuration.agents = AgentCatalog(defaultAgent: "edit", agents: ["edit": agent])
+            // One requester posts every command: the hourly limit per requester (20 by default) would stop it.
+            configuration.agents.limits = .none
             configuration.workspaceDirectory = folder + "/workspaces"
             let port = Mutex<Int?>(nil)
             let app = try await buildApplication(configuration: configuration, logger: logger) { bound in port.withLock { $0 = bound } }
@@ -100,8 +102,8 @@ struct EndToEndBench: AsyncParsableCommand {
                     answers.append(Self.milliseconds(answered))
                     pulls.append(Self.milliseconds(ContinuousClock.now - started))
                 }
-                let jail = noSandbox ? "no sandbox" : "bubblewrap jail"
-                print("== end to end: \(tasks) commands one at a time, \(workers) workers, agent in a \(jail), \(ProcessInfo.processInfo.activeProcessorCount) cores ==")
+                let jail = noSandbox ? "agent without a sandbox" : "agent in a bubblewrap jail"
+                print("== end to end: \(tasks) commands one at a time, \(workers) workers, \(jail), \(ProcessInfo.processInfo.activeProcessorCount) cores ==")
                 print(String(format: "comment to progress comment: p50 %.1f ms, p99 %.1f ms", Self.percentile(answers, 0.5), Self.percentile(answers, 0.99)))
                 print(String(format: "comment to pull request:     p50 %.1f ms, p99 %.1f ms", Self.percentile(pulls, 0.5), Self.percentile(pulls, 0.99)))
             }

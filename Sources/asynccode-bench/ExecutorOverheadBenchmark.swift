@@ -114,8 +114,8 @@ struct ExecutorOverheadBench: AsyncParsableCommand {
                 }
                 let executor = EndToEndBench.percentile(overheads, 0.5)
                 let byHand = EndToEndBench.percentile(raws, 0.5)
-                let jail = noSandbox ? "no sandbox" : "bubblewrap jail"
-                print("== executor overhead: \(files) files, \(tasks) tasks one at a time, agent in a \(jail), \(ProcessInfo.processInfo.activeProcessorCount) cores ==")
+                let jail = noSandbox ? "agent without a sandbox" : "agent in a bubblewrap jail"
+                print("== executor overhead: \(files) files, \(tasks) tasks one at a time, \(jail), \(ProcessInfo.processInfo.activeProcessorCount) cores ==")
                 print(String(format: "executor, claim to completion less the agent: p50 %.0f ms, p90 %.0f ms", executor, EndToEndBench.percentile(overheads, 0.9)))
                 print(String(format: "git by hand (clone, branch, add, commit, push):  p50 %.0f ms, p90 %.0f ms", byHand, EndToEndBench.percentile(raws, 0.9)))
                 print(String(format: "ratio (p50): %.2fx", executor / max(byHand, 0.001)))
