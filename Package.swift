@@ -131,7 +131,9 @@ let package = Package(
         .testTarget(name: "RepositoryConfigurationTests", dependencies: ["RepositoryConfiguration"]),
         .testTarget(name: "AccountingTests", dependencies: ["Accounting", "TestSupport"]),
         .testTarget(name: "ExecutorTests", dependencies: ["Executor", "Models", "GitHub", "Accounting", "Commands", "TestSupport"]),
-        .testTarget(name: "QueueTests", dependencies: ["Queue", "Models", "Database", "TestSupport"]),
+        .testTarget(name: "QueueTests", dependencies: [
+            "Queue", "Models", "Database", "TestSupport", .product(name: "Prometheus", package: "swift-prometheus"),
+        ]),
         .testTarget(name: "AsyncCodeAppTests", dependencies: [
             "AsyncCodeApp", "Executor", "RepositoryConfiguration", "TestSupport", "Intake", "Queue", "Database", "OpenSSLCrypto",
             .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -244,7 +244,8 @@ public struct TaskWorker<Handler: TaskHandling>: Service, CustomStringConvertibl
     /// to the lease's expiry, never to two workers.
     private func releaseUnstarted(_ tasks: [ClaimedTask]) async {
         do {
-            _ = try await queue.releaseUnstarted(taskIDs: tasks.map(\.id), worker: name)
+            let released = try await queue.releaseUnstarted(taskIDs: tasks.map(\.id), worker: name)
+            Counter(label: "asynccode_tasks_given_back_total", factory: metrics).increment(by: released)
         } catch {
             logger.error("cannot give back tasks claimed ahead", metadata: ["error": "\(error)"])
         }

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Models
 import PostgresNIO
+import Prometheus
 @testable import Queue
 import ServiceLifecycle
 import Synchronization
@@ -205,9 +206,11 @@ func poll(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool
                 """ : """
                 issue_number = 20 AND (SELECT count(*) FROM tasks WHERE status = 'completed') = 59
                 """)
+            let registry = PrometheusCollectorRegistry()
             let workers = (0..<count).map {
                 TaskWorker(name: "w\($0)", queue: queue, signal: signal, handler: handler, logger: db.logger,
-                           pollInterval: .milliseconds(50), runAhead: Self.runAhead)
+                           pollInterval: .milliseconds(50), metrics: PrometheusMetricsFactory(registry: registry),
+                           runAhead: Self.runAhead)
             }
             try await insertTasks(db, issues: (1...60).map(Int64.init))
             let group = ServiceGroup(services: workers, logger: db.logger)
@@ -223,6 +226,16 @@ func poll(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool
             #expect(Set(ran).count == 60)
             // A task given back was not counted as an attempt.
             #expect(try await db.count("tasks WHERE status = 'completed' AND attempts = 1") == 60)
+            // Every completion is counted once, however it was recorded; with one worker, tasks went back.
+            var buffer: [UInt8] = []
+            registry.emit(into: &buffer)
+            let lines = String(decoding: buffer, as: UTF8.self).split(separator: "\n")
+            let completed = lines.filter { $0.hasPrefix("asynccode_tasks_total{") && $0.contains(#"status="completed""#) }
+                .compactMap { Int($0.split(separator: " ").last ?? "") }.reduce(0, +)
+            #expect(completed == 60)
+            let givenBack = lines.first { $0.hasPrefix("asynccode_tasks_given_back_total ") }
+                .flatMap { Int($0.split(separator: " ").last ?? "") } ?? 0
+            if count == 1 { #expect(givenBack > 0) }
         }
     }
 
