@@ -28,9 +28,20 @@ struct Bench: AsyncParsableCommand {
         commandName: "asynccode-bench", abstract: "Benchmarks that print figures.", subcommands: [QueueBench.self, EndToEndBench.self, ExecutorOverheadBench.self])
 }
 
-/// A handler that does nothing but count its calls: what is measured is the queue.
+/// A handler that does nothing but count its calls: what is measured is the queue. With `queue`, it also
+/// takes part in the acknowledgement pass, as the executor does in `asynccode serve` (and gives each
+/// acknowledgement up at once, as if the comment were posted).
 final class NoOp: TaskHandling {
     let handled = Atomic<Int>(0)
+    let queue: TaskQueue?
+
+    init(acknowledgingWith queue: TaskQueue? = nil) { self.queue = queue }
+
+    var acknowledgesTasks: Bool { queue != nil }
+
+    func acknowledge(taskID: Int64, worker: String) async {
+        try? await queue?.abandonAcknowledgement(taskID: taskID, worker: worker, retryAfter: .seconds(3600))
+    }
 
     func handle(_ task: ClaimedTask) async -> TaskOutcome {
         handled.add(1, ordering: .relaxed)
@@ -47,6 +58,7 @@ struct QueueBench: AsyncParsableCommand {
     @Option(help: "Worker counts to measure, comma-separated.") var workers = "1,2,4,8"
     @Option(help: "Whether completions also claim the next task (on, off, or both side by side).") var claimWithCompletion = "on"
     @Option(help: "Claim statements allowed in flight at once.") var claimsInFlight = 2
+    @ArgumentParser.Flag(help: "Workers run the acknowledgement pass before each claim, as in `asynccode serve`.") var acknowledge = false
     @Option(help: "The most tasks one claim takes while tasks turn out quick, comma-separated to compare (1: one at a time).")
     var runAhead = "\(RunAhead.standard.maxTasks)"
     @Option(help: "Tasks enqueued one at a time for the latency run.") var samples = 300
@@ -68,7 +80,7 @@ struct QueueBench: AsyncParsableCommand {
             defer { group.cancelAll() }
             try await Migrator(client: client, migrations: try Migration.load(from: directory), logger: logger).migrate()
             let settings = try await scalar(client, "SELECT 'fsync=' || current_setting('fsync') || ' synchronous_commit=' || current_setting('synchronous_commit')", logger)
-            print("== queue: no-op tasks, PostgreSQL \(settings), \(ProcessInfo.processInfo.activeProcessorCount) cores ==")
+            print("== queue: no-op tasks\(acknowledge ? " with the acknowledgement pass" : ""), PostgreSQL \(settings), \(ProcessInfo.processInfo.activeProcessorCount) cores ==")
             let modes = claimWithCompletion == "both" ? [true, false] : [claimWithCompletion != "off"]
             let depths = runAhead.split(separator: ",").compactMap { Int($0) }
             for count in workers.split(separator: ",").compactMap({ Int($0) }) {
@@ -99,7 +111,7 @@ struct QueueBench: AsyncParsableCommand {
     ) async throws -> Double {
         let queue = TaskQueue(client: client, logger: logger, claimsInFlight: claimsInFlight)
         let signal = WorkSignal()
-        let handler = NoOp()
+        let handler = NoOp(acknowledgingWith: acknowledge ? queue : nil)
         let services = (0..<count).map {
             TaskWorker(name: "bench-\($0)", queue: queue, signal: signal, handler: handler, logger: logger,
                        pollInterval: .milliseconds(20), claimsWithCompletion: chained, runAhead: runAhead)
