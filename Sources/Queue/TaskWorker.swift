@@ -65,8 +65,6 @@ public struct RunAhead: Sendable, Hashable {
 
     /// Up to 32 tasks per claim, for tasks that finish within 20 ms, held 200 ms at most.
     public static let standard = RunAhead(maxTasks: 32)
-    /// One task per claim.
-    public static let off = RunAhead(maxTasks: 1)
 }
 
 /// A worker: claims tasks (one at a time, or a few while they turn out quick: ``RunAhead``), renews its
