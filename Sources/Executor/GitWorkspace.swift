@@ -24,7 +24,16 @@ public struct GitError: Error, Sendable, CustomStringConvertible {
     public var description: String { "git \(command) failed: \(message)" }
 }
 
-/// A task's private folder: the checkout (`repo/`), the agent's `HOME` (`home/`) and git's own empty home.
+/// A task's private folder: the checkout (`repo/`), the agent's `HOME` (`home/`), git's own empty home and
+/// the bot's own git directory (`bot.git/`).
+///
+/// The bot's git never reads anything the agent could have written under `.git`. It clones into its own
+/// git directory beside the checkout (`--separate-git-dir`), which the jail does not show; the agent gets a
+/// copy of it as the checkout's `.git` (``giveAgentItsRepository()``), which the bot never reads again and
+/// removes, with every other `.git` the agent left, before staging (``discardAgentRepositories()``). From
+/// then on every git command names the bot's directory and the checkout explicitly (`GIT_DIR`,
+/// `GIT_WORK_TREE`), so the agent's config, hooks, `commondir`, alternates, refs or commits are never
+/// consulted, and the change set is the checkout's files against the commit the bot checked out.
 /// Git runs with no system or global configuration and no hooks; the installation token reaches git only as
 /// an `http.extraHeader` set through `GIT_CONFIG_*` variables of that one git process.
 public struct GitWorkspace: Sendable {
@@ -38,6 +47,8 @@ public struct GitWorkspace: Sendable {
     public var agentHome: String { root + "/home" }
     /// The `passwd` and `group` files naming the task's agent user (``AgentUser``).
     public var agentAccounts: String { root + "/accounts" }
+    /// The bot's own git directory: outside the checkout, never shown to the agent.
+    public var gitDirectory: String { root + "/bot.git" }
     var gitHome: String { root + "/git-home" }
 
     /// Creates a fresh folder under `parent` for task `taskID`.
@@ -63,25 +74,21 @@ public struct GitWorkspace: Sendable {
 
     /// Deletes the workspace and everything in it, on the blocking thread pool (a checkout of thousands of
     /// files would hold an event loop, and the webhooks it serves, for a while).
+    /// Links the agent left are removed as links: what they point at is never touched.
     public func remove() async {
         await BlockingPool.run { [root] in
-            // An agent may leave read-only folders behind; make them writable so they can go.
-            if let enumerator = FileManager.default.enumerator(atPath: root) {
-                while let relative = enumerator.nextObject() as? String {
-                    chmod(root + "/" + relative, 0o700)
-                }
-            }
-            try? FileManager.default.removeItem(atPath: root)
+            try? FileTree.remove(root)
         }
     }
 
     // MARK: - Remote operations (the token goes to this one git process only)
 
-    /// Clones `branch` of `url` into the checkout, shallow.
+    /// Clones `branch` of `url`, shallow: the files into the checkout, the repository into the bot's own git
+    /// directory.
     public func clone(url: String, branch: String, token: String, depth: Int = 1) async throws(GitError) {
         try checkURL(url)
         try await git(["clone", "--quiet", "--no-tags", "--single-branch", "--depth", String(depth), "--branch", branch,
-                       "--", url, checkout], in: root, token: token, name: "clone")
+                       "--separate-git-dir=\(gitDirectory)", "--", url, checkout], repository: false, token: token, name: "clone")
     }
 
     /// Fetches `branch` of `url` (for reviews: the base branch to diff against) as `origin/<branch>`.
@@ -107,48 +114,55 @@ public struct GitWorkspace: Sendable {
         try await git(["checkout", "--quiet", "-B", branch], name: "checkout")
     }
 
-    /// Undoes what an agent may have done to the repository's own configuration: a fresh `.git/config`
-    /// (no remotes, helpers, proxies or URL rewrites) and no hooks, before any git command that uses a token.
-    public func resetRepositoryConfiguration() throws(GitError) {
-        let gitDirectory = checkout + "/.git"
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: gitDirectory, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw GitError(command: "config", message: "the checkout's .git folder is gone (the agent removed it)")
+    /// Gives the agent a repository of its own in the checkout: a copy of the bot's git directory as `.git`
+    /// (the clone left a `.git` file pointing at the bot's). Whatever the agent does to it, the bot never reads it.
+    public func giveAgentItsRepository() async throws(GitError) {
+        let (source, target) = (gitDirectory, checkout + "/.git")
+        let copied = await BlockingPool.run { () -> Bool in
+            unlink(target)
+            do {
+                try FileManager.default.copyItem(atPath: source, toPath: target)
+                return true
+            } catch {
+                return false
+            }
         }
-        let config = """
-            [core]
-            \trepositoryformatversion = 0
-            \tfilemode = true
-            \tbare = false
-            \tlogallrefupdates = true
+        guard copied else { throw GitError(command: "copy", message: "cannot copy the repository for the agent") }
+    }
 
-            """
-        do {
-            try? FileManager.default.removeItem(atPath: gitDirectory + "/config")
-            try config.write(toFile: gitDirectory + "/config", atomically: true, encoding: .utf8)
-            try? FileManager.default.removeItem(atPath: gitDirectory + "/hooks")
-            try? FileManager.default.removeItem(atPath: gitDirectory + "/info/attributes")
-        } catch {
-            throw GitError(command: "config", message: "cannot reset .git/config")
+    /// Removes every `.git` the agent left in the checkout (its copy of the repository, nested repositories,
+    /// files or links named `.git`) and every FIFO, socket or device, without following links; returns what
+    /// was removed. Run once the agent's processes are gone and before staging.
+    public func discardAgentRepositories() async throws(GitError) -> [String] {
+        let result = await BlockingPool.run { [checkout] () -> Result<[String], FileTree.WalkError> in
+            do throws(FileTree.WalkError) {
+                return .success(try FileTree.removeRepositoriesAndSpecialFiles(under: checkout))
+            } catch {
+                return .failure(error)
+            }
+        }
+        switch result {
+        case .success(let removed): return removed
+        case .failure(let error): throw GitError(command: "clean", message: error.description)
         }
     }
 
     /// Stages every change of the working tree; returns the changed files (empty: nothing changed).
     public func stageAll() async throws(GitError) -> [ChangedFile] {
         try await git(["add", "--all", "--", "."], name: "add")
-        let numstat = try await git(["diff", "--cached", "--numstat", "-z", "--no-renames"], name: "diff")
+        let numstat = try await git(["diff", "--cached", "--no-ext-diff", "--no-textconv", "--numstat", "-z", "--no-renames"], name: "diff")
         return Self.parseNumstat(numstat)
     }
 
     /// `git diff --cached --stat` of the staged changes.
     public func stagedDiffStat() async throws(GitError) -> String {
-        try await git(["diff", "--cached", "--stat=200"], name: "diff")
+        try await git(["diff", "--cached", "--no-ext-diff", "--no-textconv", "--stat=200"], name: "diff")
     }
 
     /// The staged changes as a patch, cut to `limit` bytes.
     public func stagedPatch(limit: Int) async throws(GitError) -> String {
         let file = root + "/staged.patch"
-        try await git(["diff", "--cached", "--binary", "--output=\(file)"], name: "diff")
+        try await git(["diff", "--cached", "--binary", "--no-ext-diff", "--no-textconv", "--output=\(file)"], name: "diff")
         defer { try? FileManager.default.removeItem(atPath: file) }
         guard let handle = FileHandle(forReadingAtPath: file) else { return "" }
         defer { try? handle.close() }
@@ -193,9 +207,10 @@ public struct GitWorkspace: Sendable {
         }
     }
 
-    /// Returns git's environment: nothing of the bot's own, no configuration files, no prompts; and with a
-    /// token, the authorization header as configuration of this one process.
-    func environment(token: String?) -> [String: String] {
+    /// Returns git's environment: nothing of the bot's own, no configuration files, no prompts, the bot's git
+    /// directory and the checkout named explicitly (`repository`); and with a token, the authorization header
+    /// as configuration of this one process.
+    func environment(token: String?, repository: Bool = true) -> [String: String] {
         var environment: [String: String] = [
             "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin",
             "LANG": "C.UTF-8",
@@ -206,8 +221,16 @@ public struct GitWorkspace: Sendable {
             "GIT_ASKPASS": "/bin/false",
             "SSH_ASKPASS": "/bin/false",
             "GIT_ALLOW_PROTOCOL": "http:https",
+            "GIT_CEILING_DIRECTORIES": root,
         ]
-        var settings: [(String, String)] = [("core.hooksPath", "/dev/null"), ("credential.helper", "")]
+        if repository {
+            environment["GIT_DIR"] = gitDirectory
+            environment["GIT_WORK_TREE"] = checkout
+        }
+        var settings: [(String, String)] = [
+            ("core.hooksPath", "/dev/null"), ("credential.helper", ""), ("core.fsmonitor", "false"),
+            ("core.untrackedCache", "false"), ("gc.auto", "0"), ("maintenance.auto", "false"), ("submodule.recurse", "false"),
+        ]
         if let caBundlePath { settings.append(("http.sslCAInfo", caBundlePath)) }
         if let token {
             let basic = Data("x-access-token:\(token)".utf8).base64EncodedString()
@@ -222,9 +245,9 @@ public struct GitWorkspace: Sendable {
     }
 
     @discardableResult
-    func git(_ arguments: [String], in directory: String? = nil, token: String? = nil, name: String) async throws(GitError) -> String {
+    func git(_ arguments: [String], repository: Bool = true, token: String? = nil, name: String) async throws(GitError) -> String {
         var keys: [Environment.Key: String] = [:]
-        for (key, value) in environment(token: token) {
+        for (key, value) in environment(token: token, repository: repository) {
             if let environmentKey = Environment.Key(rawValue: key) { keys[environmentKey] = value }
         }
         var options = PlatformOptions()
@@ -232,7 +255,7 @@ public struct GitWorkspace: Sendable {
         options.teardownSequence = [.gracefulShutDown(toProcessGroup: true, allowedDurationToNextStep: .seconds(2))]
         let configuration = Configuration(
             executable: .name("git"), arguments: Arguments(arguments), environment: .custom(keys),
-            workingDirectory: FilePath(directory ?? checkout), platformOptions: options)
+            workingDirectory: FilePath(repository ? checkout : root), platformOptions: options)
         let timeout = commandTimeout
         enum Outcome: Sendable { case finished(TerminationStatus, String, String), timedOut }
         let outcome: Outcome

@@ -179,15 +179,13 @@ public enum Sandbox {
         }
     }
 
-    /// Gives `path` and everything under it to `uid`:`gid` (the agent's user before a run, the bot's after).
-    /// Walks the tree on the blocking thread pool, away from the event loops.
-    public static func chownTree(_ path: String, uid: UInt32, gid: UInt32) async {
+    /// Gives `path` and everything under it to `uid`:`gid` (the agent's user before a run, the bot's after),
+    /// links as links (``FileTree``: nothing a link points at is touched). Walks the tree on the blocking
+    /// thread pool, away from the event loops; returns whether the whole tree was walked.
+    @discardableResult
+    public static func chownTree(_ path: String, uid: UInt32, gid: UInt32) async -> Bool {
         await BlockingPool.run {
-            lchown(path, uid, gid)
-            guard let enumerator = FileManager.default.enumerator(atPath: path) else { return }
-            while let relative = enumerator.nextObject() as? String {
-                lchown(path + "/" + relative, uid, gid)
-            }
+            (try? FileTree.chown(path, uid: uid, gid: gid)) != nil
         }
     }
 }

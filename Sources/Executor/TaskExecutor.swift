@@ -312,6 +312,8 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
             }
         }
         if plan.pushes, !plan.followUp { try await workspace.createBranch(plan.workBranch) }
+        // The agent works on a copy of the repository; the bot's own stays outside the jail.
+        try await workspace.giveAgentItsRepository()
         // 5. Agent.
         let issue = try await api.issue(number: Int(record.issueNumber), in: run.repo)
         let conversation = record.isPullRequest ? ((try? await store.conversation(before: record.id)) ?? []) : []
@@ -600,7 +602,13 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
     ) async throws -> TaskOutcome {
         let record = run.record
         await step(&run, "Committing the changes")
-        try workspace.resetRepositoryConfiguration()
+        // Nothing the agent left under a `.git` is read: its repositories go, and the bot's own git directory,
+        // which the agent never saw, stages the checkout's files against the commit the bot checked out.
+        let discarded = try await workspace.discardAgentRepositories()
+        if !discarded.isEmpty {
+            run.logger.info("removed what the agent left under .git", metadata: [
+                "workspace.removed": "\(discarded.prefix(20).joined(separator: ", "))", "workspace.removedCount": "\(discarded.count)"])
+        }
         let files = try await workspace.stageAll()
         run.files = files
         let protected = run.config.protectedChanges(in: files.map(\.path))
@@ -629,7 +637,6 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
         if run.cancelRequested.isSet { throw CancelledOnRequest() }
         await step(&run, "Pushing `\(plan.workBranch)`")
         try await cancellable(run.cancelRequested) {
-            try workspace.resetRepositoryConfiguration()
             try await workspace.push(url: plan.cloneURL, branch: plan.workBranch, token: token, force: !plan.followUp)
         }
         try await store.recordCommit(taskID: record.id, commit: CommitRecord(

@@ -83,6 +83,71 @@ let agentScripts: [String: (script: String, timeout: Int)] = [
         rm -f big.bin
         echo "probed the jail"
         """, 120),
+    // Attacks the bot through what it leaves in the checkout's `.git` (the vector is `vector=NAME` in the
+    // request). A marker in $AGENT_STATE (read-only in the jail) can only appear if the bot runs the agent's
+    // command on the host; $VICTIM is a folder of the host the jail does not show.
+    "gitattack": (#"""
+        cat > /dev/null
+        v=$(echo "$ASYNCCODE_PROMPT" | sed -n 's/.*vector=\([a-z]*\).*/\1/p' | head -n 1)
+        mark="$AGENT_STATE/pwned-$v"
+        run="touch $mark; false"
+        echo "attacked through $v" >> README.md
+        evil_config() { printf '[core]\n\trepositoryformatversion = 0\n\tfsmonitor = "%s"\n\thooksPath = hooks\n[filter "evil"]\n\tclean = "%s"\n' "$run" "$run" > "$1/config"; }
+        case "$v" in
+          config)
+            git config core.fsmonitor "$run"
+            git config filter.evil.clean "$run"
+            git config core.hooksPath .git/evil-hooks
+            git config diff.external "$AGENT_STATE/pwned-diff"
+            mkdir -p .git/hooks .git/evil-hooks .git/info
+            for hook in pre-commit post-commit reference-transaction pre-push post-index-change; do
+              printf '#!/bin/sh\ntouch %s\n' "$mark" > .git/hooks/$hook; chmod +x .git/hooks/$hook; cp .git/hooks/$hook .git/evil-hooks/
+            done
+            printf '* filter=evil\n' > .git/info/attributes
+            ;;
+          commondir)
+            mkdir -p evil/objects evil/refs
+            evil_config evil
+            echo "../evil" > .git/commondir
+            ;;
+          gitfile)
+            mkdir -p evil
+            cp -r .git/. evil/
+            evil_config evil
+            rm -rf .git
+            echo "gitdir: evil" > .git
+            ;;
+          symlink)
+            rm -rf .git
+            ln -s "$VICTIM" .git
+            ;;
+          refs)
+            echo "$VICTIM/objects" > .git/objects/info/alternates
+            printf 'ref: refs/heads/evil\n' > .git/HEAD
+            echo "0000000000000000000000000000000000000000 refs/heads/evil" > .git/packed-refs
+            echo "shallow-junk" > .git/shallow
+            ln -s "$VICTIM" .git/worktrees
+            ;;
+          nested)
+            mkdir -p sub && (cd sub && git init -q && git config core.fsmonitor "$run" && echo nested > file.txt)
+            mkdir -p deep/.GIT && evil_config deep/.GIT
+            ;;
+          links)
+            ln -s "$VICTIM/secret.txt" key-link
+            ln -s "$VICTIM" victim-link
+            mkfifo pipe
+            ;;
+          selfcommit)
+            git -c user.name=mallory -c user.email=m@example.com commit -qam "the agent's own commit"
+            ;;
+          protected)
+            mkdir -p secrets && echo "leaked" > secrets/key.txt
+            git add secrets && git -c user.name=mallory -c user.email=m@example.com commit -qm "sneak a protected change in"
+            echo "an uncommitted edit" >> README.md
+            ;;
+        esac
+        echo "Attacked through $v."
+        """#, 120),
     // Holds 63 of its 64 processes (itself, 61 sleeps and the one that polls) until the test lets it go.
     "hog": ("""
         cat > /dev/null
@@ -209,6 +274,7 @@ struct EndToEnd: Sendable {
             try ("#!/bin/sh\n" + agent.script + "\n").write(toFile: path, atomically: true, encoding: .utf8)
             try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: path)
             var environment = ["AGENT_STATE": stateDirectory]
+            if name == "gitattack" { environment["VICTIM"] = folder + "/victim" }
             if name == "hostile" {
                 environment["PRIVATE_DIR"] = privateDirectory
                 environment["WORKSPACES"] = workspaceDirectory
