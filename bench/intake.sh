@@ -10,7 +10,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 DURATION="${1:-15}"
 CONNECTIONS="${2:-16}"
-PEER_DIR="${ASYNCCODE_PEER_DIR:-$ROOT/../shared/bench/peer}"
+PEER_DIR="${ASYNCCODE_PEER_DIR:-$ROOT/bench/peer}"
 PAYLOAD="$ROOT/Tests/Fixtures/webhooks/issue_comment/created.with-installation.payload.json"
 SECRET="It's a Secret to Everybody"
 OUR_PORT=3911

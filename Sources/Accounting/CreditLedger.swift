@@ -33,7 +33,8 @@ public enum Reservation: Sendable, Hashable {
     case reserved(amount: Decimal, balance: Decimal)
     /// The account cannot cover it.
     case insufficient(needed: Decimal, balance: Decimal)
-    /// The account's daily limit would be passed; it frees up at `freesAt`.
+    /// The account's daily limit would be passed; enough of the day's spending has left the window for the
+    /// amount at `freesAt`.
     case dailyLimit(limit: Decimal, used: Decimal, freesAt: Date)
 }
 
@@ -151,14 +152,23 @@ public struct CreditLedger: Sendable {
                 if let reserved { return .reserved(amount: reserved, balance: balance) }
             }
             if let dailyLimit {
+                // The amount fits once enough of the day's debits (less their refunds) have left the window:
+                // at the first row, oldest first, after which what stays spent leaves room for it.
                 let spentRows = try await connection.query("""
-                    SELECT COALESCE(-sum(amount), 0), min(created_at) FILTER (WHERE type = 'debit')
-                    FROM credit_transactions
-                    WHERE account_id = \(accountID) AND type IN ('debit', 'refund') AND created_at > now() - interval '24 hours'
+                    WITH day AS (
+                        SELECT id, amount, created_at FROM credit_transactions
+                        WHERE account_id = \(accountID) AND type IN ('debit', 'refund') AND created_at > now() - interval '24 hours'
+                    ), spent AS (SELECT COALESCE(-sum(amount), 0) AS total FROM day)
+                    SELECT spent.total, (
+                        SELECT created_at FROM (
+                            SELECT created_at, id, sum(amount) OVER (ORDER BY created_at, id) AS gone FROM day) leaving
+                        WHERE spent.total + leaving.gone + \(amount) <= \(dailyLimit)
+                        ORDER BY created_at, id LIMIT 1)
+                    FROM spent
                     """, logger: logger)
-                for try await (spent, oldest) in spentRows.decode((Decimal, Date?).self) where spent + amount > dailyLimit {
+                for try await (spent, leaving) in spentRows.decode((Decimal, Date?).self) where spent + amount > dailyLimit {
                     return .dailyLimit(limit: dailyLimit, used: max(0, spent),
-                                       freesAt: (oldest ?? Date()).addingTimeInterval(86_400))
+                                       freesAt: (leaving ?? Date()).addingTimeInterval(86_400))
                 }
             }
             guard amount <= balance else { return .insufficient(needed: amount, balance: balance) }

@@ -24,20 +24,37 @@ public struct ModelEntry: Sendable, Hashable {
 }
 
 /// The `ai_models` table: synced from the configured agents at start.
+///
+/// Several processes may share the table with different agent files. Each registers its models under its
+/// own source (`ai_model_sources`) and drops only its own registrations; a model is active while at least
+/// one source lists it.
 public struct ModelCatalogStore: Sendable {
     private let client: BoundedClient
     private let logger: Logger
+
+    /// The transaction lock that serializes syncs (`"asyncmdl"`).
+    static let lockKey: Int64 = 0x6173_796e_636d_646c
 
     public init(client: PostgresClient, logger: Logger) {
         self.client = BoundedClient(client)
         self.logger = logger
     }
 
-    /// Makes `ai_models` match `entries`: each is inserted or updated and active; models no longer configured
-    /// become inactive, never deleted (old tasks keep their model). Returns the names made inactive.
+    /// Returns the source a process registers its models under: its host name and the absolute path of its
+    /// agent file (`ASYNCCODE_CONFIG`).
+    public static func source(hostName: String = ProcessInfo.processInfo.hostName, configFilePath: String?) -> String {
+        let path = configFilePath.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? "(no agent file)"
+        return "\(hostName):\(path)"
+    }
+
+    /// Registers `entries` as `source`'s models: each is inserted or updated and active. Models `source`
+    /// listed before and no longer does lose its registration, and a model no source lists any more becomes
+    /// inactive, never deleted (old tasks keep their model). Returns the names made inactive.
     @discardableResult
-    public func sync(_ entries: [ModelEntry]) async throws -> [String] {
+    public func sync(_ entries: [ModelEntry], source: String = "default") async throws -> [String] {
         try await client.withTransaction(logger: logger) { connection in
+            // One sync at a time: a model another process registers meanwhile is not made inactive.
+            try await connection.query("SELECT pg_advisory_xact_lock(\(Self.lockKey))", logger: logger)
             for entry in entries {
                 try await connection.query("""
                     INSERT INTO ai_models (name, display_name, provider, description, cost_per_token, cost_per_minute,
@@ -56,8 +73,19 @@ public struct ModelCatalogStore: Sendable {
                     """, logger: logger)
             }
             let names = entries.map(\.name)
+            try await connection.query("""
+                INSERT INTO ai_model_sources (model_id, source)
+                SELECT id, \(source) FROM ai_models WHERE name = ANY(\(names)::text[])
+                ON CONFLICT DO NOTHING
+                """, logger: logger)
+            try await connection.query("""
+                DELETE FROM ai_model_sources s USING ai_models m
+                WHERE s.source = \(source) AND m.id = s.model_id AND NOT (m.name = ANY(\(names)::text[]))
+                """, logger: logger)
             let rows = try await connection.query("""
-                UPDATE ai_models SET is_active = false WHERE is_active AND NOT (name = ANY(\(names)::text[])) RETURNING name
+                UPDATE ai_models m SET is_active = false
+                WHERE m.is_active AND NOT EXISTS (SELECT 1 FROM ai_model_sources s WHERE s.model_id = m.id)
+                RETURNING m.name
                 """, logger: logger)
             var deactivated: [String] = []
             for try await name in rows.decode(String.self) { deactivated.append(name) }

@@ -27,7 +27,8 @@ public enum Admission: Sendable, Hashable {
     case admitted
     /// The repository already runs `running` tasks (the limit is `limit`): the task waits for one to end.
     case repositoryBusy(running: Int, limit: Int)
-    /// The requester started `limit` tasks in the last hour; the oldest of them leaves the window at `freesAt`.
+    /// The requester started `limit` tasks in the last hour; enough of them have left the window for one
+    /// more at `freesAt`.
     case requesterHourly(limit: Int, freesAt: Date)
 }
 
@@ -66,12 +67,15 @@ public struct UsageGate: Sendable {
                 }
             }
             if !admittedBefore, let limit = limits.tasksPerRequesterPerHour {
+                // One more fits once all but `limit - 1` of the hour's admissions have left it: when the
+                // (count - limit + 1)-th oldest does.
                 let rows = try await connection.query("""
-                    SELECT count(*), min(admitted_at) FROM tasks
+                    SELECT count(*), (array_agg(admitted_at ORDER BY admitted_at))[GREATEST(count(*) - \(limit) + 1, 1)::int]
+                    FROM tasks
                     WHERE requested_by = \(requesterID) AND admitted_at > now() - interval '1 hour' AND id <> \(taskID)
                     """, logger: logger)
-                for try await (count, oldest) in rows.decode((Int64, Date?).self) where count >= limit {
-                    return .requesterHourly(limit: limit, freesAt: (oldest ?? Date()).addingTimeInterval(3600))
+                for try await (count, leaving) in rows.decode((Int64, Date?).self) where count >= limit {
+                    return .requesterHourly(limit: limit, freesAt: (leaving ?? Date()).addingTimeInterval(3600))
                 }
             }
             try await connection.query("""
@@ -81,7 +85,9 @@ public struct UsageGate: Sendable {
         }
     }
 
-    /// Gives the task's place back (it is deferred): it no longer counts as running in its repository.
+    /// Gives the task's admission back (it was admitted but did not start: it waits for the daily credits, or
+    /// the account cannot pay for it): it no longer counts as running in its repository nor toward its
+    /// requester's hourly limit.
     public func withdraw(taskID: Int64) async throws {
         try await client.query("UPDATE tasks SET admitted_at = NULL WHERE id = \(taskID)", logger: logger)
     }

@@ -88,14 +88,17 @@ func makeWorkerServices(
     let accounting = ExecutorAccounting(
         ledger: CreditLedger(client: client, logger: workerLogger), gate: UsageGate(client: client, logger: workerLogger),
         analytics: TaskAnalyticsStore(client: client, logger: workerLogger), limits: configuration.agents.limits)
+    // Final progress-comment edits GitHub refused, finished later by `CommentRepair`.
+    let pendingComments = PendingCommentStore(client: client, logger: workerLogger)
     let executor = TaskExecutor(
         api: github, store: store, queue: queue, catalog: configuration.agents, settings: settings, accounting: accounting,
-        logger: workerLogger)
+        pendingComments: pendingComments, logger: workerLogger)
     var services: [any Service] = [
         queueClient,
         WorkListener(url: configuration.databaseURL, signal: signal, logger: workerLogger),
         ModelCatalogSync(store: ModelCatalogStore(client: client, logger: workerLogger), models: configuration.agents.models,
-                         logger: workerLogger),
+                         source: ModelCatalogStore.source(configFilePath: configuration.configFilePath), logger: workerLogger),
+        CommentRepair(editor: github, store: pendingComments, logger: workerLogger),
     ]
     for index in 1...configuration.workers {
         services.append(TaskWorker(
@@ -223,19 +226,22 @@ struct GatedService: Service, CustomStringConvertible {
     }
 }
 
-/// Syncs the configured agents into `ai_models` once at start (agents no longer configured become
-/// inactive), then waits for the process to stop.
+/// Syncs the configured agents into `ai_models` once at start (agents this process's configuration no
+/// longer lists, and no other process lists, become inactive), then waits for the process to stop.
 struct ModelCatalogSync: Service, CustomStringConvertible {
     let store: ModelCatalogStore
     let models: [ModelEntry]
+    /// Whose models these are (see ``ModelCatalogStore/source(hostName:configFilePath:)``).
+    let source: String
     let logger: Logger
     var description: String { "ModelCatalogSync" }
 
     func run() async throws {
         for attempt in 1...5 {
             do {
-                let deactivated = try await store.sync(models)
+                let deactivated = try await store.sync(models, source: source)
                 logger.info("models synced", metadata: [
+                    "models.source": "\(source)",
                     "models.active": "\(models.map(\.name).joined(separator: ","))",
                     "models.deactivated": "\(deactivated.joined(separator: ","))",
                 ])

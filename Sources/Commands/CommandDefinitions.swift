@@ -50,7 +50,8 @@ public enum CommandGrammar {
     /// - Parameters:
     ///   - agents: the agents users may choose, listed after the commands.
     ///   - models: a Markdown list of the agents with their descriptions and prices; shown instead of `agents`.
-    public static func helpText(agents: [String] = [], models: String? = nil) -> String {
+    ///   - label: the label that starts work in the repository (its `label` setting, else the bot's `triggerLabel`).
+    public static func helpText(agents: [String] = [], models: String? = nil, label: String = "asynccode") -> String {
         var lines = ["**asynccode commands** (one per line, at most \(maxCommandsPerComment) per comment):", ""]
         for (_, definition) in taskVerbs { lines.append("- `\(definition.usage)`: \(definition.summary)") }
         for (_, definition) in controlVerbs { lines.append("- `\(definition.usage)`: \(definition.summary)") }
@@ -66,7 +67,8 @@ public enum CommandGrammar {
             lines.append("Agents: " + agents.map { "`\($0)`" }.joined(separator: ", "))
         }
         lines.append("")
-        lines.append("Adding the `asynccode` label to an issue works like `/asynccode` with the issue as the instruction.")
+        let shown = String(label.map { $0 == "`" ? "'" : $0 })
+        lines.append("Adding the `\(shown)` label to an issue works like `/asynccode` with the issue as the instruction.")
         return lines.joined(separator: "\n")
     }
 }

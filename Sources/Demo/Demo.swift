@@ -53,7 +53,7 @@ public struct Demo: Sendable {
         let fileManager = FileManager.default
         try? fileManager.removeItem(atPath: options.folder + "/workspaces")
         try fileManager.createDirectory(atPath: options.folder + "/agent", withIntermediateDirectories: true)
-        fileManager.createFile(atPath: logPath, contents: nil)
+        _ = fileManager.createFile(atPath: logPath, contents: nil)
         guard let log = FileHandle(forWritingAtPath: logPath) else { throw Failure(description: "cannot write \(logPath)") }
         defer { try? log.close() }
         let logger = Logger(label: "asynccode.demo") { label in

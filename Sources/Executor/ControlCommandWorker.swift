@@ -107,10 +107,8 @@ public struct ControlCommandWorker<API: GitHubAPI>: Service, CustomStringConvert
     /// `.github/asynccode.yml`, else the bot's); says nothing otherwise: people add labels all day.
     /// Returns what was done, for `control_commands.result`.
     func startFromLabel(_ control: ClaimedControl, repo: RepositoryRef) async throws -> String {
-        let branch = try await api.repository(repo).defaultBranch ?? "main"
-        let loaded = try await configs.load(repositoryID: control.repositoryID, repo: repo, branch: branch)
-        let trigger = loaded.problem == nil ? (loaded.configuration.label ?? triggerLabel) : triggerLabel
-        guard loaded.configuration.enabled else { return "ignored: asynccode is turned off in this repository" }
+        let (trigger, enabled) = try await trigger(control, repo: repo)
+        guard enabled else { return "ignored: asynccode is turned off in this repository" }
         guard control.argument.lowercased() == trigger.lowercased() else {
             return "ignored: `\(control.argument.prefix(100))` is not the trigger label (`\(trigger)`)"
         }
@@ -118,6 +116,19 @@ public struct ControlCommandWorker<API: GitHubAPI>: Service, CustomStringConvert
             return "the label already started a task"
         }
         return "started task \(taskID)"
+    }
+
+    /// Returns the repository's trigger label (`label` in a valid `.github/asynccode.yml`, else the bot's
+    /// `triggerLabel`) and whether asynccode is enabled there.
+    func trigger(_ control: ClaimedControl, repo: RepositoryRef) async throws -> (label: String, enabled: Bool) {
+        let branch = try await api.repository(repo).defaultBranch ?? "main"
+        let loaded = try await configs.load(repositoryID: control.repositoryID, repo: repo, branch: branch)
+        return (loaded.problem == nil ? (loaded.configuration.label ?? triggerLabel) : triggerLabel, loaded.configuration.enabled)
+    }
+
+    /// Returns the help text, naming the repository's trigger label.
+    func help(_ control: ClaimedControl, repo: RepositoryRef) async throws -> String {
+        CommandGrammar.helpText(models: catalog.modelList(), label: try await trigger(control, repo: repo).label)
     }
 
     /// Does what the command asks and returns the reply.
@@ -178,11 +189,11 @@ public struct ControlCommandWorker<API: GitHubAPI>: Service, CustomStringConvert
             }
             return lines.joined(separator: "\n")
         case .help:
-            return CommandGrammar.helpText(models: catalog.modelList())
+            return try await help(control, repo: repo)
         case .label:
             return try await startFromLabel(control, repo: repo)
         case .invalid:
-            return "\(who): I could not read that command: \(control.argument)\n\n" + CommandGrammar.helpText(models: catalog.modelList())
+            return "\(who): I could not read that command: \(control.argument)\n\n" + (try await help(control, repo: repo))
         }
     }
 

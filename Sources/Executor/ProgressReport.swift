@@ -15,13 +15,15 @@ public struct ProgressReport: Sendable {
         case timedOut(seconds: Int)
         /// A limit holds the task back; it starts later by itself.
         case waiting(reason: String)
+        /// A limit holds the task back until `time` ("14:05 UTC (in 12 min)"); it starts by itself then.
+        case waitingUntil(String, reason: String)
         /// The task was refused before it ran (credits, a usage limit).
         case notStarted(reason: String)
 
         /// Returns whether nothing more will happen to the task.
         public var isFinal: Bool {
             switch self {
-            case .queued, .working, .retrying, .waiting: false
+            case .queued, .working, .retrying, .waiting, .waitingUntil: false
             default: true
             }
         }
@@ -122,6 +124,8 @@ public struct ProgressReport: Sendable {
         case .cancelled(let reason): "🚫 **Cancelled**: \(reason)"
         case .timedOut(let seconds): "⏱️ **Timed out**: the agent ran longer than \(Self.duration(seconds: Double(seconds))) and was stopped."
         case .waiting(let reason): "⏸️ **Waiting**: \(reason)"
+        case .waitingUntil(let time, let reason):
+            "⏸️ **Waiting until \(time)**: \(reason). It starts by itself then; `/asynccode cancel` stops it."
         case .notStarted(let reason): "⛔ **Not started**: \(reason)"
         }
     }

@@ -71,15 +71,19 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
     let tokens: TokenLeases
     let configs: RepositoryConfigLoader<API>
     let accounting: ExecutorAccounting?
+    /// Final progress-comment edits, recorded so that ``CommentRepair`` finishes those GitHub refuses.
+    let finalEdits: FinalCommentEdits
     let logger: Logger
 
-    /// Creates an executor; without `accounting` tasks run free and unlimited.
+    /// Creates an executor; without `accounting` tasks run free and unlimited; without `pendingComments` a
+    /// final comment edit GitHub refuses is not repaired later.
     public init(
         api: API, store: TaskStore, queue: TaskQueue, catalog: AgentCatalog, settings: ExecutorSettings,
         runner: AgentRunner = AgentRunner(), prompts: PromptBuilder = PromptBuilder(),
-        accounting: ExecutorAccounting? = nil, logger: Logger
+        accounting: ExecutorAccounting? = nil, pendingComments: PendingCommentStore? = nil, logger: Logger
     ) {
         self.accounting = accounting
+        self.finalEdits = FinalCommentEdits(store: pendingComments)
         self.api = api
         self.store = store
         self.queue = queue
@@ -104,6 +108,11 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
             try? await queue.abandonAcknowledgement(taskID: taskID, worker: worker, retryAfter: .seconds(5))
             return
         }
+        // No comment where GitHub would refuse it: the worker that claims the task ends it.
+        guard record.inactivity == nil else {
+            try? await queue.abandonAcknowledgement(taskID: taskID, worker: worker, retryAfter: .seconds(60))
+            return
+        }
         let repo = Self.repositoryRef(record)
         var report = makeReport(record)
         report.state = .queued(ahead: (try? await store.placeInLine(taskID: taskID)) ?? 0)
@@ -111,7 +120,7 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
             let commentID = try await createProgressComment(record, repo: repo, report: report)
             if try await store.saveProgressComment(taskID: taskID, commentID: commentID) == "cancelled" {
                 report.state = .cancelled(reason: "cancelled before it started")
-                try? await api.updateComment(in: repo, commentID: commentID, body: report.render())
+                await finalEdit(report.render(), commentID: commentID, repo: repo, taskID: taskID, logger: logger)
             }
         } catch {
             logger.debug("cannot acknowledge a task yet", metadata: ["task.id": "\(taskID)", "error": "\(error)"])
@@ -132,7 +141,7 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
             ? .cancelled(reason: "a collaborator asked to cancel (`/asynccode cancel`)")
             : .failed(reason: "the worker running it stopped and no attempts remain")
         if let settlement { report.credits = Self.creditsLine(settlement) }
-        try? await api.updateComment(in: Self.repositoryRef(record), commentID: commentID, body: report.render())
+        await finalEdit(report.render(), commentID: commentID, repo: Self.repositoryRef(record), taskID: task.id, logger: logger)
     }
 
     public func handle(_ task: ClaimedTask) async -> TaskOutcome {
@@ -148,6 +157,7 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
             return .failed(reason: "cannot read the task: \(error)", retryable: true, retryAfter: .seconds(5))
         }
         logger[metadataKey: "repo.fullName"] = "\(record.ownerLogin)/\(record.repositoryName)"
+        if let inactivity = record.inactivity { return await stopInactive(record, inactivity, logger: logger) }
         let repo = Self.repositoryRef(record)
         let cancelRequested = Flag()
         let runLogger = logger
@@ -203,6 +213,22 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
     /// The task waits: a limit holds it back for now.
     struct Deferred: Error {
         var reason: String
+        /// When the limit frees the task; `nil`: it looks again after ``ExecutorAccounting/deferral``.
+        var until: Date? = nil
+    }
+
+    /// Ends a task whose installation or repository takes no work any more (a race with the event that
+    /// said so, or a task given back to the queue since): `cancelled`, its reservation returned, and no call
+    /// to GitHub, which would refuse it.
+    private func stopInactive(_ record: TaskRecord, _ inactivity: Inactivity, logger: Logger) async -> TaskOutcome {
+        do {
+            try await accounting?.ledger.release(taskID: record.id, reason: inactivity.reason)
+        } catch {
+            logger.error("cannot release the task's credits", metadata: ["error": "\(error)"])
+        }
+        try? await queue.appendEvent(taskID: record.id, step: "cancelled", detail: inactivity.reason)
+        logger.notice("cancelled a task that can no longer run", metadata: ["reason": "\(inactivity.reason)"])
+        return .cancelled(reason: inactivity.reason)
     }
 
     /// A step that could not be done: how to say so and whether to try again.
@@ -275,12 +301,18 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
                     + allowed.map { "`\($0)`" }.joined(separator: ", ") + ")", retryable: false)
         }
         run.report.agent = agent.name
+        // The tasks row names the agent that runs, the default one included (`status`, analytics).
+        if record.agent != agent.name {
+            try await store.recordAgent(taskID: record.id, agent: agent.name)
+            run.record.agent = agent.name
+        }
         try await admit(&run, agent: agent)
+        // Where the work starts and goes (a fork's branch or `review` on an issue is refused here, before any clone).
+        let plan = try await workPlan(&run)
         // 3. Token.
         await step(&run, "Getting an installation token for \(run.repo.fullName)")
         let token = try await api.installationToken(for: run.repo)
         // 4. Workspace.
-        let plan = try await workPlan(&run)
         let workspace: GitWorkspace
         do {
             workspace = try GitWorkspace.create(in: settings.workspaceRoot, taskID: record.id, caBundlePath: settings.caBundlePath)
@@ -470,45 +502,52 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
 
     // MARK: - Credits and limits
 
-    /// Reserves the task's credits, then admits it past the usage limits: a task the account cannot pay
-    /// for, or over a limit, is not started and its comment says why and when it frees up.
+    /// Admits the task past the usage limits, then reserves its credits. A task over a limit waits: it goes
+    /// back to the queue until the limit frees it, holding no reservation (so waiting tasks never use up
+    /// the daily limit of the others), and starts by itself then. A task that can never fit (its estimate
+    /// is over the daily limit), or that the account cannot pay for, is refused at once with what would fit.
     private func admit(_ run: inout TaskRun, agent: AgentCommand) async throws {
         guard let accounting else { return }
         let record = run.record
-        if let accountID = try await accounting.ledger.payingAccount(taskID: record.id) {
-            let estimate = agent.pricing.estimate(timeout: agent.timeout, budget: record.budget)
-            switch try await accounting.ledger.reserve(
-                taskID: record.id, accountID: accountID, amount: estimate, dailyLimit: accounting.limits.creditsPerAccountPerDay) {
-            case .reserved(let amount, let balance):
-                if amount > 0 {
-                    run.report.record("Reserved \(CreditFormat.string(amount)) credits (\(CreditFormat.string(balance)) left)")
-                }
-            case .insufficient(let needed, let balance):
-                let reason = "not enough credits: this task may use up to \(CreditFormat.string(needed)) credits"
-                    + (record.budget == nil ? " (agent `\(agent.name)`)" : " (its `--budget`)")
-                    + " and \(run.repo.owner) has \(CreditFormat.string(balance)) left. "
-                    + (record.budget == nil && balance > 0 ? "Ask with `--budget \(CreditFormat.string(balance))` or less, or ask an operator to add credits." : "Ask an operator to add credits (`asynccode credits grant`).")
-                throw StepFailure(reason: reason, retryable: false, state: .notStarted(reason: reason))
-            case .dailyLimit(let limit, let used, let freesAt):
-                let reason = estimate > limit
-                    ? "this task may use up to \(CreditFormat.string(estimate)) credits, more than \(run.repo.owner) may spend in a day "
-                        + "(limit `creditsPerAccountPerDay: \(CreditFormat.string(limit))`). Ask with `--budget \(CreditFormat.string(limit))` or less."
-                    : "\(run.repo.owner) used \(CreditFormat.string(used)) of its \(CreditFormat.string(limit)) credits for 24 hours "
-                        + "(limit `creditsPerAccountPerDay`); this task may need \(CreditFormat.string(estimate)). It frees up \(Self.when(freesAt))."
-                throw StepFailure(reason: reason, retryable: false, state: .notStarted(reason: reason))
-            }
+        let limits = accounting.limits
+        let accountID = try await accounting.ledger.payingAccount(taskID: record.id)
+        let estimate = agent.pricing.estimate(timeout: agent.timeout, budget: record.budget)
+        if accountID != nil, let daily = limits.creditsPerAccountPerDay, estimate > daily {
+            let reason = "this task may use up to \(CreditFormat.string(estimate)) credits, more than \(run.repo.owner) may spend in a day "
+                + "(limit `creditsPerAccountPerDay: \(CreditFormat.string(daily))`). Ask with `--budget \(CreditFormat.string(daily))` or less."
+            throw StepFailure(reason: reason, retryable: false, state: .notStarted(reason: reason))
         }
         switch try await accounting.gate.admit(
-            taskID: record.id, requesterID: record.requesterID, repositoryID: record.repositoryID, limits: accounting.limits) {
+            taskID: record.id, requesterID: record.requesterID, repositoryID: record.repositoryID, limits: limits) {
         case .admitted:
             break
         case .repositoryBusy(let running, let limit):
             throw Deferred(reason: "\(run.repo.fullName) already runs \(running) task\(running == 1 ? "" : "s"), "
                 + "the most it may (limit `runningTasksPerRepository: \(limit)`); this one starts when one of them ends.")
         case .requesterHourly(let limit, let freesAt):
-            let reason = "@\(record.requesterLogin) started \(limit) tasks in the last hour (limit `tasksPerRequesterPerHour: \(limit)`). "
-                + "It frees up \(Self.when(freesAt)); then ask again or use `/asynccode retry`."
+            throw Deferred(reason: "\(limit) task\(limit == 1 ? "" : "s") an hour for @\(record.requesterLogin) "
+                + "(limit `tasksPerRequesterPerHour: \(limit)`)", until: freesAt)
+        }
+        guard let accountID else { return }
+        switch try await accounting.ledger.reserve(
+            taskID: record.id, accountID: accountID, amount: estimate, dailyLimit: limits.creditsPerAccountPerDay) {
+        case .reserved(let amount, let balance):
+            if amount > 0 {
+                run.report.record("Reserved \(CreditFormat.string(amount)) credits (\(CreditFormat.string(balance)) left)")
+            }
+        case .insufficient(let needed, let balance):
+            // Not started: it does not count toward the requester's hourly limit.
+            try await accounting.gate.withdraw(taskID: record.id)
+            let reason = "not enough credits: this task may use up to \(CreditFormat.string(needed)) credits"
+                + (record.budget == nil ? " (agent `\(agent.name)`)" : " (its `--budget`)")
+                + " and \(run.repo.owner) has \(CreditFormat.string(balance)) left. "
+                + (record.budget == nil && balance > 0 ? "Ask with `--budget \(CreditFormat.string(balance))` or less, or ask an operator to add credits." : "Ask an operator to add credits (`asynccode credits grant`).")
             throw StepFailure(reason: reason, retryable: false, state: .notStarted(reason: reason))
+        case .dailyLimit(let limit, let used, let freesAt):
+            try await accounting.gate.withdraw(taskID: record.id)
+            throw Deferred(reason: "\(CreditFormat.string(limit)) credits a day for \(run.repo.owner) (limit `creditsPerAccountPerDay: "
+                + "\(CreditFormat.string(limit))`); \(CreditFormat.string(used)) used in the last 24 hours and this task may need "
+                + "\(CreditFormat.string(estimate))", until: freesAt)
         }
     }
 
@@ -536,15 +575,18 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
         return "the agent was stopped\(used): it passed its limit of \(agent.pricing.maxTokens ?? 0) tokens (`maxTokens`); nothing was pushed"
     }
 
-    /// Returns "at 14:05 UTC (in 12 min)".
+    /// Returns "14:05 UTC (in 12 min)" (with the date when it is not today, in UTC).
     static func when(_ date: Date) -> String {
+        let utc = TimeZone(identifier: "UTC") ?? TimeZone(secondsFromGMT: 0) ?? .current
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = utc
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = Calendar(identifier: .gregorian).isDate(date, inSameDayAs: Date()) ? "HH:mm" : "yyyy-MM-dd HH:mm"
+        formatter.timeZone = utc
+        formatter.dateFormat = calendar.isDate(date, inSameDayAs: Date()) ? "HH:mm" : "yyyy-MM-dd HH:mm"
         let minutes = max(1, Int((date.timeIntervalSinceNow / 60).rounded(.up)))
         let wait = minutes < 120 ? "\(minutes) min" : "\(minutes / 60) h \(minutes % 60) min"
-        return "at \(formatter.string(from: date)) UTC (in \(wait))"
+        return "\(formatter.string(from: date)) UTC (in \(wait))"
     }
 
     /// Where the work starts and where it goes.
@@ -562,6 +604,11 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
 
     private func workPlan(_ run: inout TaskRun) async throws -> WorkPlan {
         let record = run.record
+        // What can be refused without the code is refused before anything is cloned or run.
+        if record.kind == .review, !record.isPullRequest {
+            let reason = "`review` works on pull requests and this is an issue; ask for it on the pull request"
+            throw StepFailure(reason: reason, retryable: false, state: .notStarted(reason: reason))
+        }
         var cloneURL = record.cloneURL
         var defaultBranch = record.defaultBranch
         if cloneURL == nil || (defaultBranch == nil && record.targetBranch == nil && !record.isPullRequest) {
@@ -575,7 +622,12 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
             let pull = try await api.pullRequest(number: Int(record.issueNumber), in: run.repo)
             let sameRepository = pull.head.label.map { $0.lowercased().hasPrefix(run.repo.owner.lowercased() + ":") } ?? true
             if pushes, !sameRepository {
-                throw StepFailure(reason: "the pull request's branch is in a fork, where asynccode cannot push", retryable: false)
+                // Policy: commits go to branches of this repository only, never to a fork's (README, "Follow-ups").
+                let owner = pull.head.label?.split(separator: ":").first.map { "`\($0)`'s fork" } ?? "a fork"
+                let reason = "asynccode cannot push to forks: this pull request's branch is in \(owner). "
+                    + "`ask`, `plan` and `review` work here; for changes, ask on an issue or on a pull request from a branch of "
+                    + "\(run.repo.fullName)"
+                throw StepFailure(reason: reason, retryable: false, state: .notStarted(reason: reason))
             }
             if pushes, pull.state != "open" {
                 throw StepFailure(reason: "the pull request is \(pull.state); reopen it first", retryable: false)
@@ -741,13 +793,27 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
         "🪙 Credits: \(CreditFormat.string(settlement.charged)) used · \(CreditFormat.string(settlement.balance)) left"
     }
 
-    /// Holds the task back: the comment says why, and the task goes back to the queue for a while.
+    /// Holds the task back: the comment says why and until when, and the task goes back to the queue until
+    /// then (without counting the attempt). A waiting task holds no credits: a reservation an earlier attempt
+    /// made goes back.
     private func finishDeferred(_ run: inout TaskRun, _ deferred: Deferred) async -> TaskOutcome {
+        do {
+            try await accounting?.ledger.release(taskID: run.record.id, reason: "waiting for a usage limit")
+        } catch {
+            run.logger.error("cannot release the credits of a waiting task", metadata: ["error": "\(error)"])
+        }
         run.report.finishRunning(.skipped)
-        run.report.state = .waiting(reason: deferred.reason)
+        var retryAfter = accounting?.deferral ?? .seconds(15)
+        if let until = deferred.until {
+            run.report.state = .waitingUntil(Self.when(until), reason: deferred.reason)
+            // A second late rather than early: the limit has freed the task when it looks again.
+            retryAfter = .milliseconds(Int64(max(1, until.timeIntervalSinceNow + 1) * 1000))
+        } else {
+            run.report.state = .waiting(reason: deferred.reason)
+        }
         try? await queue.appendEvent(taskID: run.record.id, step: "deferred", detail: deferred.reason)
         await publish(&run, final: false)
-        return .deferred(retryAfter: accounting?.deferral ?? .seconds(15))
+        return .deferred(retryAfter: retryAfter)
     }
 
     private func finishFailed(_ run: inout TaskRun, _ failure: StepFailure) async -> TaskOutcome {
@@ -812,18 +878,27 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
         await publish(&run, final: false)
     }
 
-    /// Edits the progress comment; a final edit is tried a few times.
+    /// Edits the progress comment; a final edit is recorded first and finished by ``CommentRepair`` when
+    /// GitHub refuses it (see ``FinalCommentEdits``).
     private func publish(_ run: inout TaskRun, final: Bool) async {
         guard let commentID = run.commentID else { return }
         let body = run.report.render()
-        for attempt in 1...(final ? 3 : 1) {
-            do {
-                try await api.updateComment(in: run.repo, commentID: commentID, body: body)
-                return
-            } catch {
-                run.logger.debug("cannot edit the progress comment", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
-                if final, attempt < 3 { try? await Task.sleep(for: .seconds(attempt)) }
-            }
+        if final {
+            await finalEdit(body, commentID: commentID, repo: run.repo, taskID: run.record.id, logger: run.logger)
+            return
+        }
+        do {
+            try await api.updateComment(in: run.repo, commentID: commentID, body: body)
+        } catch {
+            run.logger.debug("cannot edit the progress comment", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Gives the progress comment its final body, now or through the repair.
+    private func finalEdit(_ body: String, commentID: Int64, repo: RepositoryRef, taskID: Int64, logger: Logger) async {
+        let api = self.api
+        await finalEdits.deliver(body, commentID: commentID, repo: repo, taskID: taskID, logger: logger) { body in
+            try await api.updateComment(in: repo, commentID: commentID, body: body)
         }
     }
 

@@ -318,3 +318,20 @@ public struct WebhookDelivery: Codable, Sendable {
         case repositoryId = "repository_id"
     }
 }
+
+extension WebhookDelivery {
+    /// Decodes a delivery; a `status_code` that is missing or null (no answer was recorded) reads as 0.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            id: try c.decode(Int64.self, forKey: .id), guid: try c.decode(String.self, forKey: .guid),
+            deliveredAt: try c.decodeIfPresent(Date.self, forKey: .deliveredAt),
+            redelivery: try c.decodeIfPresent(Bool.self, forKey: .redelivery) ?? false,
+            duration: try c.decodeIfPresent(Double.self, forKey: .duration),
+            status: try c.decodeIfPresent(String.self, forKey: .status) ?? "",
+            statusCode: try c.decodeIfPresent(Int.self, forKey: .statusCode) ?? 0,
+            event: try c.decode(String.self, forKey: .event), action: try c.decodeIfPresent(String.self, forKey: .action),
+            installationId: try c.decodeIfPresent(Int64.self, forKey: .installationId),
+            repositoryId: try c.decodeIfPresent(Int64.self, forKey: .repositoryId))
+    }
+}

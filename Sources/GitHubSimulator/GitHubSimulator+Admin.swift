@@ -209,6 +209,32 @@ extension GitHubSimulator {
         try await git(["push", "--quiet", "origin", "HEAD:refs/heads/\(name)"], currentDirectory: work)
         return try await git(["rev-parse", "HEAD"], currentDirectory: work)
     }
+
+    /// Opens a pull request by `author` from `head` into `base` directly, as a user would. With a `headOwner`
+    /// other than the repository's owner it comes from that account's fork (its `head.label` is
+    /// `headOwner:head`); the commits stand in the repository under `head`, as GitHub keeps a fork's
+    /// commits under `refs/pull/N/head`. Make the branch first (``createBranch(repositoryID:name:from:files:message:)``).
+    @discardableResult
+    public func openPullRequest(
+        repositoryID: Int64, title: String, head: String, headOwner: String? = nil, base: String? = nil, author: String = "octocat"
+    ) async throws -> SimulatedPullRequest {
+        guard let repo = store.withState({ $0.repositories[repositoryID] }) else { throw SimulatorError("no repository \(repositoryID)") }
+        let base = base ?? repo.defaultBranch
+        let headSHA = try await git(["--git-dir", repo.gitDirectory, "rev-parse", "--verify", "refs/heads/\(head)^{commit}"])
+        let baseSHA = try await git(["--git-dir", repo.gitDirectory, "rev-parse", "--verify", "refs/heads/\(base)^{commit}"])
+        return store.withState { state in
+            let number = state.makeNumber(repo.id)
+            let pull = SimulatedPullRequest(
+                id: state.makeID(), repositoryID: repo.id, number: number, title: title, body: nil, author: author, head: head,
+                headOwner: headOwner ?? repo.owner, headSHA: headSHA, base: base, baseSHA: baseSHA, state: "open", draft: false,
+                requestedReviewers: [], requestedTeams: [])
+            state.pullRequests[repo.id, default: [:]][number] = pull
+            state.issues[repo.id, default: [:]][number] = SimulatedIssue(
+                repositoryID: repo.id, id: state.makeID(), number: number, title: title, body: nil, author: author,
+                state: "open", labels: [], isPullRequest: true)
+            return pull
+        }
+    }
 }
 
 /// An App with one installation and one repository: the usual starting point of a test.

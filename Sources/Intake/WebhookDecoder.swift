@@ -145,8 +145,12 @@ public struct WebhookDecoder: Sendable {
     static func reasonToSkipDecoding(event: String, action: String?, body: [UInt8]) -> String? {
         if !handledEvents.contains(event) { return "event \(event) is not handled" }
         if event == "ping" { return "ping" }
-        // A command needs the word: a delivery without it anywhere cannot hold one.
-        if commandEvents.contains(event), !mayHoldCommand(body) { return "no command" }
+        // A command needs the word: a delivery without it anywhere cannot hold one. A review that requests
+        // changes needs no command (on the bot's own pull request it is a follow-up), so it is read whatever
+        // its text says: the pull request decides, not a word in it.
+        if commandEvents.contains(event), !mayHoldCommand(body), !mayBeReviewFollowUp(event: event, action: action, body: body) {
+            return "no command"
+        }
         if event == "issues", action != "labeled" { return "issues \(action ?? "event") is not the trigger label" }
         if event == "pull_request", !pullRequestActions.contains(action ?? "") {
             return "pull_request \(action ?? "event") is not handled"
@@ -220,6 +224,21 @@ public struct WebhookDecoder: Sendable {
             kind: .code, agent: nil, priority: .medium, baseBranch: nil, prompt: prompt, sourceURL: payload.review.html_url))
         plan.tasks[plan.tasks.count - 1].requiresOwnPullRequest = true
         plan.ignoredReason = nil
+    }
+
+    /// Returns whether a delivery may be a review requesting changes: a submitted review whose bytes hold the
+    /// state as GitHub writes it, `changes_requested` (the decoder then reads the state itself).
+    static func mayBeReviewFollowUp(event: String, action: String?, body: [UInt8]) -> Bool {
+        guard event == "pull_request_review", action == "submitted" else { return false }
+        let needle = Array("changes_requested".utf8)
+        guard body.count >= needle.count else { return false }
+        var index = 0
+        while let start = body[index...(body.count - needle.count)].firstIndex(of: needle[0]) {
+            if body[start..<(start + needle.count)].elementsEqual(needle) { return true }
+            index = start + 1
+            if index > body.count - needle.count { break }
+        }
+        return false
     }
 
     /// Returns whether `bytes` hold the word `asynccode` anywhere, in any case: a byte scan, no allocation.

@@ -116,20 +116,36 @@ struct DeliveryWriter: Sendable {
         }
         var taskIDs: [Int64] = []
         var notOurs = 0
+        // Set when the installation or repository takes no work: nothing of the command is recorded.
+        var refused: Inactivity?
         for task in plan.tasks {
             if task.requiresOwnPullRequest, try await !isOwnPullRequest(task.origin, on: db) {
                 notOurs += 1
                 continue
             }
-            if let id = try await insertTask(task, deliveryID: plan.deliveryID, on: db) { taskIDs.append(id) }
+            switch try await insertTask(task, deliveryID: plan.deliveryID, on: db) {
+            case .inserted(let id): taskIDs.append(id)
+            case .existed: break
+            case .refused(let inactivity): refused = inactivity
+            }
         }
         var controlIDs: [Int64] = []
         for control in plan.controls {
-            if let id = try await insertControl(control, deliveryID: plan.deliveryID, on: db) { controlIDs.append(id) }
+            switch try await insertControl(control, deliveryID: plan.deliveryID, on: db) {
+            case .inserted(let id): controlIDs.append(id)
+            case .existed: break
+            case .refused(let inactivity): refused = inactivity
+            }
         }
         if !taskIDs.isEmpty || !controlIDs.isEmpty { return .queued(taskIDs: taskIDs, controlIDs: controlIDs) }
         if notOurs > 0, notOurs == plan.tasks.count, plan.controls.isEmpty {
             return .ignored(reason: "a review on a pull request asynccode did not open")
+        }
+        if let refused {
+            logger.info("ignored a command: its installation or repository takes no work", metadata: [
+                "github.delivery": "\(plan.deliveryID)", "reason": "\(refused.reason)",
+            ])
+            return .ignored(reason: refused.reason + "; nothing was started")
         }
         if !plan.tasks.isEmpty || !plan.controls.isEmpty { return .duplicate }
         if changedState { return .recorded }
@@ -144,13 +160,13 @@ struct DeliveryWriter: Sendable {
         case .installationCreated(let installation, let repositories):
             let installationID = try await upsertInstallation(installation, reactivate: true, on: db)
             for repository in repositories {
-                _ = try await upsertRepository(repository, installationID: installationID, on: db)
+                _ = try await upsertRepository(repository, installationID: installationID, activate: true, on: db)
             }
             return true
         case .repositoriesAdded(let installation, let repositories):
             let installationID = try await upsertInstallation(installation, reactivate: false, on: db)
             for repository in repositories {
-                _ = try await upsertRepository(repository, installationID: installationID, on: db)
+                _ = try await upsertRepository(repository, installationID: installationID, activate: true, on: db)
             }
             return true
         case .installationDeleted(let githubID):
@@ -161,19 +177,24 @@ struct DeliveryWriter: Sendable {
                 UPDATE repositories SET is_active = false
                 WHERE installation_id = (SELECT id FROM installations WHERE github_id = \(githubID))
                 """, logger: logger)
+            try await stopPendingWork(installation: githubID, repositories: [], because: .uninstalled, on: db)
             return changed > 0
         case .installationSuspended(let githubID):
-            return try await count(db.run("""
+            let changed = try await count(db.run("""
                 UPDATE installations SET suspended_at = now() WHERE github_id = \(githubID) RETURNING id
-                """, logger: logger)) > 0
+                """, logger: logger))
+            try await stopPendingWork(installation: githubID, repositories: [], because: .suspended, on: db)
+            return changed > 0
         case .installationUnsuspended(let githubID):
             return try await count(db.run("""
                 UPDATE installations SET suspended_at = NULL WHERE github_id = \(githubID) RETURNING id
                 """, logger: logger)) > 0
         case .repositoriesRemoved(_, let repositoryIDs):
-            return try await count(db.run("""
+            let changed = try await count(db.run("""
                 UPDATE repositories SET is_active = false WHERE github_id = ANY(\(repositoryIDs)::int8[]) RETURNING id
-                """, logger: logger)) > 0
+                """, logger: logger))
+            try await stopPendingWork(installation: nil, repositories: repositoryIDs, because: .removed, on: db)
+            return changed > 0
         case .pullRequestUpdated(let update):
             return try await count(db.run("""
                 UPDATE pull_requests SET
@@ -189,6 +210,53 @@ struct DeliveryWriter: Sendable {
     }
 
     private func count(_ rows: CollectedRows) -> Int { rows.rows.count }
+
+    /// Ends the pending work of installation `installation` (GitHub's id) or of the repositories
+    /// `repositories` (GitHub's ids), which can take none any more: tasks end `cancelled` with `inactivity`'s
+    /// reason and their reservations refunded (as `CreditLedger.release` does), control commands end
+    /// `failed`. Nothing is said on GitHub, which would refuse it.
+    private func stopPendingWork(
+        installation: Int64?, repositories: [Int64], because inactivity: Inactivity, on db: Session
+    ) async throws {
+        let reason = inactivity.reason
+        let tasks = try await db.run("""
+            WITH stopped AS (
+                SELECT t.id, t.installation_id, t.credits_reserved FROM tasks t
+                WHERE t.status = 'pending'
+                  AND (t.installation_id IN (SELECT id FROM installations WHERE github_id = \(installation ?? -1))
+                       OR t.repository_id IN (SELECT id FROM repositories WHERE github_id = ANY(\(repositories)::int8[])))
+                FOR UPDATE OF t
+            ), cancelled AS (
+                UPDATE tasks SET status = 'cancelled', completed_at = now(), error = \(reason), credits_reserved = NULL,
+                                 ack_owner = NULL, ack_until = NULL
+                FROM stopped WHERE tasks.id = stopped.id
+                RETURNING tasks.id, stopped.installation_id, stopped.credits_reserved
+            ), refunded AS (
+                INSERT INTO credit_transactions (account_id, task_id, type, amount, description)
+                SELECT i.account_id, c.id, 'refund', c.credits_reserved, 'task ' || c.id || ' refunded: ' || \(reason)
+                FROM cancelled c JOIN installations i ON i.id = c.installation_id
+                WHERE c.credits_reserved > 0 AND i.account_id IS NOT NULL
+            )
+            SELECT id FROM cancelled ORDER BY id
+            """, logger: logger)
+        let controls = try await db.run("""
+            UPDATE control_commands SET status = 'failed', result = \(reason), handled_at = now()
+            WHERE status = 'pending' AND (lease_expires_at IS NULL OR lease_expires_at < now())
+              AND (installation_id IN (SELECT id FROM installations WHERE github_id = \(installation ?? -1))
+                   OR repository_id IN (SELECT id FROM repositories WHERE github_id = ANY(\(repositories)::int8[])))
+            RETURNING id
+            """, logger: logger)
+        let taskIDs: [Int64] = try tasks.decode(Int64.self)
+        let controlIDs: [Int64] = try controls.decode(Int64.self)
+        guard !taskIDs.isEmpty || !controlIDs.isEmpty else { return }
+        logger.notice("ended pending work that can no longer run", metadata: [
+            "github.installation": "\(installation.map(String.init) ?? "")",
+            "github.repositories": "\(repositories.map(String.init).joined(separator: ","))",
+            "task.ids": "\(taskIDs.map(String.init).joined(separator: ","))",
+            "control.ids": "\(controlIDs.map(String.init).joined(separator: ","))",
+            "reason": "\(reason)",
+        ])
+    }
 
     // MARK: - Upserts (only on the rare path: commands and installation changes)
 
@@ -250,8 +318,10 @@ struct DeliveryWriter: Sendable {
     }
 
     /// Inserts or refreshes a repository; fields the event lacks keep their stored values. Returns its row id.
+    /// Only `activate` (an installation event that grants the repository) makes a removed repository active
+    /// again: a command from it does not (it may be a late or replayed delivery).
     private func upsertRepository(
-        _ repository: RepositorySnapshot, installationID: Int64, on db: Session
+        _ repository: RepositorySnapshot, installationID: Int64, activate: Bool, on db: Session
     ) async throws -> Int64 {
         let rows = try await db.run("""
             WITH upserted AS (
@@ -272,9 +342,10 @@ struct DeliveryWriter: Sendable {
                     language = COALESCE(EXCLUDED.language, repositories.language),
                     html_url = COALESCE(EXCLUDED.html_url, repositories.html_url),
                     clone_url = COALESCE(EXCLUDED.clone_url, repositories.clone_url),
-                    is_active = true
-                WHERE (repositories.installation_id, repositories.full_name, repositories.private, repositories.is_active)
-                          IS DISTINCT FROM (EXCLUDED.installation_id, EXCLUDED.full_name, EXCLUDED.private, true)
+                    is_active = repositories.is_active OR \(activate)
+                WHERE (repositories.installation_id, repositories.full_name, repositories.private)
+                          IS DISTINCT FROM (EXCLUDED.installation_id, EXCLUDED.full_name, EXCLUDED.private)
+                   OR (\(activate) AND NOT repositories.is_active)
                    OR (EXCLUDED.default_branch IS NOT NULL AND repositories.default_branch IS DISTINCT FROM EXCLUDED.default_branch)
                    OR (EXCLUDED.clone_url IS NOT NULL AND repositories.clone_url IS DISTINCT FROM EXCLUDED.clone_url)
                    OR (EXCLUDED.description IS NOT NULL AND repositories.description IS DISTINCT FROM EXCLUDED.description)
@@ -316,7 +387,7 @@ struct DeliveryWriter: Sendable {
                 "UPDATE installations SET account_id = \(accountID) WHERE id = \(installationID) AND account_id IS NULL",
                 logger: logger)
         }
-        let repositoryID = try await upsertRepository(origin.repository, installationID: installationID, on: db)
+        let repositoryID = try await upsertRepository(origin.repository, installationID: installationID, activate: false, on: db)
         let requesterID = try await upsertAccount(origin.requester, on: db)
         return Thread(installationID: installationID, repositoryID: repositoryID, requesterID: requesterID)
     }
@@ -329,45 +400,81 @@ struct DeliveryWriter: Sendable {
             """, logger: logger)) > 0
     }
 
-    /// Inserts a task; returns its id, or `nil` when the same command already made one.
-    private func insertTask(_ task: TaskRequest, deliveryID: String, on db: Session) async throws -> Int64? {
+    /// What inserting a task or control command came to.
+    private enum Insertion {
+        case inserted(Int64)
+        /// The same command was recorded before (or the review's pull request is not the bot's).
+        case existed
+        /// The installation or repository takes no work: nothing was recorded.
+        case refused(Inactivity)
+
+        init(_ rows: CollectedRows) throws {
+            self = .existed
+            for (id, inactivity) in try rows.decode((Int64?, String?).self) {
+                if let id {
+                    self = .inserted(id)
+                } else if let inactivity = inactivity.flatMap(Inactivity.init(rawValue:)) {
+                    self = .refused(inactivity)
+                }
+            }
+        }
+    }
+
+    /// Whether the thread's installation and repository take work, as SQL; checked in the insert's own
+    /// statement, so refusing costs no round trip.
+    private static let inactivity = Inactivity.sql(installation: "i", repository: "r")
+
+    /// Inserts a task unless its installation or repository takes no work.
+    private func insertTask(_ task: TaskRequest, deliveryID: String, on db: Session) async throws -> Insertion {
         let origin = task.origin
         let thread = try await thread(of: origin, on: db)
         let rows = try await db.run("""
-            INSERT INTO tasks (repository_id, installation_id, requested_by, issue_number, is_pull_request, source,
-                               comment_id, command_index, source_url, delivery_id, kind, priority, agent, prompt,
-                               target_branch, budget, chat_messages)
-            SELECT \(thread.repositoryID), \(thread.installationID), \(thread.requesterID), \(origin.issueNumber),
-                   \(origin.isPullRequest), \(origin.source.rawValue), \(origin.commentID), \(origin.commandIndex),
-                   \(task.sourceURL), \(deliveryID), \(task.kind.rawValue)::task_kind, \(task.priority.rank),
-                   \(task.agent), \(task.prompt), \(task.baseBranch), \(task.budget)::numeric,
-                   jsonb_build_array(jsonb_build_object('role', 'user', 'content', \(task.prompt)::text,
-                                                        'author', \(origin.requester.login)::text,
-                                                        'timestamp', now()))
-            WHERE NOT \(task.requiresOwnPullRequest) OR EXISTS (
-                SELECT 1 FROM pull_requests WHERE repository_id = \(thread.repositoryID) AND number = \(origin.issueNumber))
-            ON CONFLICT ON CONSTRAINT tasks_one_per_command DO NOTHING
-            RETURNING id
+            WITH state AS (
+                SELECT \(unescaped: Self.inactivity) AS inactivity FROM installations i, repositories r
+                WHERE i.id = \(thread.installationID) AND r.id = \(thread.repositoryID)
+            ), inserted AS (
+                INSERT INTO tasks (repository_id, installation_id, requested_by, issue_number, is_pull_request, source,
+                                   comment_id, command_index, source_url, delivery_id, kind, priority, agent, prompt,
+                                   target_branch, budget, chat_messages)
+                SELECT \(thread.repositoryID), \(thread.installationID), \(thread.requesterID), \(origin.issueNumber),
+                       \(origin.isPullRequest), \(origin.source.rawValue), \(origin.commentID), \(origin.commandIndex),
+                       \(task.sourceURL), \(deliveryID), \(task.kind.rawValue)::task_kind, \(task.priority.rank),
+                       \(task.agent), \(task.prompt), \(task.baseBranch), \(task.budget)::numeric,
+                       jsonb_build_array(jsonb_build_object('role', 'user', 'content', \(task.prompt)::text,
+                                                            'author', \(origin.requester.login)::text,
+                                                            'timestamp', now()))
+                WHERE NOT EXISTS (SELECT 1 FROM state WHERE inactivity IS NOT NULL)
+                  AND (NOT \(task.requiresOwnPullRequest) OR EXISTS (
+                    SELECT 1 FROM pull_requests WHERE repository_id = \(thread.repositoryID) AND number = \(origin.issueNumber)))
+                ON CONFLICT ON CONSTRAINT tasks_one_per_command DO NOTHING
+                RETURNING id
+            )
+            SELECT (SELECT id FROM inserted), (SELECT inactivity FROM state)
             """, logger: logger)
-        for id in try rows.decode(Int64.self) { return id }
-        return nil
+        return try Insertion(rows)
     }
 
-    /// Inserts a control command; returns its id, or `nil` when the same command was recorded before.
-    private func insertControl(_ control: ControlRequest, deliveryID: String, on db: Session) async throws -> Int64? {
+    /// Inserts a control command unless its installation or repository takes no work.
+    private func insertControl(_ control: ControlRequest, deliveryID: String, on db: Session) async throws -> Insertion {
         let origin = control.origin
         let thread = try await thread(of: origin, on: db)
         let rows = try await db.run("""
-            INSERT INTO control_commands (repository_id, installation_id, requested_by, issue_number, is_pull_request,
-                                          source, comment_id, command_index, verb, argument, delivery_id)
-            VALUES (\(thread.repositoryID), \(thread.installationID), \(thread.requesterID), \(origin.issueNumber),
-                    \(origin.isPullRequest), \(origin.source.rawValue), \(origin.commentID), \(origin.commandIndex),
-                    \(control.verb.rawValue), \(control.argument), \(deliveryID))
-            ON CONFLICT ON CONSTRAINT control_commands_one_per_command DO NOTHING
-            RETURNING id
+            WITH state AS (
+                SELECT \(unescaped: Self.inactivity) AS inactivity FROM installations i, repositories r
+                WHERE i.id = \(thread.installationID) AND r.id = \(thread.repositoryID)
+            ), inserted AS (
+                INSERT INTO control_commands (repository_id, installation_id, requested_by, issue_number, is_pull_request,
+                                              source, comment_id, command_index, verb, argument, delivery_id)
+                SELECT \(thread.repositoryID), \(thread.installationID), \(thread.requesterID), \(origin.issueNumber),
+                       \(origin.isPullRequest), \(origin.source.rawValue), \(origin.commentID), \(origin.commandIndex),
+                       \(control.verb.rawValue), \(control.argument), \(deliveryID)
+                WHERE NOT EXISTS (SELECT 1 FROM state WHERE inactivity IS NOT NULL)
+                ON CONFLICT ON CONSTRAINT control_commands_one_per_command DO NOTHING
+                RETURNING id
+            )
+            SELECT (SELECT id FROM inserted), (SELECT inactivity FROM state)
             """, logger: logger)
-        for id in try rows.decode(Int64.self) { return id }
-        return nil
+        return try Insertion(rows)
     }
 
     private func notify(_ payload: String, on db: Session) async throws {

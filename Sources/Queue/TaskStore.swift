@@ -41,6 +41,8 @@ public struct TaskRecord: Sendable {
     public var createdAt: Date
     /// The `--budget` cap in credits.
     public var budget: Decimal?
+    /// Why the task's installation or repository takes no work any more; `nil` while it does.
+    public var inactivity: Inactivity?
 }
 
 /// A line of `/asynccode status`: one task of a thread.
@@ -105,7 +107,8 @@ public struct TaskStore: Sendable {
                    r.default_branch, r.html_url, i.github_id, t.requested_by, a.github_id, a.login, t.issue_number,
                    t.is_pull_request, t.source, t.comment_id, t.source_url, t.agent, t.prompt, t.target_branch,
                    t.pr_branch, t.pr_number, t.pr_url, t.progress_comment_id, t.chat_messages::text, t.attempts,
-                   t.max_attempts, t.error, t.created_at, t.budget
+                   t.max_attempts, t.error, t.created_at, t.budget,
+                   \(unescaped: Inactivity.sql(installation: "i", repository: "r"))
             FROM tasks t
             JOIN repositories r ON r.id = t.repository_id
             JOIN installations i ON i.id = t.installation_id
@@ -130,7 +133,8 @@ public struct TaskStore: Sendable {
                 prURL: try c[24].decode(String?.self), progressCommentID: try c[25].decode(Int64?.self),
                 chatMessages: try c[26].decode(String.self), attempts: Int(try c[27].decode(Int32.self)),
                 maxAttempts: Int(try c[28].decode(Int32.self)), error: try c[29].decode(String?.self),
-                createdAt: try c[30].decode(Date.self), budget: try c[31].decode(Decimal?.self))
+                createdAt: try c[30].decode(Date.self), budget: try c[31].decode(Decimal?.self),
+                inactivity: try c[32].decode(String?.self).flatMap(Inactivity.init(rawValue:)))
         }
         return nil
     }
@@ -171,6 +175,14 @@ public struct TaskStore: Sendable {
             """, logger: logger)
         for try await kept in rows.decode(String.self) { return kept }
         return branch
+    }
+
+    /// Records the agent chosen for the task (the requested one, or the default), so `status` and the
+    /// analytics name the agent that ran.
+    public func recordAgent(taskID: Int64, agent: String) async throws {
+        try await client.query("""
+            UPDATE tasks SET agent = \(agent) WHERE id = \(taskID) AND agent IS DISTINCT FROM \(agent)
+            """, logger: logger)
     }
 
     /// Returns whether another task of the repository already uses `branch` for its own pull request.

@@ -25,11 +25,12 @@ public struct WorkListener: Service {
                     let connection = try await PostgresConnection.connect(
                         configuration: url.connectionConfiguration(connectTimeout: .seconds(5)), id: 0, logger: logger)
                     do {
-                        let notifications = try await connection.listen(WorkNotifications.channel)
-                        failures = 0
-                        // Work queued while we were not listening is found by the workers' next look.
-                        signal.notify()
-                        for try await _ in notifications { signal.notify() }
+                        try await connection.listen(on: WorkNotifications.channel) { notifications in
+                            failures = 0
+                            // Work queued while we were not listening is found by the workers' next look.
+                            signal.notify()
+                            for try await _ in notifications { signal.notify() }
+                        }
                         try? await connection.close()
                     } catch {
                         try? await connection.close()

@@ -15,6 +15,18 @@ public protocol DeliveryLog: Sendable {
 
 extension GitHubClient: DeliveryLog {}
 
+/// Which deliveries recovery asks for again, and the lock its passes hold.
+public enum RedeliveryPolicy {
+    /// Whether a delivery we answered with `statusCode` can succeed when sent again: no answer (0, a
+    /// timeout), 408, 429 or 5xx. Any other 4xx was our considered refusal and would be refused again.
+    public static func isRedeliverable(statusCode: Int) -> Bool {
+        statusCode <= 0 || statusCode == 408 || statusCode == 429 || (500..<600).contains(statusCode)
+    }
+
+    /// The PostgreSQL advisory lock a pass holds, on the session that runs it.
+    static let lockKey: Int64 = 0x6173_796e_6372_6376 // "asyncrcv"
+}
+
 /// What one recovery pass did.
 public struct RecoveryReport: Sendable, Hashable {
     /// Deliveries read from GitHub's log.
@@ -25,11 +37,21 @@ public struct RecoveryReport: Sendable, Hashable {
     public var redelivered = 0
     /// Redeliveries GitHub refused or that could not be asked for.
     public var failed = 0
+    /// Missing deliveries not asked for again because they cannot succeed (our answer was 4xx: a webhook
+    /// secret that no longer matches, a body too large or malformed).
+    public var unrecoverable = 0
+    /// Whether the pass was skipped because another process was running one.
+    public var skipped = false
 }
 
 /// Finds webhook deliveries that GitHub could not hand to us (the server was down, the database refused
 /// them with 503) and asks GitHub to send them again: GitHub never does so by itself. Runs inside `serve`
 /// every `interval`; a redelivery keeps its GUID, so one that did arrive after all is answered `duplicate`.
+///
+/// Only deliveries that can succeed when sent again are asked for (no response, 408, 429, 5xx); one we
+/// refused with another 4xx (401 after a webhook secret was rotated, 400, 413, 415) would only be refused
+/// again. One process at a time runs a pass: a pass holds a PostgreSQL advisory lock, and a process that
+/// cannot take it skips its pass.
 public struct DeliveryRecovery<Log: DeliveryLog>: Service, CustomStringConvertible {
     let log: Log
     /// Bounds the one lookup per pass, so a database that stops answering cannot stop recovery for good.
@@ -68,14 +90,16 @@ public struct DeliveryRecovery<Log: DeliveryLog>: Service, CustomStringConvertib
                 }
                 do {
                     let report = try await recoverOnce()
+                    if report.skipped { continue }
                     Counter(label: "asynccode_recovery_redeliveries_total", dimensions: [("result", "asked")], factory: metrics)
                         .increment(by: report.redelivered)
                     Counter(label: "asynccode_recovery_redeliveries_total", dimensions: [("result", "refused")], factory: metrics)
                         .increment(by: report.failed)
-                    if report.redelivered > 0 || report.failed > 0 {
+                    if report.redelivered > 0 || report.failed > 0 || report.unrecoverable > 0 {
                         logger.notice("asked GitHub to redeliver failed webhook deliveries", metadata: [
                             "recovery.listed": "\(report.listed)", "recovery.missing": "\(report.missing)",
                             "recovery.redelivered": "\(report.redelivered)", "recovery.failed": "\(report.failed)",
+                            "recovery.unrecoverable": "\(report.unrecoverable)",
                         ])
                     }
                 } catch {
@@ -85,8 +109,37 @@ public struct DeliveryRecovery<Log: DeliveryLog>: Service, CustomStringConvertib
         }
     }
 
-    /// One pass: reads the log, finds failed deliveries never recorded here, asks for them again.
+    /// One pass, unless another process is running one (the report says `skipped` then): reads the log,
+    /// finds failed deliveries never recorded here that can succeed, asks for them again.
     public func recoverOnce() async throws -> RecoveryReport {
+        if let report = try await withPassLock({ try await pass() }) { return report }
+        logger.info("another process is running delivery recovery; skipping this pass")
+        return RecoveryReport(skipped: true)
+    }
+
+    /// Runs `body` holding the pass lock on a session of its own; returns `nil` at once when another
+    /// session holds it. The lock goes with the session if this process dies.
+    private func withPassLock(_ body: () async throws -> RecoveryReport) async throws -> RecoveryReport? {
+        try await database.client.withConnection { connection in
+            let taken = try await connection.rows(
+                "SELECT pg_try_advisory_lock(\(RedeliveryPolicy.lockKey))", logger: logger, deadline: .now() + .seconds(30)
+            ).decode(Bool.self).first ?? false
+            guard taken else { return nil }
+            let result: Result<RecoveryReport, any Error>
+            do { result = .success(try await body()) } catch { result = .failure(error) }
+            do {
+                _ = try await connection.rows(
+                    "SELECT pg_advisory_unlock(\(RedeliveryPolicy.lockKey))", logger: logger, deadline: .now() + .seconds(30))
+            } catch {
+                // A session that may still hold the lock must not go back to the pool.
+                logger.warning("cannot release the delivery-recovery lock; closing its connection", metadata: ["error": "\(error)"])
+                try? await connection.close()
+            }
+            return try result.get()
+        }
+    }
+
+    private func pass() async throws -> RecoveryReport {
         var report = RecoveryReport()
         var failed: [String: WebhookDelivery] = [:]
         var succeeded: Set<String> = []
@@ -98,7 +151,7 @@ public struct DeliveryRecovery<Log: DeliveryLog>: Service, CustomStringConvertib
                 if (200..<300).contains(delivery.statusCode) {
                     succeeded.insert(delivery.guid)
                 } else if failed[delivery.guid] == nil {
-                    // The newest attempt of a GUID comes first: redeliver that one.
+                    // The newest attempt of a GUID comes first: its answer decides, and it is the one redelivered.
                     failed[delivery.guid] = delivery
                 }
             }
@@ -108,8 +161,15 @@ public struct DeliveryRecovery<Log: DeliveryLog>: Service, CustomStringConvertib
         let candidates = failed.filter { !succeeded.contains($0.key) }
         guard !candidates.isEmpty else { return report }
         let recorded = try await recordedGUIDs(Array(candidates.keys))
-        let missing = candidates.values.filter { !recorded.contains($0.guid) }.sorted { $0.id < $1.id }
+        let notRecorded = candidates.values.filter { !recorded.contains($0.guid) }
+        let missing = notRecorded.filter { RedeliveryPolicy.isRedeliverable(statusCode: $0.statusCode) }.sorted { $0.id < $1.id }
         report.missing = missing.count
+        report.unrecoverable = notRecorded.count - missing.count
+        for delivery in notRecorded where !RedeliveryPolicy.isRedeliverable(statusCode: delivery.statusCode) {
+            logger.debug("not asking again for a delivery we refused", metadata: [
+                "github.delivery": "\(delivery.guid)", "github.event": "\(delivery.event)", "http.status": "\(delivery.statusCode)",
+            ])
+        }
         for delivery in missing.prefix(maxRedeliveries) {
             do {
                 try await log.redeliverWebhookDelivery(id: delivery.id)

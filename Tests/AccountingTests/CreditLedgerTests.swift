@@ -152,6 +152,34 @@ func makeTasks(_ db: TestDatabase, _ ids: (account: Int64, installation: Int64, 
         }
     }
 
+    @Test func theDailyLimitFreesUpWhenEnoughOfTheDaysSpendingHasLeftIt() async throws {
+        try await TestDatabase.with { db in
+            let ids = try await makeAccount(db)
+            let ledger = CreditLedger(client: db.client, logger: db.logger)
+            let task = try #require(try await makeTasks(db, ids, count: 1).first)
+            // 10 spent 23 hours ago, 10 spent 22 hours ago (4 of them refunded an hour later), 2 spent now.
+            try await db.client.query(PostgresQuery(unsafeSQL: """
+                INSERT INTO credit_transactions (account_id, type, amount, created_at) VALUES
+                    (\(ids.account), 'debit', -10, now() - interval '23 hours'),
+                    (\(ids.account), 'debit', -10, now() - interval '22 hours'),
+                    (\(ids.account), 'refund', 4, now() - interval '21 hours'),
+                    (\(ids.account), 'debit', -2, now())
+                """), logger: db.logger)
+            // 18 spent: 9 more fit under 15 once at most 6 stay spent. When the oldest debit leaves (in 1 hour)
+            // 8 stay; when the second does too (in 2 hours), none.
+            let result = try await ledger.reserve(taskID: task, accountID: ids.account, amount: 9, dailyLimit: 15)
+            guard case .dailyLimit(let limit, let used, let freesAt) = result else {
+                Issue.record("expected the daily limit, got \(result)")
+                return
+            }
+            #expect(limit == 15 && used == 18)
+            #expect(abs(freesAt.timeIntervalSinceNow - 7200) < 120, "frees at \(freesAt)")
+            // Nothing was reserved.
+            #expect(try await db.count("credit_transactions WHERE task_id = \(task)") == 0)
+            #expect(try await db.scalar("SELECT credits_reserved FROM tasks WHERE id = \(task)", as: Decimal?.self) == .some(nil))
+        }
+    }
+
     @Test func grantsAndTheLedgerAreAppendOnly() async throws {
         try await TestDatabase.with { db in
             let ids = try await makeAccount(db)
@@ -213,6 +241,31 @@ func makeTasks(_ db: TestDatabase, _ ids: (account: Int64, installation: Int64, 
             }
             #expect(limit == 2)
             #expect(freesAt > Date().addingTimeInterval(3000) && freesAt < Date().addingTimeInterval(3700))
+        }
+    }
+
+    @Test func tasksPerRequesterPerHourFreesUpWhenEnoughAdmissionsHaveLeftTheHour() async throws {
+        try await TestDatabase.with { db in
+            let ids = try await makeAccount(db)
+            let gate = UsageGate(client: db.client, logger: db.logger)
+            let tasks = try await makeTasks(db, ids, count: 4)
+            // Three admitted 50, 40 and 30 minutes ago; the limit is now 2: one more fits once two have left,
+            // in 20 minutes (not in 10, when the oldest alone leaves).
+            try await db.client.query(PostgresQuery(unsafeSQL: """
+                UPDATE tasks SET admitted_at = now() - make_interval(mins => 50 - 10 * (id - \(tasks[0]))::int)
+                WHERE id IN (\(tasks[0]), \(tasks[1]), \(tasks[2]))
+                """), logger: db.logger)
+            let limits = UsageLimits(tasksPerRequesterPerHour: 2, runningTasksPerRepository: nil, creditsPerAccountPerDay: nil)
+            let fourth = try await gate.admit(taskID: tasks[3], requesterID: ids.requester, repositoryID: ids.repository, limits: limits)
+            guard case .requesterHourly(2, let freesAt) = fourth else {
+                Issue.record("expected the hourly limit, got \(fourth)")
+                return
+            }
+            #expect(abs(freesAt.timeIntervalSinceNow - 1200) < 60, "frees at \(freesAt)")
+            // A withdrawn admission no longer counts.
+            try await gate.withdraw(taskID: tasks[1])
+            try await gate.withdraw(taskID: tasks[2])
+            #expect(try await gate.admit(taskID: tasks[3], requesterID: ids.requester, repositoryID: ids.repository, limits: limits) == .admitted)
         }
     }
 }

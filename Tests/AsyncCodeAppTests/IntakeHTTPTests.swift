@@ -92,15 +92,16 @@ func commentPayload(_ text: String, commentID: Int = 492700400, senderType: Stri
             // Listen first, on a connection of its own.
             let listener = try await PostgresConnection.connect(
                 configuration: db.url.connectionConfiguration(), id: 7, logger: db.logger)
-            let notifications = try await listener.listen("asynccode_work")
-            let response = try await client.deliver(body: try commentPayload("/asynccode fix readme"))
-            #expect(response.status == .accepted)
-            #expect(response.bodyStatus == "queued")
-            let ids = response.json["tasks"] as? [Int] ?? []
-            #expect(ids.count == 1)
-            var iterator = notifications.makeAsyncIterator()
-            let note = try await iterator.next()
-            #expect(note?.payload == "task:\(ids.first ?? -1)")
+            try await listener.listen(on: "asynccode_work") { notifications in
+                let response = try await client.deliver(body: try commentPayload("/asynccode fix readme"))
+                #expect(response.status == .accepted)
+                #expect(response.bodyStatus == "queued")
+                let ids = response.json["tasks"] as? [Int] ?? []
+                #expect(ids.count == 1)
+                var iterator = notifications.makeAsyncIterator()
+                let note = try await iterator.next()
+                #expect(note?.payload == "task:\(ids.first ?? -1)")
+            }
             try await listener.close()
 
             #expect(try await db.scalar("SELECT status::text FROM tasks", as: String.self) == "pending")

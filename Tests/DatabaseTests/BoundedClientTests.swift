@@ -46,7 +46,7 @@ import TestSupport
                     try await connection.query("SELECT pg_sleep(5)", logger: db.logger)
                 }
             }
-            try await BoundedClient(db.client, timeout: .seconds(30)).withTransaction(logger: db.logger) { connection in
+            _ = try await BoundedClient(db.client, timeout: .seconds(30)).withTransaction(logger: db.logger) { connection in
                 try await connection.query("INSERT INTO bounded_marks VALUES (2)", logger: db.logger)
             }
             // The first transaction's row never committed: its connection closed before COMMIT.

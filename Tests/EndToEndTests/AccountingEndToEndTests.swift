@@ -135,47 +135,108 @@ import TestSupport
         }
     }
 
-    @Test func eachLimitRepliesWithItsNameAndWhenItFreesUp() async throws {
+    @Test func eachLimitMakesTheTaskWaitAndSaysUntilWhen() async throws {
         try await EndToEnd.with(limitsYAML: "limits: {tasksPerRequesterPerHour: 2, runningTasksPerRepository: 1, creditsPerAccountPerDay: 0}\n") { e2e in
             let first = e2e.issue("One")
             let running = try await e2e.comment("/asynccode --agent sleeper wait", on: first)
             try await e2e.waitFor(task: running, status: "running")
             try await eventually("the sleeper runs") { try await sleeperIsRunning() }
             let second = e2e.issue("Two")
-            let waiting = try await e2e.comment("/asynccode fix the readme", on: second)
+            let waiting = try await e2e.comment("/asynccode --agent metered fix the readme", on: second)
             try await eventually("the second task waits its turn") {
                 e2e.botComments(on: second).first?.body.contains("⏸️ **Waiting**: acme/widgets already runs 1 task, the most it may (limit `runningTasksPerRepository: 1`)") == true
             }
             #expect(try await e2e.string("SELECT status::text FROM tasks WHERE id = \(waiting)") == "pending")
+            // It holds no credits while it waits: the others of the account may use them.
+            #expect(try await e2e.db.count("tasks WHERE id = \(waiting) AND credits_reserved IS NULL") == 1)
+            #expect(try await e2e.db.count("credit_transactions WHERE task_id = \(waiting)") == 0)
+            #expect(try await balance(e2e).balance == 100)
             try await e2e.comment("/asynccode cancel", on: first)
             try await e2e.waitFor(task: running, status: "cancelled")
-            try await e2e.waitFor(task: waiting, status: "completed", timeout: .seconds(90))
+            try await e2e.waitFor(task: waiting, status: "completed", timeout: .seconds(150))
+            #expect(try await e2e.db.scalar("SELECT attempts FROM tasks WHERE id = \(waiting)", as: Int32.self) == 1)
 
-            // alice started two tasks this hour: the third is refused and told when.
+            // alice started two tasks this hour: the third waits until the hour frees a place, and says so.
             let third = e2e.issue("Three")
-            let refused = try await e2e.comment("/asynccode fix the readme again", on: third)
-            try await e2e.waitFor(task: refused, status: "failed")
+            let held = try await e2e.comment("/asynccode --agent metered fix the readme again", on: third)
+            try await eventually("the third task waits for the hourly limit") {
+                e2e.botComments(on: third).first?.body.contains("⏸️ **Waiting until ") == true
+            }
             let reply = try #require(e2e.botComments(on: third).first?.body)
-            #expect(reply.contains("⛔ **Not started**: @alice started 2 tasks in the last hour (limit `tasksPerRequesterPerHour: 2`). It frees up at "))
-            #expect(reply.contains("UTC (in "))
+            #expect(reply.contains("UTC (in 60 min)**: 2 tasks an hour for @alice (limit `tasksPerRequesterPerHour: 2`). It starts by itself then; `/asynccode cancel` stops it.")
+                || reply.contains("UTC (in 59 min)**: 2 tasks an hour for @alice (limit `tasksPerRequesterPerHour: 2`). It starts by itself then; `/asynccode cancel` stops it."),
+                "\(reply)")
+            #expect(try await e2e.string("SELECT status::text FROM tasks WHERE id = \(held)") == "pending")
+            #expect(try await e2e.db.count("tasks WHERE id = \(held) AND credits_reserved IS NULL AND run_after > now() + interval '55 minutes'") == 1)
+            // `cancel` ends a waiting task.
+            try await e2e.comment("/asynccode cancel", on: third)
+            try await e2e.waitFor(task: held, status: "cancelled")
+            try await eventually("the waiting task's comment says it was cancelled") {
+                e2e.botComments(on: third).first?.body.contains("🚫 **Cancelled**: @alice cancelled it before it started") == true
+            }
+            #expect(try await e2e.db.count("credit_transactions WHERE task_id = \(held)") == 0)
         }
     }
 
-    @Test func theDailyCreditLimitRepliesWithItsName() async throws {
+    @Test func aTaskOverTheHourlyLimitWaitsAndStartsByItselfOnceItFrees() async throws {
+        try await EndToEnd.with(limitsYAML: "limits: {tasksPerRequesterPerHour: 2, runningTasksPerRepository: 0, creditsPerAccountPerDay: 0}\n") { e2e in
+            for title in ["One", "Two"] {
+                let done = try await e2e.comment("/asynccode --agent metered fix the readme", on: e2e.issue(title))
+                try await e2e.waitFor(task: done, status: "completed")
+            }
+            // An hour all but 55 seconds has passed since they were admitted: the hour frees a place in 55 s
+            // (time enough for a loaded machine to claim the next task before, and the comment says "in 1 min").
+            try await e2e.db.client.query("UPDATE tasks SET admitted_at = now() - interval '3545 seconds'", logger: e2e.db.logger)
+            let issue = e2e.issue("Three")
+            let waiting = try await e2e.comment("/asynccode --agent metered fix the readme again", on: issue)
+            try await eventually("the task waits for the hourly limit") {
+                e2e.botComments(on: issue).first?.body.contains("⏸️ **Waiting until ") == true
+            }
+            let reply = try #require(e2e.botComments(on: issue).first?.body)
+            #expect(reply.contains("UTC (in 1 min)**: 2 tasks an hour for @alice (limit `tasksPerRequesterPerHour: 2`)"), "\(reply)")
+            #expect(try await e2e.string("SELECT status::text FROM tasks WHERE id = \(waiting)") == "pending")
+            #expect(try await e2e.db.count("tasks WHERE id = \(waiting) AND credits_reserved IS NULL") == 1)
+            #expect(try await e2e.db.count("credit_transactions WHERE task_id = \(waiting)") == 0)
+            #expect(try await balance(e2e).balance == 97)
+
+            // Nobody asks again: it starts by itself, its attempt not consumed by the wait.
+            try await e2e.waitFor(task: waiting, status: "completed", timeout: .seconds(150))
+            #expect(try await e2e.db.scalar("SELECT attempts FROM tasks WHERE id = \(waiting)", as: Int32.self) == 1)
+            #expect(try await e2e.db.count("task_events WHERE task_id = \(waiting) AND step = 'deferred'") >= 1)
+            let progress = try #require(e2e.botComments(on: issue).first)
+            #expect(progress.body.contains("✅ **Completed**"))
+            #expect(progress.history.contains { $0.contains("⏸️ **Waiting until ") })
+            let (balance, ledger) = try await balance(e2e)
+            #expect(balance == Decimal(string: "95.5")! && ledger == balance)
+        }
+    }
+
+    @Test func theDailyCreditLimitMakesTheTaskWaitUnlessItCanNeverFit() async throws {
         try await EndToEnd.with(limitsYAML: "limits: {creditsPerAccountPerDay: 5, tasksPerRequesterPerHour: 0, runningTasksPerRepository: 0}\n") { e2e in
             let issue = e2e.issue()
+            // More than the whole day's limit: refused at once, with the budget that fits.
             let taskID = try await e2e.comment("/asynccode --agent metered fix the readme", on: issue)
             try await e2e.waitFor(task: taskID, status: "failed")
             let reply = try #require(e2e.botComments(on: issue).first?.body)
             #expect(reply.contains("⛔ **Not started**: this task may use up to 20 credits, more than acme may spend in a day (limit `creditsPerAccountPerDay: 5`). Ask with `--budget 5` or less."))
+            #expect(try await e2e.db.count("task_events WHERE task_id = \(taskID) AND step = 'deferred'") == 0)
             #expect(try await balance(e2e).balance == 100)
-            // Within the limit it runs; the next one is refused until the day's spending frees up.
+            // Within the limit it runs; the next one waits until the day's spending frees up.
             let small = try await e2e.comment("/asynccode --agent metered --budget 4 fix the readme", on: issue)
             try await e2e.waitFor(task: small, status: "completed")
-            let over = try await e2e.comment("/asynccode --agent metered --budget 4 fix the readme again", on: issue)
-            try await e2e.waitFor(task: over, status: "failed")
-            let refusal = try #require(try await e2e.string("SELECT error FROM tasks WHERE id = \(over)"))
-            #expect(refusal.contains("acme used 1.5 of its 5 credits for 24 hours (limit `creditsPerAccountPerDay`); this task may need 4. It frees up at "))
+            let second = e2e.issue("Again")
+            let over = try await e2e.comment("/asynccode --agent metered --budget 4 fix the readme again", on: second)
+            try await eventually("the task waits for the daily limit") {
+                e2e.botComments(on: second).first?.body.contains("⏸️ **Waiting until ") == true
+            }
+            let waiting = try #require(e2e.botComments(on: second).first?.body)
+            #expect(waiting.contains("**: 5 credits a day for acme (limit `creditsPerAccountPerDay: 5`); 1.5 used in the last 24 hours and this task may need 4."),
+                    "\(waiting)")
+            #expect(try await e2e.string("SELECT status::text FROM tasks WHERE id = \(over)") == "pending")
+            #expect(try await e2e.db.count("tasks WHERE id = \(over) AND credits_reserved IS NULL AND admitted_at IS NULL") == 1)
+            #expect(try await balance(e2e).balance == Decimal(string: "98.5")!)
+            try await e2e.comment("/asynccode cancel", on: second)
+            try await e2e.waitFor(task: over, status: "cancelled")
         }
     }
 

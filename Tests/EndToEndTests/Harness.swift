@@ -332,7 +332,7 @@ struct EndToEnd: Sendable {
                         agentsDirectory: agentsDirectory, privateDirectory: privateDirectory, configPath: configPath,
                         workspaceDirectory: workspaceDirectory, logs: logs))
                     // Every REST call the bot made is one GitHub would accept.
-                    let violations = OpenAPIConformance.shared.violations(in: sim.requests)
+                    let violations = try OpenAPIConformance.shared.violations(in: sim.requests)
                     #expect(violations.isEmpty, "requests GitHub would reject:\n\(violations.joined(separator: "\n"))")
                     // No minted token in any log line.
                     for line in logs.lines {

@@ -194,7 +194,7 @@ import TestSupport
         }
 
         // Every call GitHub would accept; no key or secret in any log line.
-        let violations = OpenAPIConformance.shared.violations(in: sim.requests)
+        let violations = try OpenAPIConformance.shared.violations(in: sim.requests)
         #expect(violations.isEmpty, "\(violations)")
         #expect(sim.requests.contains { $0.method == "POST" && $0.path.hasPrefix("/app-manifests/") })
         let pem = try String(contentsOfFile: keyPath, encoding: .utf8)

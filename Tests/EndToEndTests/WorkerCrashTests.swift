@@ -52,12 +52,18 @@ import Glibc
             let worker = try startWorker(e2e, log: log, environment: ["ASYNCCODE_WORKER_METRICS_PORT": "0"])
             defer { if worker.isRunning { kill(worker.processIdentifier, SIGKILL) } }
             var port: Int?
-            try await eventually("the worker says where its metrics are", timeout: .seconds(60)) {
-                let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-                guard let line = text.split(separator: "\n").first(where: { $0.contains("serving metrics") }),
-                      let range = line.range(of: #"http\.port[=:] ?[0-9]+"#, options: .regularExpression) else { return false }
-                port = Int(line[range].drop { !$0.isNumber })
-                return port != nil
+            do {
+                try await eventually("the worker says where its metrics are", timeout: .seconds(60)) {
+                    let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+                    guard let line = text.split(separator: "\n").first(where: { $0.contains("serving metrics") }),
+                          let range = line.range(of: #"http\.port[=:] ?[0-9]+"#, options: .regularExpression) else { return false }
+                    port = Int(line[range].drop { !$0.isNumber })
+                    return port != nil
+                }
+            } catch {
+                // What the worker said instead, for whoever reads the failure.
+                print("metrics worker (running: \(worker.isRunning)) logged:\n" + ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "nothing"))
+                throw error
             }
             try await e2e.waitFor(task: taskID, status: "completed")
             var text = ""
@@ -90,7 +96,7 @@ import Glibc
             try await eventually("the orphaned agent is gone", timeout: .seconds(10)) {
                 try await TestSupport.run(["pgrep", "-f", "sleep 3142"]).status != 0
             }
-            FileManager.default.createFile(atPath: e2e.stateDirectory + "/release", contents: Data())
+            try Data().write(to: URL(fileURLWithPath: e2e.stateDirectory + "/release"))
 
             let second = try startWorker(e2e, log: e2e.stateDirectory + "/worker2.log")
             try await e2e.waitFor(task: taskID, status: "completed", timeout: .seconds(90))
@@ -131,7 +137,7 @@ import Glibc
                 try await TestSupport.run(["pgrep", "-f", "sleep 3142"]).status != 0
             }
 
-            FileManager.default.createFile(atPath: e2e.stateDirectory + "/release", contents: Data())
+            try Data().write(to: URL(fileURLWithPath: e2e.stateDirectory + "/release"))
             let second = try startWorker(e2e, log: e2e.stateDirectory + "/stop2.log", workers: 4)
             for (_, task) in tasks { try await e2e.waitFor(task: task, status: "completed", timeout: .seconds(180)) }
             second.terminate()
@@ -187,7 +193,7 @@ import Glibc
                 kill(worker.processIdentifier, SIGKILL)
                 try await eventually("worker \(round) is gone") { !worker.isRunning }
                 found[point, default: 0] += 1
-                FileManager.default.createFile(atPath: release, contents: Data())
+                try Data().write(to: URL(fileURLWithPath: release))
                 e2e.sim.clearInjectedFailures()
                 // The next process takes the task back when its lease runs out, finishes it, and is the next victim.
                 worker = try startWorker(e2e, log: e2e.stateDirectory + "/kill-\(round + 1).log", leaseSeconds: 2)

@@ -5,25 +5,35 @@ import GitHubSimulator
 /// parameters (required, declared, type, enum), request body (required, required fields, types,
 /// enums, no unknown fields where the schema forbids them) and the GitHub headers.
 public final class OpenAPIConformance: @unchecked Sendable {
-    public static let specPath: String = {
-        if let path = ProcessInfo.processInfo.environment["GITHUB_OPENAPI_SPEC"] { return path }
-        // Tests/GitHubConformance/<this file> → repository root → ../shared/github/openapi
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        return root.deletingLastPathComponent().appendingPathComponent("shared/github/openapi/api.github.com.oxide-0ce9cef-2023.json").path
-    }()
+    /// The package root, found from this file's path (`Tests/GitHubConformance/<this file>`).
+    public static let packageRoot: URL = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    /// The description loaded once per test process.
-    public static let shared: OpenAPIConformance = {
-        do { return try OpenAPIConformance(path: specPath) } catch { fatalError("cannot load OpenAPI description at \(specPath): \(error)") }
-    }()
+    /// The trimmed description kept in the repository (`Tests/Fixtures/README.md` says where it came
+    /// from); `GITHUB_OPENAPI_SPEC` names another one, such as GitHub's full description.
+    public static let specPath: String = ProcessInfo.processInfo.environment["GITHUB_OPENAPI_SPEC"]
+        ?? packageRoot.appendingPathComponent("Tests/Fixtures/github-openapi/api.github.com.trimmed.json").path
+
+    private static let loaded = Result { () throws(CheckerError) in try OpenAPIConformance(path: specPath) }
+
+    /// The description at `specPath`, loaded once per test process; a test using it fails, saying
+    /// which file could not be loaded, when it is missing or unreadable.
+    public static var shared: OpenAPIConformance {
+        get throws(CheckerError) { try loaded.get() }
+    }
 
     private let spec: [String: Any]
     private let templates: [(segments: [String], item: [String: Any], raw: String)]
 
-    public init(path: String) throws {
-        let data = try Data(contentsOf: URL(fileURLWithPath: path))
-        guard let spec = try JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let paths = spec["paths"] as? [String: Any] else { throw CheckerError("no paths in \(path)") }
+    /// Loads the description at `path`; throws a `CheckerError` naming the file when it is missing,
+    /// not JSON, or has no paths.
+    public init(path: String) throws(CheckerError) {
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw CheckerError("cannot read GitHub's OpenAPI description at \(path) (Tests/Fixtures/README.md says where it comes from): \(error.localizedDescription)")
+        }
+        guard let spec = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let paths = spec["paths"] as? [String: Any] else { throw CheckerError("no OpenAPI paths in \(path)") }
         self.spec = spec
         self.templates = paths.compactMap { raw, item in
             guard let item = item as? [String: Any] else { return nil }
@@ -46,7 +56,7 @@ public final class OpenAPIConformance: @unchecked Sendable {
 
         let segments = path.split(separator: "/").map { String($0).removingPercentEncoding ?? String($0) }
         guard let (template, pathValues) = match(segments) else {
-            return problems + ["\(label): no such path in GitHub's API"]
+            return problems + ["\(label): no such path in GitHub's API (as described in \(URL(fileURLWithPath: Self.specPath).lastPathComponent); scripts/trim-openapi keeps the operations the client calls)"]
         }
         guard let operation = template.item[method.lowercased()] as? [String: Any] else {
             return problems + ["\(label): \(template.raw) has no \(method) operation"]

@@ -53,7 +53,7 @@ import TestSupport
             let paths = sim.requests.map(\.path)
             #expect(paths.contains("/repos/acme/widgets"))
             #expect(sim.requests.allSatisfy { $0.headers["user-agent"] == "asynccode/9.9" })
-            #expect(OpenAPIConformance.shared.violations(in: sim.requests).isEmpty)
+            #expect(try OpenAPIConformance.shared.violations(in: sim.requests).isEmpty)
         }
     }
 

@@ -7,7 +7,7 @@ import Testing
 /// not only what the simulator sends.
 @Suite(.timeLimit(.minutes(2))) struct ModelDecodingTests {
     func decode<T: Decodable>(_ type: T.Type, example name: String) throws -> T {
-        let value = try #require(OpenAPIConformance.shared.example(name), "no example \(name)")
+        let value = try #require(try OpenAPIConformance.shared.example(name), "no example \(name)")
         let data = try JSONSerialization.data(withJSONObject: value)
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601

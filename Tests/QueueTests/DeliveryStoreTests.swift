@@ -110,7 +110,7 @@ func withStore(_ db: TestDatabase, maxBatch: Int = 64, _ body: @Sendable (Delive
         logger.logLevel = .critical
         let client = PostgresClient(configuration: url.clientConfiguration(), backgroundLogger: logger)
         let store = DeliveryStore(client: client, logger: logger, commitTimeout: .milliseconds(500))
-        try await withThrowingTaskGroup(of: Void.self) { group in
+        await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await client.run() }
             group.addTask { try await store.run() }
             defer { group.cancelAll() }
