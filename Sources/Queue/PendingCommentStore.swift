@@ -80,14 +80,7 @@ public struct PendingCommentStore: Sendable {
             RETURNING p.comment_id, p.task_id, p.owner_login, p.repository_name, p.repository_github_id,
                       p.installation_github_id, p.body, p.attempts, p.created_at
             """, logger: logger)
-        var edits: [PendingCommentEdit] = []
-        for try await (commentID, taskID, owner, name, repositoryID, installationID, body, attempts, createdAt)
-            in rows.decode((Int64, Int64?, String, String, Int64, Int64, String, Int32, Date).self) {
-            edits.append(PendingCommentEdit(
-                commentID: commentID, taskID: taskID, ownerLogin: owner, repositoryName: name, repositoryGitHubID: repositoryID,
-                installationGitHubID: installationID, body: body, attempts: Int(attempts), createdAt: createdAt))
-        }
-        return edits
+        return try await Self.edits(in: rows)
     }
 
     /// Forgets the edit once GitHub took `body` (a newer body recorded meanwhile stays); returns whether a row went.
@@ -115,6 +108,12 @@ public struct PendingCommentStore: Sendable {
                    attempts, created_at
             FROM pending_comment_edits ORDER BY comment_id
             """, logger: logger)
+        return try await Self.edits(in: rows)
+    }
+
+    /// Reads rows of (comment_id, task_id, owner_login, repository_name, repository_github_id,
+    /// installation_github_id, body, attempts, created_at).
+    private static func edits(in rows: BoundedRows) async throws -> [PendingCommentEdit] {
         var edits: [PendingCommentEdit] = []
         for try await (commentID, taskID, owner, name, repositoryID, installationID, body, attempts, createdAt)
             in rows.decode((Int64, Int64?, String, String, Int64, Int64, String, Int32, Date).self) {
