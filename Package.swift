@@ -130,7 +130,7 @@ let package = Package(
         .testTarget(name: "DatabaseTests", dependencies: ["Database", "TestSupport"]),
         .testTarget(name: "RepositoryConfigurationTests", dependencies: ["RepositoryConfiguration"]),
         .testTarget(name: "AccountingTests", dependencies: ["Accounting", "TestSupport"]),
-        .testTarget(name: "ExecutorTests", dependencies: ["Executor", "Models", "GitHub", "Accounting", "Commands", "TestSupport"]),
+        .testTarget(name: "ExecutorTests", dependencies: ["Executor", "Models", "GitHub", "Accounting", "Commands", "Queue", "TestSupport"]),
         .testTarget(name: "QueueTests", dependencies: [
             "Queue", "Models", "Database", "TestSupport", .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
