@@ -112,7 +112,7 @@ func makeWorkerServices(
         name: "\(workerPrefix)-control", api: github, controls: ControlStore(client: client, logger: workerLogger),
         store: store, signal: signal, catalog: configuration.agents, triggerLabel: configuration.triggerLabel,
         ledger: accounting.ledger, logger: workerLogger,
-        acknowledging: (queue, executor)))
+        acknowledging: (queue, executor), pendingComments: pendingComments))
     return services
 }
 

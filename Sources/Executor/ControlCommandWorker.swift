@@ -27,12 +27,16 @@ public struct ControlCommandWorker<API: GitHubAPI>: Service, CustomStringConvert
     let pollInterval: Duration
     /// Acknowledges new tasks too, so they are answered even while every task worker is busy.
     let acknowledger: (queue: TaskQueue, executor: TaskExecutor<API>)?
+    /// The final edit of a task cancelled before it started: finished by ``CommentRepair`` when GitHub refuses it.
+    let finalEdits: FinalCommentEdits
 
     public init(
         name: String, api: API, controls: ControlStore, store: TaskStore, signal: WorkSignal, catalog: AgentCatalog,
         accessCacheDuration: Duration = .seconds(600), triggerLabel: String = "asynccode", ledger: CreditLedger? = nil, logger: Logger,
-        pollInterval: Duration = .seconds(5), acknowledging acknowledger: (queue: TaskQueue, executor: TaskExecutor<API>)? = nil
+        pollInterval: Duration = .seconds(5), acknowledging acknowledger: (queue: TaskQueue, executor: TaskExecutor<API>)? = nil,
+        pendingComments: PendingCommentStore? = nil
     ) {
+        self.finalEdits = FinalCommentEdits(store: pendingComments)
         self.triggerLabel = triggerLabel
         self.ledger = ledger
         self.configs = RepositoryConfigLoader(api: api, store: store, logger: logger)
@@ -151,7 +155,10 @@ public struct ControlCommandWorker<API: GitHubAPI>: Service, CustomStringConvert
                 guard let commentID = task.progressCommentID else { continue }
                 var report = ProgressReport(taskID: task.id, kind: task.kind, requester: control.requesterLogin, agent: task.agent)
                 report.state = .cancelled(reason: "\(who) cancelled it before it started")
-                try? await api.updateComment(in: repo, commentID: commentID, body: report.render())
+                let api = self.api
+                await finalEdits.deliver(report.render(), commentID: commentID, repo: repo, taskID: task.id, logger: logger) { body in
+                    try await api.updateComment(in: repo, commentID: commentID, body: body)
+                }
             }
             if cancelled.isEmpty, stopping.isEmpty {
                 return "\(who): nothing to cancel, no task of this \(thread) is pending or running."

@@ -65,4 +65,37 @@ import TestSupport
                 """)
         }
     }
+
+    /// `/asynccode cancel` on a task that had not started: its comment's final edit goes through the repair
+    /// too, so a GitHub outage at that moment cannot leave it "Waiting".
+    @Test func aTaskCancelledBeforeItStartedEndsItsCommentOnceGitHubRecovers() async throws {
+        try await EndToEnd.with(limitsYAML: "limits: {tasksPerRequesterPerHour: 0, runningTasksPerRepository: 1, creditsPerAccountPerDay: 0}\n") { e2e in
+            let first = e2e.issue("One")
+            let running = try await e2e.comment("/asynccode --agent waiter wait", on: first)
+            try await e2e.waitFor(task: running, status: "running")
+            let second = e2e.issue("Two")
+            let waiting = try await e2e.comment("/asynccode fix the readme", on: second)
+            try await eventually("the second task waits its turn") {
+                e2e.botComments(on: second).first?.body.contains("⏸️ **Waiting**") == true
+            }
+            let commentID = try #require(e2e.botComments(on: second).first?.id)
+            e2e.sim.injectFailure(.status(502), method: "PATCH", path: "repos/acme/widgets/issues/comments/\(commentID)", times: 1_000_000)
+            try await e2e.comment("/asynccode cancel", on: second)
+            try await e2e.waitFor(task: waiting, status: "cancelled")
+            // GitHub refused the edit: its body waits to be repaired, and the comment still says waiting.
+            try await eventually("the cancelled comment's body waits in pending_comment_edits", timeout: .seconds(60)) {
+                try await e2e.db.count("pending_comment_edits WHERE comment_id = \(commentID)") == 1
+            }
+            #expect(e2e.sim.comment(id: commentID)?.body.contains("cancelled it before it started") == false)
+            e2e.sim.clearInjectedFailures()
+            try await eventually("the comment ends cancelled", timeout: .seconds(90)) {
+                e2e.sim.comment(id: commentID)?.body.contains("cancelled it before it started") == true
+            }
+            try await eventually("the repair forgets the comment") {
+                try await e2e.db.count("pending_comment_edits WHERE comment_id = \(commentID)") == 0
+            }
+            try Data().write(to: URL(fileURLWithPath: e2e.stateDirectory + "/release-waiter"))
+            try await e2e.waitFor(task: running, status: "completed")
+        }
+    }
 }

@@ -148,6 +148,13 @@ let agentScripts: [String: (script: String, timeout: Int)] = [
         esac
         echo "Attacked through $v."
         """#, 120),
+    // Runs until the test writes $AGENT_STATE/release-waiter (its `sleep 1` matches no other test's pgrep).
+    "waiter": ("""
+        cat > /dev/null
+        while [ ! -f "$AGENT_STATE/release-waiter" ]; do sleep 1; done
+        echo "waited" >> README.md
+        echo "Waited."
+        """, 300),
     // Holds 63 of its 64 processes (itself, 61 sleeps and the one that polls) until the test lets it go.
     "hog": ("""
         cat > /dev/null
