@@ -7,7 +7,9 @@ import Queue
 /// Runs tasks as a sequence of named steps (under `Steps/`), in order:
 ///
 /// 1. acknowledge (``TaskProgress``), 2. ``Authorize``, 3. ``LoadSettings``, 4. ``Admit``, 5. ``PlanWork``,
-/// 6. ``PrepareWorkspace``, 7. ``RunAgent``, 8. ``Reply`` or ``Publish``, then ``Settle`` however it ends.
+/// 6. ``PrepareWorkspace``, 7. ``RunSetup``, then ``RunAgent`` (for code: ``VerifyLoop``, the agent and
+/// ``RunChecks`` until the checks pass or the rounds run out), 8. ``Reply`` or ``Publish``, then ``Settle``
+/// however it ends.
 ///
 /// Every step is appended to `task_events` and shown in the task's one progress comment, which always ends
 /// in a final state. The steps share a ``TaskRun``.
@@ -26,7 +28,9 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
     let admit: Admit
     let planWork: PlanWork<API>
     let prepareWorkspace: PrepareWorkspace<API>
+    let runSetup: RunSetup<API>
     let runAgent: RunAgent<API>
+    let verifyLoop: VerifyLoop<API>
     let reply: Reply<API>
     let publish: Publish<API>
     let settle: Settle<API>
@@ -54,7 +58,10 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
         admit = Admit(accounting: accounting)
         planWork = PlanWork(api: api, store: store)
         prepareWorkspace = PrepareWorkspace(api: api, settings: settings, progress: progress)
-        runAgent = RunAgent(api: api, store: store, runner: runner, prompts: prompts, settings: settings, progress: progress)
+        runSetup = RunSetup(runner: runner, settings: settings, progress: progress)
+        let runAgent = RunAgent(api: api, store: store, runner: runner, prompts: prompts, settings: settings, progress: progress)
+        self.runAgent = runAgent
+        verifyLoop = VerifyLoop(runAgent: runAgent, runChecks: RunChecks(runner: runner, settings: settings, progress: progress))
         reply = Reply(api: api, store: store, progress: progress)
         publish = Publish(api: api, store: store, settings: settings, progress: progress)
         settle = Settle(store: store, queue: queue, accounting: accounting, settings: settings, progress: progress)
@@ -71,11 +78,17 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
         try await admit(&run, agent: agent)
         let plan = try await planWork(&run)
         return try await prepareWorkspace(&run, plan: plan) { run, workspace in
-            let answer = try await runAgent(&run, agent: agent, plan: plan, in: workspace)
+            try await runSetup(&run, agent: agent, in: workspace)
             switch run.record.kind {
-            case .ask, .plan: await reply.answer(&run, answer)
-            case .review: try await reply.review(&run, answer, plan: plan)
-            case .code, .docs, .debug: try await publish(&run, answer, plan: plan, in: workspace)
+            case .ask, .plan:
+                let answer = try await runAgent(&run, agent: agent, plan: plan, in: workspace)
+                await reply.answer(&run, answer)
+            case .review:
+                let answer = try await runAgent(&run, agent: agent, plan: plan, in: workspace)
+                try await reply.review(&run, answer, plan: plan)
+            case .code, .docs, .debug:
+                let answer = try await verifyLoop(&run, agent: agent, plan: plan, in: workspace)
+                try await publish(&run, answer, plan: plan, in: workspace)
             }
             return await settle.completed(&run)
         }

@@ -15,6 +15,13 @@ import Yams
 ///   - "*.pem"
 /// instructions: |
 ///   Run `swift test` before finishing.
+/// setup: [npm ci]                # run in the jail before the agent
+/// checks:                        # run in the jail after the agent; each must exit 0
+///   - name: tests
+///     run: npm test
+///     timeout: 600               # seconds (default 600, at most 3600)
+/// fixRounds: 2                   # times the agent gets failing checks back (0-5)
+/// onChecksFailing: draft         # draft: a draft pull request; fail: push nothing
 /// ```
 ///
 /// The file is written by the repository's maintainers, not by the bot's operator, so ``parse(_:)`` treats it as
@@ -30,7 +37,7 @@ public struct RepositoryConfiguration: Sendable, Hashable {
     /// The keys the file may set.
     public static let keys = [
         "enabled", "label", "defaultAgent", "allowedAgents", "branchPrefix", "draft", "reviewers", "protectedPaths",
-        "instructions",
+        "instructions", "setup", "checks", "fixRounds", "onChecksFailing",
     ]
 
     /// The longest label accepted, in characters (GitHub's limit).
@@ -65,6 +72,14 @@ public struct RepositoryConfiguration: Sendable, Hashable {
     public var protectedPaths: [String]
     /// Text added to every prompt, or `nil` for none.
     public var instructions: String?
+    /// Shell commands run in the checkout, in the agent's jail, before the agent. Defaults to none.
+    public var setup: [String] = []
+    /// Commands that must pass after the agent. Defaults to none: nothing is checked.
+    public var checks: [Check] = []
+    /// How many times the agent gets the failing checks back (0 to ``maxFixRounds``). Defaults to 2.
+    public var fixRounds = 2
+    /// What happens when the checks still fail after the last round. Defaults to ``ChecksFailing/draft``.
+    public var onChecksFailing = ChecksFailing.draft
 
     /// Creates the settings used when the file is absent: every property at its default.
     public init() {
@@ -124,7 +139,7 @@ public struct RepositoryConfiguration: Sendable, Hashable {
 // MARK: - Decoding
 
 /// Turns the composed YAML into settings, checking every key and value.
-private enum SettingsDecoder {
+enum SettingsDecoder {
     static func decode(_ root: Node?) throws(RepositoryConfigurationError) -> RepositoryConfiguration {
         var configuration = RepositoryConfiguration()
         guard let root else { return configuration }
@@ -210,6 +225,14 @@ private enum SettingsDecoder {
                     throw RepositoryConfigurationError(line: field.valueLine, problem: "`instructions` is over \(RepositoryConfiguration.maxInstructionsBytes) bytes")
                 }
                 configuration.instructions = text.allSatisfy(\.isWhitespace) ? nil : text
+            case "setup":
+                configuration.setup = try setup(field)
+            case "checks":
+                configuration.checks = try checks(field)
+            case "fixRounds":
+                configuration.fixRounds = try fixRounds(field)
+            case "onChecksFailing":
+                configuration.onChecksFailing = try onChecksFailing(field)
             default:
                 var problem = "`\(key.debugSafe)` is not a setting"
                 if let near = RepositoryConfiguration.keys.first(where: { $0.lowercased() == key.lowercased() }) {

@@ -209,6 +209,17 @@ let agentScripts: [String: (script: String, timeout: Int)] = [
         cat > PROMPT.md
         echo "Wrote the prompt down."
         """, 120),
+    // Fixes the `status` check only once its prompt carries the check's failure (its second round).
+    "fixer": ("""
+        prompt=$(cat)
+        if printf '%s' "$prompt" | grep -q "BEGIN CHECK OUTPUT"; then
+          echo fixed > STATUS.md
+          echo "Fixed the status after the failing check."
+        else
+          echo broken > STATUS.md
+          echo "Wrote the status."
+        fi
+        """, 120),
     "once": ("""
         cat > /dev/null
         if [ ! -f "$AGENT_STATE/release" ]; then

@@ -9,7 +9,9 @@ import RepositoryConfiguration
 ///
 /// Nothing the agent left under a `.git` is read: its repositories are discarded first, and the bot's own git
 /// directory, which the agent never saw, stages the checkout's files against the commit the bot checked out.
-/// A change to a protected path pushes nothing; no change pushes nothing and opens no pull request.
+/// A change to a protected path pushes nothing; no change pushes nothing and opens no pull request. Checks
+/// still failing (``TaskRun/failingChecks``, with `onChecksFailing: draft`) make the pull request a draft that
+/// lists them.
 struct Publish<API: GitHubAPI>: Sendable {
     let api: API
     let store: TaskStore
@@ -37,6 +39,7 @@ struct Publish<API: GitHubAPI>: Sendable {
             run.report.details = "The agent changed nothing, so there is nothing to push"
                 + (plan.followUp ? "." : " and no pull request.")
                 + (summary.isEmpty ? "" : "\n\n**Agent's summary**\n\n" + summary)
+                + Self.verification(rounds: run.agentRounds, failing: run.failingChecks)
             await remember(run, summary)
             return
         }
@@ -68,7 +71,7 @@ struct Publish<API: GitHubAPI>: Sendable {
         let duration = ProgressReport.duration(seconds: (ContinuousClock.now - run.started).inSeconds)
         run.report.details = Self.details(
             pushed: plan.followUp ? String(hash.prefix(7)) : nil, link: link, files: files, duration: duration,
-            agent: run.report.agent ?? "", summary: summary)
+            agent: run.report.agent ?? "", summary: summary) + Self.verification(rounds: run.agentRounds, failing: run.failingChecks)
         await remember(run, summary)
     }
 
@@ -76,14 +79,15 @@ struct Publish<API: GitHubAPI>: Sendable {
     private func openPullRequest(_ run: inout TaskRun, title: String, summary: String, plan: WorkPlan) async throws -> PullRequest {
         let record = run.record
         await progress.step(&run, "Opening the pull request")
-        let body = Self.pullRequestBody(summary: summary, record: record, files: run.files, agent: run.report.agent ?? "")
+        let body = Self.pullRequestBody(summary: summary, record: record, files: run.files, agent: run.report.agent ?? "",
+                                        rounds: run.agentRounds, failing: run.failingChecks)
         let existing = try await api.openPullRequests(in: run.repo, head: "\(run.repo.owner):\(plan.workBranch)")
         let pull: PullRequest
         if let reused = existing.first {
             pull = reused
         } else {
             pull = try await api.openPullRequest(in: run.repo, title: title, head: plan.workBranch, base: plan.baseBranch,
-                                                 body: body, draft: run.config.draft)
+                                                 body: body, draft: run.config.draft || !run.failingChecks.isEmpty)
             for reviewer in Self.reviewers(requester: record.requesterLogin, configured: run.config.reviewers) {
                 do {
                     try await api.requestReview(in: run.repo, pullNumber: pull.number, from: reviewer)

@@ -20,8 +20,11 @@ extension Publish {
         return "\(title)\n\nAsked by @\(record.requesterLogin) in #\(record.issueNumber) (asynccode task \(record.id)).\n\nCo-authored-by: \(coauthor)\n"
     }
 
-    static func pullRequestBody(summary: String, record: TaskRecord, files: [ChangedFile], agent: String) -> String {
+    static func pullRequestBody(
+        summary: String, record: TaskRecord, files: [ChangedFile], agent: String, rounds: Int = 1, failing: [CheckResult] = []
+    ) -> String {
         var body = summary.isEmpty ? "The agent made the changes below." : PromptBuilder.capped(summary, bytes: 30_000)
+        body += verification(rounds: rounds, failing: failing)
         if !record.isPullRequest { body += "\n\nCloses #\(record.issueNumber)" }
         let additions = files.reduce(0) { $0 + $1.additions }
         let deletions = files.reduce(0) { $0 + $1.deletions }
@@ -64,5 +67,19 @@ extension Publish {
         details += "| \(files.count) | +\(additions) −\(deletions) | \(duration) | `\(agent)` |"
         if !summary.isEmpty { details += "\n\n**Agent's summary**\n\n" + PromptBuilder.capped(summary, bytes: 20_000) }
         return details
+    }
+
+    /// Returns what the pull request and the final comment say of the checks: how many agent rounds ran (when
+    /// more than one) and the checks still failing, with their output tails; empty when there is nothing to say.
+    static func verification(rounds: Int, failing: [CheckResult]) -> String {
+        var text = ""
+        if rounds > 1 {
+            text += "\n\nThe agent ran \(rounds) rounds: the repository's checks failed and went back to it"
+                + (failing.isEmpty ? ", and now pass." : ".")
+        }
+        if !failing.isEmpty {
+            text += "\n\n⚠️ " + VerifyLoop<API>.failingDetails(failing, rounds: max(1, rounds))
+        }
+        return text
     }
 }

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Accounting
 import Foundation
 import Metrics
@@ -13,9 +10,10 @@ struct AgentAnswer: Sendable {
     var issueTitle: String
 }
 
-/// Step 7: builds the prompt (the request, the thread and the repository's instructions, fenced as data),
-/// runs the agent in its bubblewrap jail, as its own user when the bot runs as root (the checkout is
-/// chowned to it before and back to the bot after, however it ends), records its redacted output and
+/// Step 7: builds the prompt (the request, the thread and the repository's instructions, and in a fix round
+/// the failing checks, fenced as data), runs the agent in its bubblewrap jail (``TaskJail``), as its own user
+/// when the bot runs as root (the checkout is chowned to it before and back to the bot after, however it
+/// ends), records its redacted output and
 /// classifies its ending (``AgentVerdict``): only a clean exit goes on to the result.
 struct RunAgent<API: GitHubAPI>: Sendable {
     let api: API
@@ -25,58 +23,45 @@ struct RunAgent<API: GitHubAPI>: Sendable {
     let settings: ExecutorSettings
     let progress: TaskProgress<API>
 
-    func callAsFunction(_ run: inout TaskRun, agent: AgentCommand, plan: WorkPlan, in prepared: PreparedWorkspace) async throws -> AgentAnswer {
+    /// Runs the agent's round `round`; `failing`: the checks that failed after the previous round, added to
+    /// the prompt as data.
+    func callAsFunction(
+        _ run: inout TaskRun, agent: AgentCommand, plan: WorkPlan, in prepared: PreparedWorkspace,
+        failing: [CheckResult] = [], round: Int = 1, of rounds: Int = 1
+    ) async throws -> AgentAnswer {
         let record = run.record
         let workspace = prepared.git
         let issue = try await api.issue(number: Int(record.issueNumber), in: run.repo)
         let conversation = record.isPullRequest ? ((try? await store.conversation(before: record.id)) ?? []) : []
-        let prompt = prompts.prompt(for: PromptBuilder.Input(
+        let feedback = failing.isEmpty ? "" : PromptBuilder.failingChecks(failing.map(\.feedback))
+        var builder = prompts
+        builder.maxPromptBytes -= feedback.utf8.count
+        let prompt = builder.prompt(for: PromptBuilder.Input(
             kind: record.kind, repositoryFullName: run.repo.fullName, requester: record.requesterLogin,
             issueNumber: record.issueNumber, isPullRequest: record.isPullRequest, instruction: record.prompt,
             issueTitle: issue.title, issueBody: issue.body,
             conversation: conversation.map { ($0.author ?? $0.role, $0.content) }, baseBranch: plan.baseBranch,
-            repositoryInstructions: run.config.instructions))
-        let jailed = agent.sandbox == .bwrap
-        await progress.step(&run, jailed
-            ? "Running agent `\(agent.name)` in a bubblewrap jail (network: \(agent.network.rawValue))"
-            : "Running agent `\(agent.name)`, ⚠️ not sandboxed (`sandbox: none`)")
-        let environment = AgentRunner.environment(
-            for: agent, home: jailed ? Sandbox.homePath : workspace.agentHome,
+            repositoryInstructions: run.config.instructions)) + feedback
+        let jail = TaskJail(runner: runner, agent: agent, workspace: workspace, taskID: record.id)
+        let again = round > 1 ? " again with the failing checks (round \(round) of \(rounds))" : ""
+        await progress.step(&run, jail.isJailed
+            ? "Running agent `\(agent.name)`\(again) in a bubblewrap jail (network: \(agent.network.rawValue))"
+            : "Running agent `\(agent.name)`\(again), ⚠️ not sandboxed (`sandbox: none`)")
+        let environment = jail.environment(
             task: ["ASYNCCODE_PROMPT": prompt, "ASYNCCODE_TASK_ID": String(record.id), "ASYNCCODE_TASK_KIND": record.kind.rawValue])
-        let user = AgentUser.forTask(record.id, accountFiles: workspace.agentAccounts)
-        var runnable = agent
-        runnable.command = Sandbox.command(for: agent, checkout: workspace.checkout, home: workspace.agentHome, user: user)
-        let jailedCommand = runnable
-        let dropsPrivileges = jailed && Sandbox.runsAsRoot
-        if dropsPrivileges {
-            do {
-                try user.writeAccountFiles(into: workspace.agentAccounts)
-            } catch {
-                throw StepFailure(reason: "cannot write the agent's passwd and group files in its workspace", retryable: true)
-            }
-            await Sandbox.chownTree(workspace.checkout, uid: user.id, gid: user.id)
-            await Sandbox.chownTree(workspace.agentHome, uid: user.id, gid: user.id)
-        }
         let result: AgentRunResult
         do {
             let (tokenLimit, timeLimit) = Self.usageLimits(agent: agent, budget: record.budget)
-            let ran: Result<AgentRunResult, any Error>
-            do {
-                ran = .success(try await cancellable(run.cancelRequested) { [runner] in
-                    try await runner.run(jailedCommand, prompt: prompt, workingDirectory: workspace.checkout, environment: environment,
-                                         tokenLimit: tokenLimit, timeLimit: timeLimit)
-                })
-            } catch {
-                ran = .failure(error)
-            }
-            // The checkout is the bot's again, however the agent ended.
-            if dropsPrivileges { await Sandbox.chownTree(workspace.checkout, uid: getuid(), gid: getgid()) }
-            result = try ran.get()
+            result = try await jail.run(input: prompt, environment: environment, tokenLimit: tokenLimit, timeLimit: timeLimit,
+                                        cancelRequested: run.cancelRequested)
         } catch is CancelledOnRequest {
             throw CancelledOnRequest()
+        } catch let failure as StepFailure {
+            throw failure
         } catch {
             throw StepFailure(reason: "agent `\(agent.name)` could not start: \(error)", retryable: false)
         }
+        run.agentRounds = round
         return try await conclude(&run, agent: agent, result: result, token: prepared.token, issueTitle: issue.title)
     }
 
@@ -85,8 +70,12 @@ struct RunAgent<API: GitHubAPI>: Sendable {
         _ run: inout TaskRun, agent: AgentCommand, result: AgentRunResult, token: String, issueTitle: String
     ) async throws -> AgentAnswer {
         run.agentRan = true
-        run.usage = result.usage
-        run.agentCost = agent.pricing.cost(usage: result.usage, duration: result.duration)
+        // Every round is charged: the costs and usages add up.
+        if let usage = result.usage {
+            run.usage = TokenUsage(inputTokens: (run.usage?.inputTokens ?? 0) &+ usage.inputTokens,
+                                   outputTokens: (run.usage?.outputTokens ?? 0) &+ usage.outputTokens)
+        }
+        run.agentCost += agent.pricing.cost(usage: result.usage, duration: result.duration)
         let secrets = [token] + settings.secretValues.values
         let output = SecretRedactor.redact(UsageLine.strip(result.output), also: secrets)
         let tail = SecretRedactor.redact(

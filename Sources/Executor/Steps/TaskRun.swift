@@ -26,6 +26,10 @@ struct TaskRun {
     var agentCost: Decimal = 0
     var usage: TokenUsage?
     var files: [ChangedFile] = []
+    /// How many times the agent ran (more than once when failing checks went back to it).
+    var agentRounds = 0
+    /// The checks still failing after the agent's last round (published in a draft pull request).
+    var failingChecks: [CheckResult] = []
     /// The repository's `.github/asynccode.yml` (the defaults until it is read).
     var config = RepositoryConfiguration()
 }
