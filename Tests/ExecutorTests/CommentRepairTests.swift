@@ -9,8 +9,7 @@ import Testing
 import TestSupport
 
 /// A GitHub whose comment edits fail with 502 while it is `down`, and that records the edits it took.
-final class FlakyCommentGitHub: GitHubAPI, CommentEditing {
-    struct Unused: Error {}
+final class FlakyCommentGitHub: GitHubStub, CommentEditing {
     let down = Mutex(true)
     let taken = Mutex<[(commentID: Int64, body: String)]>([])
     let refused = Atomic<Int>(0)
@@ -28,21 +27,6 @@ final class FlakyCommentGitHub: GitHubAPI, CommentEditing {
         }
         taken.withLock { $0.append((commentID, body)) }
     }
-
-    func installationToken(for repo: RepositoryRef) async throws -> String { throw Unused() }
-    func revokeInstallationToken(for repo: RepositoryRef) async throws { throw Unused() }
-    func accessLevel(of username: String, in repo: RepositoryRef) async throws -> String { throw Unused() }
-    func repository(_ repo: RepositoryRef) async throws -> Repository { throw Unused() }
-    func issue(number: Int, in repo: RepositoryRef) async throws -> GitHub.Issue { throw Unused() }
-    func pullRequest(number: Int, in repo: RepositoryRef) async throws -> PullRequest { throw Unused() }
-    func openPullRequests(in repo: RepositoryRef, head: String) async throws -> [PullRequest] { throw Unused() }
-    func openPullRequest(in repo: RepositoryRef, title: String, head: String, base: String, body: String, draft: Bool) async throws -> PullRequest { throw Unused() }
-    func requestReview(in repo: RepositoryRef, pullNumber: Int, from reviewer: String) async throws { throw Unused() }
-    func createReview(in repo: RepositoryRef, pullNumber: Int, body: String) async throws { throw Unused() }
-    func createComment(in repo: RepositoryRef, issueNumber: Int, body: String) async throws -> Int64 { throw Unused() }
-    func react(_ content: ReactionContent, toCommentID commentID: Int64?, issueNumber: Int, in repo: RepositoryRef) async throws { throw Unused() }
-    func branchHead(_ branch: String, in repo: RepositoryRef) async throws -> String { throw Unused() }
-    func fileContents(at path: String, ref: String, in repo: RepositoryRef) async throws -> FileContents? { throw Unused() }
 }
 
 /// Inserts a task of `acme/widgets` with `status` and progress comment `commentID`; returns its id.

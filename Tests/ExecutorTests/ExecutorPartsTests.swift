@@ -147,25 +147,32 @@ import Testing
     }
 }
 
-/// A GitHub that is never called (for the executor's static helpers).
-struct NoGitHub: GitHubAPI {
-    struct Unused: Error {}
-    func installationToken(for repo: RepositoryRef) async throws -> String { throw Unused() }
-    func revokeInstallationToken(for repo: RepositoryRef) async throws { throw Unused() }
-    func accessLevel(of username: String, in repo: RepositoryRef) async throws -> String { throw Unused() }
-    func repository(_ repo: RepositoryRef) async throws -> Repository { throw Unused() }
-    func issue(number: Int, in repo: RepositoryRef) async throws -> GitHub.Issue { throw Unused() }
-    func pullRequest(number: Int, in repo: RepositoryRef) async throws -> PullRequest { throw Unused() }
-    func openPullRequests(in repo: RepositoryRef, head: String) async throws -> [PullRequest] { throw Unused() }
-    func openPullRequest(in repo: RepositoryRef, title: String, head: String, base: String, body: String, draft: Bool) async throws -> PullRequest { throw Unused() }
-    func requestReview(in repo: RepositoryRef, pullNumber: Int, from reviewer: String) async throws { throw Unused() }
-    func createReview(in repo: RepositoryRef, pullNumber: Int, body: String) async throws { throw Unused() }
-    func createComment(in repo: RepositoryRef, issueNumber: Int, body: String) async throws -> Int64 { throw Unused() }
-    func updateComment(in repo: RepositoryRef, commentID: Int64, body: String) async throws { throw Unused() }
-    func react(_ content: ReactionContent, toCommentID commentID: Int64?, issueNumber: Int, in repo: RepositoryRef) async throws { throw Unused() }
-    func branchHead(_ branch: String, in repo: RepositoryRef) async throws -> String { throw Unused() }
-    func fileContents(at path: String, ref: String, in repo: RepositoryRef) async throws -> FileContents? { throw Unused() }
+/// A stand-in for GitHub whose every call fails unless the conforming type implements it: a test's fake
+/// declares only the calls it answers.
+protocol GitHubStub: GitHubAPI {}
+
+struct UnusedGitHubCall: Error {}
+
+extension GitHubStub {
+    func installationToken(for repo: RepositoryRef) async throws -> String { throw UnusedGitHubCall() }
+    func revokeInstallationToken(for repo: RepositoryRef) async throws { throw UnusedGitHubCall() }
+    func accessLevel(of username: String, in repo: RepositoryRef) async throws -> String { throw UnusedGitHubCall() }
+    func repository(_ repo: RepositoryRef) async throws -> Repository { throw UnusedGitHubCall() }
+    func issue(number: Int, in repo: RepositoryRef) async throws -> GitHub.Issue { throw UnusedGitHubCall() }
+    func pullRequest(number: Int, in repo: RepositoryRef) async throws -> PullRequest { throw UnusedGitHubCall() }
+    func openPullRequests(in repo: RepositoryRef, head: String) async throws -> [PullRequest] { throw UnusedGitHubCall() }
+    func openPullRequest(in repo: RepositoryRef, title: String, head: String, base: String, body: String, draft: Bool) async throws -> PullRequest { throw UnusedGitHubCall() }
+    func requestReview(in repo: RepositoryRef, pullNumber: Int, from reviewer: String) async throws { throw UnusedGitHubCall() }
+    func createReview(in repo: RepositoryRef, pullNumber: Int, body: String) async throws { throw UnusedGitHubCall() }
+    func createComment(in repo: RepositoryRef, issueNumber: Int, body: String) async throws -> Int64 { throw UnusedGitHubCall() }
+    func updateComment(in repo: RepositoryRef, commentID: Int64, body: String) async throws { throw UnusedGitHubCall() }
+    func react(_ content: ReactionContent, toCommentID commentID: Int64?, issueNumber: Int, in repo: RepositoryRef) async throws { throw UnusedGitHubCall() }
+    func branchHead(_ branch: String, in repo: RepositoryRef) async throws -> String { throw UnusedGitHubCall() }
+    func fileContents(at path: String, ref: String, in repo: RepositoryRef) async throws -> FileContents? { throw UnusedGitHubCall() }
 }
+
+/// A GitHub that is never called (for the executor's static helpers).
+struct NoGitHub: GitHubStub {}
 
 @Suite(.timeLimit(.minutes(10))) struct SandboxTests {
     @Test func catalogReadsJailSettings() throws {
