@@ -35,7 +35,7 @@ public func buildApplication(
     let metrics = AppMetrics()
     WebhookController(
         secrets: secrets,
-        decoder: WebhookDecoder(settings: IntakeSettings(triggerLabel: configuration.triggerLabel)),
+        decoder: WebhookDecoder(settings: IntakeSettings(triggerLabel: configuration.triggerLabel, appID: configuration.appID.flatMap { Int64($0) })),
         store: store,
         logger: logger,
         metrics: metrics.factory

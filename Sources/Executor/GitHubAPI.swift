@@ -26,6 +26,12 @@ public protocol GitHubAPI: Sendable {
     func branchHead(_ branch: String, in repo: RepositoryRef) async throws -> String
     /// Returns the file at `path` as of `ref`, or `nil` when there is none.
     func fileContents(at path: String, ref: String, in repo: RepositoryRef) async throws -> FileContents?
+    /// Creates a completed check run (needs `checks: write`, which an installation may not have granted).
+    func createCheckRun(in repo: RepositoryRef, _ run: NewCheckRun) async throws
+    /// Returns the latest check runs of a commit (needs `checks: read`).
+    func checkRuns(for sha: String, in repo: RepositoryRef) async throws -> [CheckRun]
+    /// Returns the end of a GitHub Actions job's log (needs `actions: read`).
+    func jobLogTail(jobID: Int64, in repo: RepositoryRef) async throws -> String
 }
 
 extension GitHubClient: GitHubAPI {
@@ -74,6 +80,18 @@ extension GitHubClient: GitHubAPI {
 
     public func fileContents(at path: String, ref: String, in repo: RepositoryRef) async throws -> FileContents? {
         try await getFileContents(in: repo, path: path, ref: ref)
+    }
+
+    public func createCheckRun(in repo: RepositoryRef, _ run: NewCheckRun) async throws {
+        _ = try await createCheckRun(in: repo, run) as CheckRun
+    }
+
+    public func checkRuns(for sha: String, in repo: RepositoryRef) async throws -> [CheckRun] {
+        try await listCheckRuns(in: repo, ref: sha)
+    }
+
+    public func jobLogTail(jobID: Int64, in repo: RepositoryRef) async throws -> String {
+        try await jobLogTail(in: repo, jobID: jobID)
     }
 
     public func requestReview(in repo: RepositoryRef, pullNumber: Int, from reviewer: String) async throws {

@@ -6,9 +6,9 @@ import Queue
 
 /// Runs tasks as a sequence of named steps (under `Steps/`), in order:
 ///
-/// 1. acknowledge (``TaskProgress``), 2. ``Authorize``, 3. ``LoadSettings``, 4. ``Admit``, 5. ``PlanWork``,
+/// 0. for an automatic fix of failed CI, ``TriageCIFailure``, 1. acknowledge (``TaskProgress``), 2. ``Authorize``, 3. ``LoadSettings``, 4. ``Admit``, 5. ``PlanWork``,
 /// 6. ``PrepareWorkspace``, 7. ``RunSetup``, then ``RunAgent`` (for code: ``VerifyLoop``, the agent and
-/// ``RunChecks`` until the checks pass or the rounds run out), 8. ``Reply`` or ``Publish``, then ``Settle``
+/// ``RunChecks`` until the checks pass or the rounds run out), 8. ``Reply`` or ``Publish`` and ``ReportCheckRun``, then ``Settle``
 /// however it ends.
 ///
 /// Every step is appended to `task_events` and shown in the task's one progress comment, which always ends
@@ -23,6 +23,7 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
     let logger: Logger
 
     let progress: TaskProgress<API>
+    let triageCIFailure: TriageCIFailure<API>
     let authorize: Authorize<API>
     let loadSettings: LoadSettings<API>
     let admit: Admit
@@ -33,6 +34,7 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
     let verifyLoop: VerifyLoop<API>
     let reply: Reply<API>
     let publish: Publish<API>
+    let reportCheckRun: ReportCheckRun<API>
     let settle: Settle<API>
 
     /// Creates an executor; without `accounting` tasks run free and unlimited; without `pendingComments` a
@@ -51,10 +53,12 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
         let progress = TaskProgress(api: api, store: store, queue: queue, catalog: catalog,
                                     finalEdits: FinalCommentEdits(store: pendingComments), logger: logger)
         self.progress = progress
+        let warnings = PermissionWarnings()
+        let configs = RepositoryConfigLoader(api: api, store: store, logger: logger)
+        triageCIFailure = TriageCIFailure(api: api, store: store, configs: configs, warnings: warnings)
         authorize = Authorize(
             access: AccessChecker(api: api, store: store, cacheDuration: settings.accessCacheDuration, logger: logger), progress: progress)
-        loadSettings = LoadSettings(api: api, store: store, configs: RepositoryConfigLoader(api: api, store: store, logger: logger),
-                                    catalog: catalog)
+        loadSettings = LoadSettings(api: api, store: store, configs: configs, catalog: catalog)
         admit = Admit(accounting: accounting)
         planWork = PlanWork(api: api, store: store)
         prepareWorkspace = PrepareWorkspace(api: api, settings: settings, progress: progress)
@@ -64,6 +68,7 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
         verifyLoop = VerifyLoop(runAgent: runAgent, runChecks: RunChecks(runner: runner, settings: settings, progress: progress))
         reply = Reply(api: api, store: store, progress: progress)
         publish = Publish(api: api, store: store, settings: settings, progress: progress)
+        reportCheckRun = ReportCheckRun(api: api, queue: queue, warnings: warnings)
         settle = Settle(store: store, queue: queue, accounting: accounting, settings: settings, progress: progress)
     }
 
@@ -72,6 +77,7 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
     // MARK: - What a task does, in order
 
     private func steps(_ run: inout TaskRun) async throws -> TaskOutcome {
+        try await triageCIFailure(&run)
         try await progress.acknowledge(&run)
         try await authorize(&run)
         let agent = try await loadSettings(&run)
@@ -89,6 +95,7 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
             case .code, .docs, .debug:
                 let answer = try await verifyLoop(&run, agent: agent, plan: plan, in: workspace)
                 try await publish(&run, answer, plan: plan, in: workspace)
+                await reportCheckRun(&run)
             }
             return await settle.completed(&run)
         }
@@ -100,6 +107,8 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
             return try await steps(&run)
         } catch is CancelledOnRequest {
             return await settle.cancelled(&run)
+        } catch let end as QuietEnd {
+            return await settle.quiet(&run, end)
         } catch let deferred as Deferred {
             return await settle.deferred(&run, deferred)
         } catch {

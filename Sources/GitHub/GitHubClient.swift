@@ -171,11 +171,18 @@ public final class GitHubClient: Sendable {
 
     // MARK: Token lifetime
 
-    /// Revokes the cached token of (installation, repository), if any (`DELETE /installation/token`).
+    /// Revokes the cached tokens of (installation, repository), if any (`DELETE /installation/token`).
     /// Call when a task ends.
     public func revokeInstallationToken(installationID: Int64, repositoryID: Int64) async throws {
-        guard let token = await tokens.removeToken(installationID: installationID, repositoryID: repositoryID) else { return }
-        try await revokeInstallationToken(token)
+        var failure: (any Error)?
+        for token in await tokens.removeTokens(installationID: installationID, repositoryID: repositoryID) {
+            do {
+                try await revokeInstallationToken(token)
+            } catch {
+                failure = error
+            }
+        }
+        if let failure { throw failure }
     }
 
     /// Revokes `token` (`DELETE /installation/token`).
@@ -341,11 +348,11 @@ public final class GitHubClient: Sendable {
 
     // MARK: Helpers
 
-    private func repoPath(_ repo: RepositoryRef, _ segments: String...) -> String {
+    func repoPath(_ repo: RepositoryRef, _ segments: String...) -> String {
         repoPath(repo, segments)
     }
 
-    private func repoPath(_ repo: RepositoryRef, _ segments: [String]) -> String {
+    func repoPath(_ repo: RepositoryRef, _ segments: [String]) -> String {
         (["repos", repo.owner, repo.name] + segments).map(Transport.escapeSegment).reduce("") { $0 + "/" + $1 }
     }
 

@@ -3,8 +3,10 @@ import Logging
 
 /// Mints and caches installation tokens narrowed to one repository.
 ///
-/// A token is cached per (installation, repository) until ``refreshMargin`` before its
-/// `expires_at`; callers that arrive while a mint is in flight wait for that one request.
+/// A token is cached per (installation, repository, permissions) until ``refreshMargin`` before its
+/// `expires_at`; callers that arrive while a mint is in flight wait for that one request. Task tokens ask for
+/// ``permissions``; a call that needs a permission an installation may not have granted (`checks`, `actions`)
+/// asks for a token of its own with only that, so a refusal there never stops a task.
 public actor InstallationTokenProvider {
     /// Mints a token: `(installationID, repositoryIDs, permissions)`.
     public typealias Minter = @Sendable (_ installationID: Int64, _ repositoryIDs: [Int64], _ permissions: [String: String]) async throws -> InstallationToken
@@ -12,6 +14,7 @@ public actor InstallationTokenProvider {
     struct Key: Hashable {
         var installationID: Int64
         var repositoryID: Int64
+        var permissions: [String: String]
     }
 
     private enum Entry {
@@ -50,7 +53,13 @@ public actor InstallationTokenProvider {
     /// Returns a live token for `repositoryID` in `installationID`, minting one if none is cached
     /// or the cached one expires within ``refreshMargin``.
     public func token(installationID: Int64, repositoryID: Int64) async throws -> InstallationToken {
-        let key = Key(installationID: installationID, repositoryID: repositoryID)
+        try await token(installationID: installationID, repositoryID: repositoryID, permissions: permissions)
+    }
+
+    /// Returns a live token for `repositoryID` in `installationID` with exactly `permissions`, cached apart
+    /// from the task token.
+    public func token(installationID: Int64, repositoryID: Int64, permissions: [String: String]) async throws -> InstallationToken {
+        let key = Key(installationID: installationID, repositoryID: repositoryID, permissions: permissions)
         switch entries[key] {
         case .ready(let token) where token.expiresAt.timeIntervalSince(clock.now()) > refreshMargin.seconds:
             return token
@@ -69,7 +78,7 @@ public actor InstallationTokenProvider {
             entries[key] = .minting([])
             mintCount += 1
             do {
-                let token = try await mint(installationID, [repositoryID], permissions)
+                let token = try await mint(installationID, [repositoryID], key.permissions)
                 let waiters = takeWaiters(key)
                 entries[key] = .ready(token)
                 for waiter in waiters { waiter.resume(returning: token) }
@@ -83,18 +92,22 @@ public actor InstallationTokenProvider {
         }
     }
 
-    /// Removes and returns the cached token of (installation, repository), if any.
-    public func removeToken(installationID: Int64, repositoryID: Int64) -> InstallationToken? {
-        let key = Key(installationID: installationID, repositoryID: repositoryID)
-        guard case .ready(let token) = entries[key] else { return nil }
-        entries[key] = nil
-        return token
+    /// Removes and returns the cached tokens of (installation, repository), whatever their permissions.
+    public func removeTokens(installationID: Int64, repositoryID: Int64) -> [InstallationToken] {
+        var removed: [InstallationToken] = []
+        for (key, entry) in entries where key.installationID == installationID && key.repositoryID == repositoryID {
+            guard case .ready(let token) = entry else { continue }
+            entries[key] = nil
+            removed.append(token)
+        }
+        return removed
     }
 
     /// Drops the cached token if it is still `token` (after GitHub rejected it).
     func invalidate(installationID: Int64, repositoryID: Int64, token: String) {
-        let key = Key(installationID: installationID, repositoryID: repositoryID)
-        if case .ready(let cached) = entries[key], cached.token == token { entries[key] = nil }
+        for (key, entry) in entries where key.installationID == installationID && key.repositoryID == repositoryID {
+            if case .ready(let cached) = entry, cached.token == token { entries[key] = nil }
+        }
     }
 
     private func takeWaiters(_ key: Key) -> [CheckedContinuation<InstallationToken, any Error>] {

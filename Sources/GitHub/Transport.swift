@@ -20,8 +20,18 @@ final class Transport: Sendable {
         case app
         /// A cached task token for the repository.
         case installation(RepositoryRef)
+        /// A cached token for the repository with only `permissions` (for permissions an installation may lack).
+        case scoped(RepositoryRef, permissions: [String: String])
         /// A given installation token.
         case token(String, installationID: Int64?)
+
+        /// The repository whose cached token this uses, if any.
+        var repository: RepositoryRef? {
+            switch self {
+            case .installation(let repo), .scoped(let repo, _): repo
+            case .app, .token: nil
+            }
+        }
     }
 
     struct Response: Sendable {
@@ -103,7 +113,7 @@ final class Transport: Sendable {
         let installationID: Int64?
         switch auth {
         case .app: installationID = nil
-        case .installation(let repo): installationID = repo.installationID
+        case .installation(let repo), .scoped(let repo, _): installationID = repo.installationID
         case .token(_, let id): installationID = id
         }
         let isMutating = method != .GET && method != .HEAD
@@ -187,7 +197,7 @@ final class Transport: Sendable {
                 try await clock.sleep(for: total)
                 continue
             }
-            if status == 401, case .installation(let repo) = auth, !refreshedToken, let usedToken, let tokens = tokens.get() {
+            if status == 401, let repo = auth.repository, !refreshedToken, let usedToken, let tokens = tokens.get() {
                 // The cached token was revoked or expired early: mint a fresh one once.
                 refreshedToken = true
                 await tokens.invalidate(installationID: repo.installationID, repositoryID: repo.id, token: usedToken)
@@ -233,6 +243,12 @@ final class Transport: Sendable {
                 throw GitHubError(.invalidConfiguration, message: "no installation token provider")
             }
             let token = try await tokens.token(installationID: repo.installationID, repositoryID: repo.id).token
+            return ("Bearer " + token, token)
+        case .scoped(let repo, let permissions):
+            guard let tokens = tokens.get() else {
+                throw GitHubError(.invalidConfiguration, message: "no installation token provider")
+            }
+            let token = try await tokens.token(installationID: repo.installationID, repositoryID: repo.id, permissions: permissions).token
             return ("Bearer " + token, token)
         }
     }

@@ -49,7 +49,9 @@ struct GitHTTPBackend: Sendable {
         } catch {
             return SimResponse(status: 500, body: Array("git http-backend failed to start: \(error)\n".utf8))
         }
-        return parseCGI(result.stdout, exitStatus: result.status, stderr: result.stderr)
+        let response = parseCGI(result.stdout, exitStatus: result.status, stderr: result.stderr)
+        if isPush, method == "POST" { await api.refreshPullRequestHeads(repo) }
+        return response
     }
 
     private func basicCredentials(_ authorization: String?) -> (user: String, password: String)? {

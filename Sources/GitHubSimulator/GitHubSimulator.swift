@@ -144,6 +144,8 @@ public final class GitHubSimulator: Sendable {
             response = SimResponse(status: 200)  // a receiver for tests that only inspect `requests`
         } else if rawPath == "/_simulator/comments", method == "POST", let simulator = store.simulator {
             response = await simulator.postCommentAsUser(body)
+        } else if rawPath.hasPrefix("/_simulator/job-logs/"), method == "GET" {
+            response = api.downloadJobLog(key: String(rawPath.dropFirst("/_simulator/job-logs/".count)), headers: headers)
         } else if rawPath.contains(".git/") {
             response = await git.handle(method: method, path: rawPath, query: query, headers: headers, body: body)
         } else {

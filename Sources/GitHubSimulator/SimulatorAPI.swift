@@ -102,8 +102,8 @@ struct SimulatorAPI: Sendable {
                     "id": app.id, "slug": app.slug, "name": app.name, "client_id": app.clientID, "node_id": "A_\(app.id)",
                     "owner": userJSON("simulator-org"), "description": "", "external_url": "", "html_url": "\(base)/apps/\(app.slug)",
                     "created_at": iso8601.string(from: Date()), "updated_at": iso8601.string(from: Date()),
-                    "permissions": ["contents": "write", "issues": "write", "pull_requests": "write", "metadata": "read"],
-                    "events": ["issue_comment", "issues", "pull_request", "pull_request_review"],
+                    "permissions": Self.defaultPermissions,
+                    "events": ["issue_comment", "issues", "pull_request", "pull_request_review", "check_suite", "workflow_run"],
                 ])
             }
         case ("POST", 3) where segments[0] == "installations" && segments[2] == "access_tokens":
@@ -196,7 +196,7 @@ struct SimulatorAPI: Sendable {
                     return .validationFailed("There is at least one repository that does not exist or is not accessible to the parent installation.")
                 }
             }
-            let granted: [String: String] = ["contents": "write", "issues": "write", "pull_requests": "write", "metadata": "read"]
+            let granted = state.installationPermissions[installationID] ?? Self.defaultPermissions
             var permissions = granted
             if let requested = object["permissions"] {
                 guard let requested = requested as? [String: String] else { return .validationFailed("permissions must be an object", field: "permissions") }
@@ -297,6 +297,9 @@ struct SimulatorAPI: Sendable {
         case "issues": return ("issues", level)
         case "pulls": return ("pull_requests", level)
         case "contents", "branches": return ("contents", level)
+        case "check-runs": return ("checks", level)
+        case "commits" where rest.last == "check-runs": return ("checks", level)
+        case "actions": return ("actions", level)
         default: return ("metadata", "read")
         }
     }
@@ -397,6 +400,12 @@ struct SimulatorAPI: Sendable {
                 state.issues[repo.id]?[number] = issue
                 return .json(200, issue.labels.map(labelJSON))
             }
+        case ("POST", 1, "check-runs"):
+            return await createCheckRun(repo: repo, fields: fields)
+        case ("GET", 3, "commits") where rest[2] == "check-runs":
+            return listCheckRuns(repo: repo, ref: rest[1], query: query)
+        case ("GET", 4, "actions") where rest[1] == "jobs" && rest[3] == "logs":
+            return jobLogRedirect(repo: repo, jobID: rest[2])
         case ("POST", 1, "pulls"):
             return await createPullRequest(repo: repo, fields: fields, actor: actor)
         case ("GET", 1, "pulls"):

@@ -30,6 +30,16 @@ final class SimulatorStore: @unchecked Sendable {
         var submittedManifests: [String] = []
         var chaos: RandomFailures? = nil
         var delays: [InjectionRule<Duration>] = []
+        /// What each installation was granted; an installation not listed has ``SimulatorAPI/defaultPermissions``.
+        var installationPermissions: [Int64: [String: String]] = [:]
+        /// Check runs by repository id, oldest first.
+        var checkRuns: [Int64: [SimulatedCheckRun]] = [:]
+        /// GitHub Actions job logs by job id.
+        var jobLogs: [Int64: String] = [:]
+        /// Log downloads waiting behind a redirect, by their one-time key: the job id.
+        var logDownloads: [String: Int64] = [:]
+        /// Log downloads that arrived with an `Authorization` header (GitHub's storage refuses them; so does this).
+        var logDownloadsWithAuthorization = 0
     }
 
     private let lock = NSLock()

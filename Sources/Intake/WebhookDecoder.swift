@@ -6,9 +6,12 @@ import Models
 public struct IntakeSettings: Sendable {
     /// The label that starts work on an issue, compared case-insensitively.
     public var triggerLabel: String
+    /// The App's numeric id, when known: its own check suites never start a fix.
+    public var appID: Int64?
 
-    public init(triggerLabel: String = "asynccode") {
+    public init(triggerLabel: String = "asynccode", appID: Int64? = nil) {
         self.triggerLabel = triggerLabel
+        self.appID = appID
     }
 }
 
@@ -129,6 +132,20 @@ public struct WebhookDecoder: Sendable {
         case "pull_request":
             let (_, payload) = try start(PullRequestEvent.self)
             applyPullRequest(payload, to: &plan)
+        case "check_suite":
+            let (envelope, payload) = try start(CheckSuiteEvent.self)
+            let suite = payload.check_suite
+            if let appID = settings.appID, suite.app?.id == appID {
+                plan.ignoredReason = "the bot's own check suite"
+                break
+            }
+            addCIFix(headSHA: suite.head_sha, conclusion: suite.conclusion, name: suite.app?.name ?? suite.app?.slug ?? "a check suite",
+                     pulls: suite.pull_requests ?? [], envelope: envelope, url: nil, to: &plan)
+        case "workflow_run":
+            let (envelope, payload) = try start(WorkflowRunEvent.self)
+            let run = payload.workflow_run
+            addCIFix(headSHA: run.head_sha, conclusion: run.conclusion, name: run.name.map { "workflow \($0)" } ?? "a workflow",
+                     pulls: run.pull_requests ?? [], envelope: envelope, url: run.html_url, to: &plan)
         default:
             plan.ignoredReason = "event \(event) is not handled"
         }
@@ -138,7 +155,7 @@ public struct WebhookDecoder: Sendable {
     /// Events that can hold commands.
     static let commandEvents: Set<String> = ["issue_comment", "pull_request_review", "pull_request_review_comment"]
     static let handledEvents: Set<String> = commandEvents.union(
-        ["ping", "installation", "installation_repositories", "issues", "pull_request"])
+        ["ping", "installation", "installation_repositories", "issues", "pull_request"]).union(ciEvents)
     static let pullRequestActions: Set<String> = ["closed", "reopened", "edited"]
 
     /// Returns why a delivery needs no decoding beyond the probe, or `nil` when it must be decoded.
@@ -155,6 +172,7 @@ public struct WebhookDecoder: Sendable {
         if event == "pull_request", !pullRequestActions.contains(action ?? "") {
             return "pull_request \(action ?? "event") is not handled"
         }
+        if ciEvents.contains(event), action != "completed" { return "\(event) \(action ?? "event") is not a finished run" }
         return nil
     }
 
@@ -382,7 +400,7 @@ public struct WebhookDecoder: Sendable {
 }
 
 /// Who asked, where: what every task and control command of one delivery shares.
-private struct TaskContext {
+struct TaskContext {
     var installationID: Int64
     var repository: RepositorySnapshot
     var requester: AccountSnapshot

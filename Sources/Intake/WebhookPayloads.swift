@@ -150,3 +150,53 @@ struct InstallationRepositoriesEvent: Decodable {
     var repositories_added: [InstallationRepositoryPayload]?
     var repositories_removed: [InstallationRepositoryPayload]?
 }
+
+/// A pull request as `check_suite` and `workflow_run` list them: the branches and their repositories.
+struct CIPullRequestPayload: Decodable {
+    struct Branch: Decodable {
+        struct Repo: Decodable {
+            var id: Int64
+        }
+
+        var ref: String
+        var sha: String
+        var repo: Repo?
+    }
+
+    var number: Int64
+    var head: Branch
+    var base: Branch
+}
+
+struct AppPayload: Decodable {
+    var id: Int64
+    var slug: String?
+    var name: String?
+}
+
+struct CheckSuiteEvent: Decodable {
+    struct Suite: Decodable {
+        var id: Int64
+        var head_sha: String
+        var conclusion: String?
+        var app: AppPayload?
+        var pull_requests: [CIPullRequestPayload]?
+    }
+
+    var action: String
+    var check_suite: Suite
+}
+
+struct WorkflowRunEvent: Decodable {
+    struct Run: Decodable {
+        var id: Int64
+        var name: String?
+        var head_sha: String
+        var conclusion: String?
+        var html_url: String?
+        var pull_requests: [CIPullRequestPayload]?
+    }
+
+    var action: String
+    var workflow_run: Run
+}

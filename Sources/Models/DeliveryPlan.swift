@@ -43,6 +43,9 @@ public struct TaskRequest: Sendable, Hashable {
     /// Queue it only when the pull request is one the bot opened (a review requesting changes without a
     /// command): the writer checks `pull_requests`, since the branch's name says nothing certain.
     public var requiresOwnPullRequest = false
+    /// Set for an automatic fix of a failed CI run: the task is the bot's, on behalf of whoever asked for the
+    /// pull request (the writer finds them), and one head commit makes at most one such task.
+    public var ciFailure: CIFailure?
 
     public init(
         origin: CommandOrigin, kind: TaskKind, agent: String?, priority: TaskPriority, baseBranch: String?,
@@ -56,6 +59,22 @@ public struct TaskRequest: Sendable, Hashable {
         self.baseBranch = baseBranch
         self.prompt = prompt
         self.sourceURL = sourceURL
+    }
+}
+
+/// A failed CI run on a pull request's head commit, as a webhook told it.
+public struct CIFailure: Sendable, Hashable {
+    /// The commit CI failed on (the pull request's head when the event was sent).
+    public var headSHA: String
+    /// What failed: the workflow's or the check suite App's name.
+    public var name: String
+    /// `failure`, `timed_out` or `startup_failure`.
+    public var conclusion: String
+
+    public init(headSHA: String, name: String, conclusion: String) {
+        self.headSHA = headSHA
+        self.name = name
+        self.conclusion = conclusion
     }
 }
 

@@ -45,4 +45,6 @@ public enum CommandSource: String, Sendable, Codable, Hashable {
     case reviewComment = "pull_request_review_comment"
     /// The trigger label added to an issue.
     case label
+    /// A failed CI run (`check_suite` or `workflow_run`) on the bot's own pull request, with `fixFailingCI` on.
+    case ciFailure = "ci_failure"
 }

@@ -119,11 +119,14 @@ struct DeliveryWriter: Sendable {
         // Set when the installation or repository takes no work: nothing of the command is recorded.
         var refused: Inactivity?
         for task in plan.tasks {
-            if task.requiresOwnPullRequest, try await !isOwnPullRequest(task.origin, on: db) {
+            if task.requiresOwnPullRequest, try await !isOwnPullRequest(task.origin, openOnly: task.ciFailure != nil, on: db) {
                 notOurs += 1
                 continue
             }
-            switch try await insertTask(task, deliveryID: plan.deliveryID, on: db) {
+            let insertion = task.ciFailure == nil
+                ? try await insertTask(task, deliveryID: plan.deliveryID, on: db)
+                : try await insertCIFix(task, deliveryID: plan.deliveryID, on: db)
+            switch insertion {
             case .inserted(let id): taskIDs.append(id)
             case .existed: break
             case .refused(let inactivity): refused = inactivity
@@ -139,6 +142,9 @@ struct DeliveryWriter: Sendable {
         }
         if !taskIDs.isEmpty || !controlIDs.isEmpty { return .queued(taskIDs: taskIDs, controlIDs: controlIDs) }
         if notOurs > 0, notOurs == plan.tasks.count, plan.controls.isEmpty {
+            if plan.tasks.contains(where: { $0.ciFailure != nil }) {
+                return .ignored(reason: "CI failed on a pull request asynccode did not open, or one that is closed")
+            }
             return .ignored(reason: "a review on a pull request asynccode did not open")
         }
         if let refused {
@@ -377,7 +383,9 @@ struct DeliveryWriter: Sendable {
         var requesterID: Int64
     }
 
-    private func thread(of origin: CommandOrigin, on db: Session) async throws -> Thread {
+    /// Returns the rows of the origin's installation, repository and requester (`requesterID` 0 without
+    /// `requester`: an automatic task's requester comes from elsewhere).
+    private func thread(of origin: CommandOrigin, requester: Bool = true, on db: Session) async throws -> Thread {
         let (installationID, hasAccount) = try await ensureInstallation(origin.installationID, on: db)
         // The installation's account pays for its tasks; when no installation event recorded it, the
         // repository's owner is that account.
@@ -388,15 +396,17 @@ struct DeliveryWriter: Sendable {
                 logger: logger)
         }
         let repositoryID = try await upsertRepository(origin.repository, installationID: installationID, activate: false, on: db)
-        let requesterID = try await upsertAccount(origin.requester, on: db)
+        let requesterID = requester ? try await upsertAccount(origin.requester, on: db) : 0
         return Thread(installationID: installationID, repositoryID: repositoryID, requesterID: requesterID)
     }
 
     /// Returns whether the origin's pull request is one the bot opened.
-    private func isOwnPullRequest(_ origin: CommandOrigin, on db: Session) async throws -> Bool {
+    private func isOwnPullRequest(_ origin: CommandOrigin, openOnly: Bool = false, on db: Session) async throws -> Bool {
         try await count(db.run("""
             SELECT 1 FROM pull_requests p JOIN repositories r ON r.id = p.repository_id
-            WHERE r.github_id = \(origin.repository.githubID) AND p.number = \(origin.issueNumber) LIMIT 1
+            WHERE r.github_id = \(origin.repository.githubID) AND p.number = \(origin.issueNumber)
+              AND (NOT \(openOnly) OR p.status IN ('open', 'draft'))
+            LIMIT 1
             """, logger: logger)) > 0
     }
 
@@ -447,6 +457,41 @@ struct DeliveryWriter: Sendable {
                   AND (NOT \(task.requiresOwnPullRequest) OR EXISTS (
                     SELECT 1 FROM pull_requests WHERE repository_id = \(thread.repositoryID) AND number = \(origin.issueNumber)))
                 ON CONFLICT ON CONSTRAINT tasks_one_per_command DO NOTHING
+                RETURNING id
+            )
+            SELECT (SELECT id FROM inserted), (SELECT inactivity FROM state)
+            """, logger: logger)
+        return try Insertion(rows)
+    }
+
+    /// Inserts the automatic fix of a failed CI run: on behalf of whoever asked for the pull request (the
+    /// requester of the task that opened it), only while the pull request is open, and once per head commit.
+    private func insertCIFix(_ task: TaskRequest, deliveryID: String, on db: Session) async throws -> Insertion {
+        guard let failure = task.ciFailure else { return .existed }
+        let origin = task.origin
+        let thread = try await thread(of: origin, requester: false, on: db)
+        let rows = try await db.run("""
+            WITH state AS (
+                SELECT \(unescaped: Self.inactivity) AS inactivity FROM installations i, repositories r
+                WHERE i.id = \(thread.installationID) AND r.id = \(thread.repositoryID)
+            ), pull AS (
+                SELECT t.requested_by, a.login FROM pull_requests p
+                JOIN tasks t ON t.id = p.task_id JOIN accounts a ON a.id = t.requested_by
+                WHERE p.repository_id = \(thread.repositoryID) AND p.number = \(origin.issueNumber)
+                  AND p.status IN ('open', 'draft')
+                ORDER BY p.id LIMIT 1
+            ), inserted AS (
+                INSERT INTO tasks (repository_id, installation_id, requested_by, issue_number, is_pull_request, source,
+                                   comment_id, command_index, source_url, delivery_id, kind, priority, prompt, ci_head_sha,
+                                   chat_messages)
+                SELECT \(thread.repositoryID), \(thread.installationID), pull.requested_by, \(origin.issueNumber), true,
+                       \(origin.source.rawValue), NULL, 0, \(task.sourceURL), \(deliveryID), \(task.kind.rawValue)::task_kind,
+                       \(task.priority.rank), \(task.prompt), \(failure.headSHA),
+                       jsonb_build_array(jsonb_build_object('role', 'user', 'content', \(task.prompt)::text,
+                                                            'author', 'asynccode for ' || pull.login, 'timestamp', now()))
+                FROM pull
+                WHERE NOT EXISTS (SELECT 1 FROM state WHERE inactivity IS NOT NULL)
+                ON CONFLICT DO NOTHING
                 RETURNING id
             )
             SELECT (SELECT id FROM inserted), (SELECT inactivity FROM state)

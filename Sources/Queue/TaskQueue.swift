@@ -345,12 +345,13 @@ public struct TaskQueue: Sendable {
     }
 
     /// Takes the oldest pending task that has no progress comment yet, for `worker` to acknowledge; the
-    /// task cannot be claimed (or acknowledged by another worker) for `hold`. Returns `nil` when none.
+    /// task cannot be claimed (or acknowledged by another worker) for `hold`. Returns `nil` when none. An
+    /// automatic fix of failed CI is not acknowledged early: it says nothing until it knows it will run.
     public func claimAcknowledgement(worker: String, hold: Duration = .seconds(30)) async throws -> Int64? {
         let rows = try await bounded.query("""
             UPDATE tasks SET ack_owner = \(worker), ack_until = now() + make_interval(secs => \(hold.inSeconds))
             WHERE id = (SELECT id FROM tasks
-                        WHERE status = 'pending' AND progress_comment_id IS NULL
+                        WHERE status = 'pending' AND progress_comment_id IS NULL AND ci_head_sha IS NULL
                           AND (ack_until IS NULL OR ack_until < now())
                         ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1)
             RETURNING id

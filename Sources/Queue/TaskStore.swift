@@ -43,6 +43,8 @@ public struct TaskRecord: Sendable {
     public var budget: Decimal?
     /// Why the task's installation or repository takes no work any more; `nil` while it does.
     public var inactivity: Inactivity?
+    /// For an automatic fix of failed CI: the commit CI failed on.
+    public var ciHeadSHA: String? = nil
 }
 
 /// A line of `/asynccode status`: one task of a thread.
@@ -92,8 +94,8 @@ public struct CommitRecord: Sendable {
 /// The executor's reads and writes of tasks besides the queue's own: details, progress comment, results,
 /// pull requests, the permission cache, and the thread operations behind `cancel`, `retry` and `status`.
 public struct TaskStore: Sendable {
-    private let client: BoundedClient
-    private let logger: Logger
+    let client: BoundedClient
+    let logger: Logger
 
     public init(client: PostgresClient, logger: Logger) {
         self.client = BoundedClient(client)
@@ -108,7 +110,7 @@ public struct TaskStore: Sendable {
                    t.is_pull_request, t.source, t.comment_id, t.source_url, t.agent, t.prompt, t.target_branch,
                    t.pr_branch, t.pr_number, t.pr_url, t.progress_comment_id, t.chat_messages::text, t.attempts,
                    t.max_attempts, t.error, t.created_at, t.budget,
-                   \(unescaped: Inactivity.sql(installation: "i", repository: "r"))
+                   \(unescaped: Inactivity.sql(installation: "i", repository: "r")), t.ci_head_sha
             FROM tasks t
             JOIN repositories r ON r.id = t.repository_id
             JOIN installations i ON i.id = t.installation_id
@@ -134,7 +136,8 @@ public struct TaskStore: Sendable {
                 chatMessages: try c[26].decode(String.self), attempts: Int(try c[27].decode(Int32.self)),
                 maxAttempts: Int(try c[28].decode(Int32.self)), error: try c[29].decode(String?.self),
                 createdAt: try c[30].decode(Date.self), budget: try c[31].decode(Decimal?.self),
-                inactivity: try c[32].decode(String?.self).flatMap(Inactivity.init(rawValue:)))
+                inactivity: try c[32].decode(String?.self).flatMap(Inactivity.init(rawValue:)),
+                ciHeadSHA: try c[33].decode(String?.self))
         }
         return nil
     }

@@ -37,6 +37,8 @@ extension RepositoryConfiguration {
     public static let maxCheckTimeout = 3600
     /// The most `fixRounds`.
     public static let maxFixRounds = 5
+    /// The most `maxAutomaticFixes`.
+    public static let maxAutomaticFixesLimit = 20
 }
 
 /// The decoding of `setup`, `checks`, `fixRounds` and `onChecksFailing`.

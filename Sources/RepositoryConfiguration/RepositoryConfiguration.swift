@@ -22,6 +22,8 @@ import Yams
 ///     timeout: 600               # seconds (default 600, at most 3600)
 /// fixRounds: 2                   # times the agent gets failing checks back (0-5)
 /// onChecksFailing: draft         # draft: a draft pull request; fail: push nothing
+/// fixFailingCI: false            # true: a failed CI run on the bot's own pull request starts a fix
+/// maxAutomaticFixes: 3           # such fixes per pull request (0-20)
 /// ```
 ///
 /// The file is written by the repository's maintainers, not by the bot's operator, so ``parse(_:)`` treats it as
@@ -37,7 +39,7 @@ public struct RepositoryConfiguration: Sendable, Hashable {
     /// The keys the file may set.
     public static let keys = [
         "enabled", "label", "defaultAgent", "allowedAgents", "branchPrefix", "draft", "reviewers", "protectedPaths",
-        "instructions", "setup", "checks", "fixRounds", "onChecksFailing",
+        "instructions", "setup", "checks", "fixRounds", "onChecksFailing", "fixFailingCI", "maxAutomaticFixes",
     ]
 
     /// The longest label accepted, in characters (GitHub's limit).
@@ -80,6 +82,11 @@ public struct RepositoryConfiguration: Sendable, Hashable {
     public var fixRounds = 2
     /// What happens when the checks still fail after the last round. Defaults to ``ChecksFailing/draft``.
     public var onChecksFailing = ChecksFailing.draft
+    /// Whether a failed CI run on the head commit of the bot's own open pull request starts a follow-up that fixes
+    /// it. Defaults to `false`.
+    public var fixFailingCI = false
+    /// How many such automatic follow-ups one pull request gets (0 to ``maxAutomaticFixesLimit``). Defaults to 3.
+    public var maxAutomaticFixes = 3
 
     /// Creates the settings used when the file is absent: every property at its default.
     public init() {
@@ -233,6 +240,10 @@ enum SettingsDecoder {
                 configuration.fixRounds = try fixRounds(field)
             case "onChecksFailing":
                 configuration.onChecksFailing = try onChecksFailing(field)
+            case "fixFailingCI":
+                configuration.fixFailingCI = try field.bool()
+            case "maxAutomaticFixes":
+                configuration.maxAutomaticFixes = try field.integer(in: 0...RepositoryConfiguration.maxAutomaticFixesLimit, unit: "")
             default:
                 var problem = "`\(key.debugSafe)` is not a setting"
                 if let near = RepositoryConfiguration.keys.first(where: { $0.lowercased() == key.lowercased() }) {

@@ -43,6 +43,12 @@ let agentScripts: [String: (script: String, timeout: Int)] = [
         cat > /dev/null
         sleep 3141
         """, 300),
+    // Fixes failed CI: keeps the line of the CI log it was shown (issue 19).
+    "cifix": ("""
+        prompt=$(cat)
+        printf '%s\\n' "$prompt" | grep -o 'expected 3 got 4' | head -n 1 > CI.md
+        echo "Fixed the failing test."
+        """, 120),
     "noop": ("""
         cat > /dev/null
         echo "Nothing needed changing."

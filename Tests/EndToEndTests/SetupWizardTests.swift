@@ -129,9 +129,10 @@ import TestSupport
         #expect((manifest["hook_attributes"] as? [String: Any])?["url"] as? String == Self.publicURL + "/webhooks/github")
         #expect(manifest["public"] as? Bool == false)
         #expect(manifest["default_permissions"] as? [String: String] == [
-            "contents": "write", "issues": "write", "pull_requests": "write", "metadata": "read"])
+            "contents": "write", "issues": "write", "pull_requests": "write", "metadata": "read", "checks": "write", "actions": "read"])
         #expect(Set(manifest["default_events"] as? [String] ?? []) == [
-            "issues", "issue_comment", "pull_request", "pull_request_review", "pull_request_review_comment"])
+            "issues", "issue_comment", "pull_request", "pull_request_review", "pull_request_review_comment", "check_suite",
+            "workflow_run"])
 
         // Refusals write nothing: an unknown state, a code GitHub does not know.
         func nothingWritten() throws {

@@ -30,6 +30,14 @@ import TestSupport
             #expect(body.contains("· round 2 of 3"))
             #expect(!body.contains("round 3 of 3"))
             #expect(body.contains("The agent ran 2 rounds"))
+            // The checks' result on GitHub: the check run `asynccode` on the pushed commit, passed.
+            let head = await e2e.sim.branchHead(repositoryID: e2e.repositoryID, branch: pulls[0].head)
+            let runs = e2e.sim.checkRuns(repositoryID: e2e.repositoryID)
+            try #require(runs.count == 1)
+            #expect(runs[0].name == "asynccode" && runs[0].headSHA == head && runs[0].conclusion == "success")
+            #expect(runs[0].title == "1 check pass")
+            #expect(runs[0].summary?.contains("after 2 agent rounds") == true)
+            #expect(runs[0].text == nil)
         }
     }
 
@@ -71,6 +79,7 @@ import TestSupport
             #expect(body.contains("❌ **Failed**: the checks still fail after 1 agent round"))
             #expect(body.contains("round 1 of 1"))
             #expect(body.contains("tests: 3 failed"))
+            #expect(e2e.sim.checkRuns(repositoryID: e2e.repositoryID).isEmpty)
         }
     }
 

@@ -169,6 +169,9 @@ extension GitHubStub {
     func react(_ content: ReactionContent, toCommentID commentID: Int64?, issueNumber: Int, in repo: RepositoryRef) async throws { throw UnusedGitHubCall() }
     func branchHead(_ branch: String, in repo: RepositoryRef) async throws -> String { throw UnusedGitHubCall() }
     func fileContents(at path: String, ref: String, in repo: RepositoryRef) async throws -> FileContents? { throw UnusedGitHubCall() }
+    func createCheckRun(in repo: RepositoryRef, _ run: NewCheckRun) async throws { throw UnusedGitHubCall() }
+    func checkRuns(for sha: String, in repo: RepositoryRef) async throws -> [CheckRun] { throw UnusedGitHubCall() }
+    func jobLogTail(jobID: Int64, in repo: RepositoryRef) async throws -> String { throw UnusedGitHubCall() }
 }
 
 /// A GitHub that is never called (for the executor's static helpers).

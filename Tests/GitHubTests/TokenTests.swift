@@ -59,6 +59,36 @@ import TestSupport
         }
     }
 
+    /// `checks` and `actions` calls use tokens of their own (issue 19): the task token never asks for them, a
+    /// refusal of them is theirs alone, and a task's end revokes them all.
+    @Test func checkCallsUseTokensOfTheirOwnAndAllAreRevoked() async throws {
+        try await withFixture { f in
+            let head = try #require(await f.sim.branchHead(repositoryID: f.repository.id, branch: "main"))
+            _ = try await f.client.getRepository(f.repo)
+            let created: CheckRun = try await f.client.createCheckRun(
+                in: f.repo, NewCheckRun(name: "asynccode", headSHA: head, conclusion: .success, title: "1 check pass", summary: "ok"))
+            #expect(created.name == "asynccode" && created.conclusion == "success")
+            let listed = try await f.client.listCheckRuns(in: f.repo, ref: head)
+            #expect(listed.map(\.id) == [created.id])
+            let permissions = Set(f.sim.issuedTokens.map(\.permissions))
+            #expect(permissions == [
+                ["contents": "write", "issues": "write", "pull_requests": "write", "metadata": "read"],
+                ["checks": "write", "metadata": "read"], ["checks": "read", "metadata": "read"],
+            ])
+            try await f.client.revokeInstallationToken(installationID: f.installationID, repositoryID: f.repository.id)
+            #expect(f.sim.issuedTokens.allSatisfy { $0.revoked })
+            // An installation without `checks`: the check run is refused (422 at the mint), the task token still works.
+            f.sim.setInstallationPermissions(["contents": "write", "issues": "write", "pull_requests": "write", "metadata": "read"],
+                                             installationID: f.installationID)
+            await #expect(throws: GitHubError.self) {
+                _ = try await f.client.createCheckRun(
+                    in: f.repo, NewCheckRun(name: "asynccode", headSHA: head, conclusion: .success, title: "t", summary: "s")) as CheckRun
+            }
+            let repository = try await f.client.getRepository(f.repo)
+            #expect(repository.id == f.repository.id)
+        }
+    }
+
     @Test func revokedTokenIsDeadAndRemovedFromCache() async throws {
         try await withFixture { f in
             let token = try await f.client.tokens.token(installationID: f.installationID, repositoryID: f.repository.id)

@@ -56,7 +56,9 @@ import Testing
         ("checks:\n  - make test\n", 2, "entries of `checks` must be mappings"),
         ("checks: make test\n", 1, "`checks` must be a list"),
         ("checks:\n  - {name: a, run: x}\n  - {name: a, run: y}\n", 3, "two checks named `a`"),
-        ("maxAutomaticFixes: 3\n", 1, "`maxAutomaticFixes` is not a setting"),
+        ("maxAutomaticFixes: 21\n", 1, "`maxAutomaticFixes` must be a whole number from 0 to 20"),
+        ("maxAutomaticFixes: many\n", 1, "`maxAutomaticFixes` must be a whole number"),
+        ("draft: true\nfixFailingCI: sometimes\n", 2, "`fixFailingCI`"),
     ]
 
     @Test(arguments: invalid)
@@ -64,6 +66,15 @@ import Testing
         let found = try #require(error(text))
         #expect(found.line == line, "\(found)")
         #expect(found.problem.contains(problem), "\(found)")
+    }
+
+    @Test func ciFixSettingsDefaultOffAndRead() throws {
+        let defaults = try RepositoryConfiguration.parse("draft: true\n")
+        #expect(!defaults.fixFailingCI)
+        #expect(defaults.maxAutomaticFixes == 3)
+        let set = try RepositoryConfiguration.parse("fixFailingCI: true\nmaxAutomaticFixes: 0\n")
+        #expect(set.fixFailingCI)
+        #expect(set.maxAutomaticFixes == 0)
     }
 
     @Test func atMostTwentyChecks() throws {

@@ -22,7 +22,7 @@ public enum TestEnvironment {
     /// Returns the payload examples of the events the intake handles, as `event/file`.
     public static func handledWebhookExamples() -> [String] {
         let events = ["ping", "installation", "installation_repositories", "issue_comment", "issues", "pull_request",
-                      "pull_request_review", "pull_request_review_comment"]
+                      "pull_request_review", "pull_request_review_comment", "check_suite", "workflow_run"]
         var paths: [String] = []
         for event in events {
             let folder = fixturesDirectory.appendingPathComponent("webhooks/\(event)")

@@ -68,9 +68,9 @@ final class SetupWizard: Sendable {
         let token = Self.escape(configuration.setupToken)
         let name = "asynccode-" + String(randomToken().prefix(6))
         return Self.page(.ok, "Register the asynccode GitHub App", """
-            <p>This creates a private GitHub App from <code>app-manifest/manifest.json</code>: permissions contents, issues and
-            pull requests (write) and metadata (read); events issues, issue comments, pull requests, reviews and review
-            comments; webhooks to <code>\(Self.escape(publicURL.absoluteString))/webhooks/github</code>.</p>
+            <p>This creates a private GitHub App from <code>app-manifest/manifest.json</code>: permissions contents, issues,
+            pull requests and checks (write), metadata and actions (read); events issues, issue comments, pull requests,
+            reviews, review comments, check suites and workflow runs; webhooks to <code>\(Self.escape(publicURL.absoluteString))/webhooks/github</code>.</p>
             <form method="get" action="/setup/start">
               <input type="hidden" name="token" value="\(token)">
               <p><label>App name (unique on GitHub, at most 34 characters)<br>

@@ -56,6 +56,7 @@ struct Publish<API: GitHubAPI>: Sendable {
         try await cancellable(run.cancelRequested) {
             try await workspace.push(url: plan.cloneURL, branch: plan.workBranch, token: token, force: !plan.followUp)
         }
+        run.pushedCommit = hash
         try await store.recordCommit(taskID: record.id, commit: CommitRecord(
             hash: hash, branch: plan.workBranch, diffStat: diffStat, patch: patch, changedFilesJSON: filesJSON))
         var pullNumber = plan.pullNumber

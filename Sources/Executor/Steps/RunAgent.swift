@@ -33,7 +33,8 @@ struct RunAgent<API: GitHubAPI>: Sendable {
         let workspace = prepared.git
         let issue = try await api.issue(number: Int(record.issueNumber), in: run.repo)
         let conversation = record.isPullRequest ? ((try? await store.conversation(before: record.id)) ?? []) : []
-        let feedback = failing.isEmpty ? "" : PromptBuilder.failingChecks(failing.map(\.feedback))
+        let ciFailure = run.ciFix.map { PromptBuilder.failingCI($0.failing, headSHA: $0.headSHA, unreadable: $0.unreadable) } ?? ""
+        let feedback = ciFailure + (failing.isEmpty ? "" : PromptBuilder.failingChecks(failing.map(\.feedback)))
         var builder = prompts
         builder.maxPromptBytes -= feedback.utf8.count
         let prompt = builder.prompt(for: PromptBuilder.Input(

@@ -15,12 +15,12 @@ struct RunChecks<API: GitHubAPI>: Sendable {
         _ run: inout TaskRun, agent: AgentCommand, in prepared: PreparedWorkspace, round: Int, of rounds: Int
     ) async throws -> [CheckResult] {
         let jail = TaskJail(runner: runner, agent: agent, workspace: prepared.git, taskID: run.record.id)
-        let secrets = CheckRun.secrets(prepared: prepared, agent: agent, settings: settings)
+        let secrets = RepositoryCommand.secrets(prepared: prepared, agent: agent, settings: settings)
         var results: [CheckResult] = []
         for check in run.config.checks {
             await progress.step(&run, "Running check `\(CheckResult.quoted(check.name))` · round \(round) of \(rounds)")
             do {
-                results.append(try await CheckRun.run(name: check.name, command: check.run, timeout: check.timeout, in: jail,
+                results.append(try await RepositoryCommand.run(name: check.name, command: check.run, timeout: check.timeout, in: jail,
                                                       redacting: secrets, cancelRequested: run.cancelRequested))
             } catch let stop as CancelledOnRequest {
                 throw stop
@@ -46,7 +46,7 @@ struct RunChecks<API: GitHubAPI>: Sendable {
 }
 
 /// One run of a repository command in the task's jail, as a ``CheckResult``.
-enum CheckRun {
+enum RepositoryCommand {
     static func run(
         name: String, command: String, timeout: Int, in jail: TaskJail, redacting secrets: [String], cancelRequested: Flag
     ) async throws -> CheckResult {

@@ -18,8 +18,8 @@ struct RunSetup<API: GitHubAPI>: Sendable {
             await progress.step(&run, "Setup: `\(CheckResult.quoted(String(command.prefix(200))))`")
             let result: CheckResult
             do {
-                result = try await CheckRun.run(name: "setup", command: command, timeout: timeout, in: jail,
-                                                redacting: CheckRun.secrets(prepared: prepared, agent: agent, settings: settings),
+                result = try await RepositoryCommand.run(name: "setup", command: command, timeout: timeout, in: jail,
+                                                redacting: RepositoryCommand.secrets(prepared: prepared, agent: agent, settings: settings),
                                                 cancelRequested: run.cancelRequested)
             } catch let stop as CancelledOnRequest {
                 throw stop

@@ -94,6 +94,19 @@ struct Settle<API: GitHubAPI>: Sendable {
         return .cancelled(reason: inactivity.reason)
     }
 
+    /// Ends a task before it said anything on GitHub (``QuietEnd``: an automatic fix not wanted or not needed):
+    /// `cancelled`, with the reason in the log and the task's events.
+    func quiet(_ run: inout TaskRun, _ end: QuietEnd) async -> TaskOutcome {
+        do {
+            try await accounting?.ledger.release(taskID: run.record.id, reason: end.reason)
+        } catch {
+            run.logger.error("cannot release the task's credits", metadata: ["error": "\(error)"])
+        }
+        try? await queue.appendEvent(taskID: run.record.id, step: "not started", detail: end.reason)
+        run.logger.info("an automatic fix did not start", metadata: ["reason": "\(end.reason)"])
+        return .cancelled(reason: "not started: " + end.reason)
+    }
+
     /// Ends a task whose worker stopped (reaped by the queue): our crash, not the agent's doing, so the
     /// reservation goes back.
     func abandoned(_ task: ReapedTask) async {

@@ -22,6 +22,7 @@ struct TaskProgress<API: GitHubAPI>: Sendable {
 
     /// Step 1: acknowledges the task (when the acknowledgement pass did not) and shows it working.
     func acknowledge(_ run: inout TaskRun) async throws {
+        if let fix = run.ciFix { run.report.record(Self.ciFixLine(fix), .failed) }
         if run.commentID == nil {
             let commentID = try await createComment(run.record, repo: run.repo, report: run.report)
             run.commentID = commentID
@@ -31,13 +32,25 @@ struct TaskProgress<API: GitHubAPI>: Sendable {
         run.report.record("Acknowledged")
     }
 
-    /// Adds the `eyes` reaction to the command (or the issue, for a label) and creates the progress comment.
+    /// Returns the first line of an automatic fix's report: what failed and which fix this is.
+    static func ciFixLine(_ fix: CIFix) -> String {
+        let names = fix.failing.prefix(5).map { "`\(CheckResult.quoted($0.name))` (\(CheckResult.quoted($0.status)))" }
+        let more = fix.failing.count > 5 ? " and \(fix.failing.count - 5) more" : ""
+        return "CI failed on \(fix.headSHA.prefix(7))" + (names.isEmpty ? "" : ": " + names.joined(separator: ", ") + more)
+            + " · automatic fix \(fix.number) of \(fix.limit) (`fixFailingCI`)"
+    }
+
+    /// Adds the `eyes` reaction to the command (or the issue, for a label; none for an automatic fix) and creates
+    /// the progress comment.
     func createComment(_ record: TaskRecord, repo: RepositoryRef, report: ProgressReport) async throws -> Int64 {
-        do {
-            let onComment = record.source == "issue_comment" ? record.commentID : nil
-            try await api.react(.eyes, toCommentID: onComment, issueNumber: Int(record.issueNumber), in: repo)
-        } catch {
-            logger.debug("cannot add the eyes reaction", metadata: ["task.id": "\(record.id)", "error": "\(error)"])
+        // An automatic fix has no command to react to: its comment says what started it.
+        if record.ciHeadSHA == nil {
+            do {
+                let onComment = record.source == "issue_comment" ? record.commentID : nil
+                try await api.react(.eyes, toCommentID: onComment, issueNumber: Int(record.issueNumber), in: repo)
+            } catch {
+                logger.debug("cannot add the eyes reaction", metadata: ["task.id": "\(record.id)", "error": "\(error)"])
+            }
         }
         let commentID = try await api.createComment(in: repo, issueNumber: Int(record.issueNumber), body: report.render())
         try? await queue.appendEvent(taskID: record.id, step: "acknowledged")

@@ -30,6 +30,12 @@ struct TaskRun {
     var agentRounds = 0
     /// The checks still failing after the agent's last round (published in a draft pull request).
     var failingChecks: [CheckResult] = []
+    /// Every check's result after the agent's last round (empty when the repository has no `checks`).
+    var checkResults: [CheckResult] = []
+    /// The commit pushed, once ``Publish`` pushed one.
+    var pushedCommit: String?
+    /// For an automatic fix of failed CI: what failed (found by ``TriageCIFailure``).
+    var ciFix: CIFix?
     /// The repository's `.github/asynccode.yml` (the defaults until it is read).
     var config = RepositoryConfiguration()
 }
@@ -67,3 +73,22 @@ struct Deferred: Error {
 
 /// The task was cancelled on request.
 struct CancelledOnRequest: Error {}
+
+/// The task ends before it says anything on GitHub (an automatic fix that is not wanted or not needed any more):
+/// `cancelled`, with `reason` in the log and the task's events, and no comment.
+struct QuietEnd: Error {
+    var reason: String
+}
+
+/// The failed CI an automatic fix works on.
+struct CIFix: Sendable {
+    /// The commit CI failed on.
+    var headSHA: String
+    /// This pull request's automatic fix number `number` of at most `limit`.
+    var number: Int
+    var limit: Int
+    /// The failing check runs, with the end of their logs, for the prompt.
+    var failing: [PromptBuilder.FailingCheck]
+    /// Why the failing runs' details could not be read, if they could not.
+    var unreadable: String?
+}

@@ -20,7 +20,8 @@ struct VerifyLoop<API: GitHubAPI>: Sendable {
         for round in 1...rounds {
             answer = try await runAgent(&run, agent: agent, plan: plan, in: prepared, failing: failing, round: round, of: rounds)
             if checks.isEmpty { break }
-            failing = try await runChecks(&run, agent: agent, in: prepared, round: round, of: rounds).filter { !$0.passed }
+            run.checkResults = try await runChecks(&run, agent: agent, in: prepared, round: round, of: rounds)
+            failing = run.checkResults.filter { !$0.passed }
             if failing.isEmpty { break }
         }
         run.failingChecks = failing
