@@ -11,8 +11,9 @@ import Synchronization
 ///
 /// Starts a GitHub simulator holding `acme/widgets` and issue #1, the bot (on a scratch database of
 /// the given PostgreSQL server) and a built-in demo agent; delivers a signed `/asynccode fix readme`
-/// comment; narrates the progress comment, the pull request and its diff; then a follow-up comment on
-/// the pull request; then stops everything it started.
+/// comment; narrates the progress comment (the repository's `readme` check fails after the agent's first
+/// round and passes after its second), the pull request and its diff; then a follow-up comment on the pull
+/// request; then stops everything it started.
 public struct Demo: Sendable {
     /// What the demo is told.
     public struct Options: Sendable {
@@ -96,6 +97,7 @@ public struct Demo: Sendable {
         let setup = try await sim.setUpAppWithRepository(owner: "acme", name: "widgets", files: [
             "README.md": "# Widgets\n\nWidgets for everyone.\n",
             "widgets.py": "def widget():\n    return \"widget\"\n",
+            ".github/asynccode.yml": Self.repositorySettings,
         ])
         let repositoryID = setup.repository.id
         sim.setCollaborator("alice", role: "write", onRepositoryID: repositoryID)
@@ -128,7 +130,17 @@ public struct Demo: Sendable {
             print("\n@alice comments on acme/widgets#\(issue): \(command)")
             let first = try await sim.postUserComment(repositoryID: repositoryID, issueNumber: issue, body: command, author: "alice")
             print("  webhook delivered, signed with the App's secret: the bot answered HTTP \(first.delivery.statusCode)")
-            try await follow(sim: sim, repositoryID: repositoryID, thread: issue, after: first.comment.id, botLogin: setup.app.botLogin)
+            let progress = try await follow(sim: sim, repositoryID: repositoryID, thread: issue, after: first.comment.id,
+                                            botLogin: setup.app.botLogin)
+            let rounds = Self.checkLines(progress)
+            guard rounds.count == 2, rounds[0].contains("❌"), rounds[0].contains("· round 1 of "),
+                  rounds[1].contains("✅"), rounds[1].contains("· round 2 of ") else {
+                throw Failure(description: "the readme check did not fail in round 1 and pass in round 2 "
+                    + "(see the progress comment above and \(logPath))")
+            }
+            print("\nThe checks failed in round 1 and passed in round 2: the agent got the failing readme check's output "
+                + "back in its prompt, fenced as data, and fixed the README:")
+            for line in rounds { print("  " + line) }
             guard let pull = sim.pullRequests(repositoryID: repositoryID).first(where: { $0.body?.contains("Closes #\(issue)") == true }) else {
                 throw Failure(description: "the task ended without a pull request (see the progress comment above and \(logPath))")
             }
@@ -165,10 +177,12 @@ public struct Demo: Sendable {
         }
     }
 
-    /// Prints the progress comment's states for the command `after` on `thread` until it ends.
-    private func follow(sim: GitHubSimulator, repositoryID: Int64, thread: Int, after commandID: Int64, botLogin: String) async throws {
+    /// Prints the progress comment's states for the command `after` on `thread` until it ends; returns its final body.
+    @discardableResult
+    private func follow(sim: GitHubSimulator, repositoryID: Int64, thread: Int, after commandID: Int64, botLogin: String) async throws -> String {
         let started = ContinuousClock.now
         var printed: [String] = []
+        var finalBody = ""
         try await waitUntil("the task on #\(thread) to end", timeout: options.stepTimeout) {
             guard let progress = sim.comments(repositoryID: repositoryID, issueNumber: thread)
                 .last(where: { $0.author == botLogin && $0.id > commandID && $0.body.contains("<!-- asynccode:task:") }) else { return false }
@@ -181,7 +195,17 @@ public struct Demo: Sendable {
             let body = Self.plain(progress.body)
             guard ["✅ Completed", "❌ Failed", "🚫 ", "⏱️ Timed out"].contains(where: { body.contains($0) }) else { return false }
             for line in Self.summaryLines(progress.body) { print("            " + line) }
+            finalBody = progress.body
             return true
+        }
+        return finalBody
+    }
+
+    /// Returns the checks' round lines of a progress comment ("Checks: readme ❌ 0 s · round 1 of 3"), in order.
+    static func checkLines(_ body: String) -> [String] {
+        body.split(separator: "\n").compactMap { line in
+            guard line.hasPrefix("- "), let start = line.range(of: "Checks: ") else { return nil }
+            return plain(String(line[start.lowerBound...]))
         }
     }
 
@@ -204,20 +228,35 @@ public struct Demo: Sendable {
         line.replacingOccurrences(of: "**", with: "").replacingOccurrences(of: "`", with: "")
     }
 
-    /// Writes the demo agent: a shell script that makes a visible edit to the README.
+    /// The demo repository's `.github/asynccode.yml`: one check, which passes once the README says how to install.
+    static let repositorySettings = """
+        # asynccode runs this check after the agent, in its jail; a failing check goes back to the agent.
+        checks:
+          - name: readme
+            run: "grep -q 'pip install widgets' README.md || { echo 'README.md does not say how to install widgets'; exit 1; }"
+            timeout: 60
+
+        """
+
+    /// Writes the demo agent: a shell script that makes a visible edit to the README. Its first round leaves
+    /// out the install step, so the `readme` check fails; when its prompt carries that failure (a fix round),
+    /// it adds the step.
     private func writeAgent() async throws -> AgentCommand {
         let folder = options.folder + "/agent"
         let script = folder + "/demo-agent.sh"
         try """
             #!/bin/sh
             # The asynccode demo agent: reads the prompt on stdin and makes a visible edit to the README.
-            cat > /dev/null
-            if grep -q '^## Trying it' README.md; then
-              echo '- Or try the whole pipeline offline first: `scripts/run demo`.' >> README.md
-              echo "Mentioned the demo in the README."
-            else
+            prompt=$(cat)
+            if ! grep -q '^## Trying it' README.md; then
               printf '\\n## Trying it\\n\\n- Import `widgets` and call `widget()`.\\n' >> README.md
               echo "Added a 'Trying it' section to the README."
+            elif printf '%s' "$prompt" | grep -q 'Check `readme`' && ! grep -q 'pip install widgets' README.md; then
+              echo '- Install it with `pip install widgets`.' >> README.md
+              echo "Added a 'Trying it' section to the README, with the install step the failing readme check asked for."
+            else
+              echo '- Or try the whole pipeline offline first: `scripts/run demo`.' >> README.md
+              echo "Mentioned the demo in the README."
             fi
 
             """.write(toFile: script, atomically: true, encoding: .utf8)
