@@ -35,6 +35,9 @@ public struct AppConfiguration: Sendable {
     /// The YAML file for agents and defaults (`ASYNCCODE_CONFIG`).
     public var configFilePath: String?
     public var triggerLabel: String
+    /// Commits through GitHub's API, signed as the App, where a repository does not say (`signedCommits` in the
+    /// `ASYNCCODE_CONFIG` file).
+    public var signedCommits = false
     public var logLevel: Logger.Level
     /// `text` (default) or `json`: one JSON object per line (`LOG_FORMAT`).
     public var logFormat: LogFormat = .text
@@ -275,6 +278,7 @@ public struct AppConfiguration: Sendable {
             githubAPIURL: apiURL, host: host, port: port, configFilePath: configFilePath,
             triggerLabel: fileSettings.triggerLabel ?? "asynccode", logLevel: logLevel, migrationsDirectory: migrations)
         configuration.intakeFlushers = intakeFlushers
+        configuration.signedCommits = fileSettings.signedCommits ?? false
         configuration.workers = workers
         configuration.agents = agents
         if let directory = value("ASYNCCODE_WORKSPACE_DIR") { configuration.workspaceDirectory = directory }

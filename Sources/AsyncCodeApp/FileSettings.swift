@@ -5,6 +5,9 @@ import Yams
 struct FileSettings: Decodable {
     /// The label that starts work on an issue (default `asynccode`).
     var triggerLabel: String?
+    /// Whether commits are made through GitHub's API (signed, Verified) where a repository does not say
+    /// (`signedCommits` in `.github/asynccode.yml`); default `false`.
+    var signedCommits: Bool?
 
     static func load(path: String?) throws(ConfigurationError) -> FileSettings {
         guard let path else { return FileSettings() }

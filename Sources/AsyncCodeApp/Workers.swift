@@ -79,6 +79,7 @@ func makeWorkerServices(
     var settings = ExecutorSettings(workspaceRoot: configuration.workspaceDirectory)
     settings.caBundlePath = configuration.caBundlePath
     settings.retryBaseDelay = configuration.executorRetryBaseDelay
+    settings.signedCommits = configuration.signedCommits
     // What the agents are handed through `passEnv` (API keys) is redacted from what they print, too.
     let environment = ProcessInfo.processInfo.environment
     let passed = configuration.agents.agents.values.flatMap(\.passEnvironment).compactMap { environment[$0] }.filter { $0.count >= 8 }

@@ -20,6 +20,9 @@ public struct ExecutorSettings: Sendable {
     public var caBundlePath: String?
     /// The most bytes of patch kept in `tasks.git_patch`.
     public var patchLimit: Int = 1024 * 1024
+    /// Whether commits go through GitHub's Git Data API (signed by GitHub as the App) where a repository's
+    /// `signedCommits` does not say.
+    public var signedCommits = false
     /// The first retry's delay after a transient failure; doubled per attempt, with jitter.
     public var retryBaseDelay: Duration = .seconds(10)
     /// Values never to show in comments or store (the webhook secret, the database password…).

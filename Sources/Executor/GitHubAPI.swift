@@ -32,6 +32,18 @@ public protocol GitHubAPI: Sendable {
     func checkRuns(for sha: String, in repo: RepositoryRef) async throws -> [CheckRun]
     /// Returns the end of a GitHub Actions job's log (needs `actions: read`).
     func jobLogTail(jobID: Int64, in repo: RepositoryRef) async throws -> String
+    /// Returns the App's bot account, `<slug>[bot]`, with its user id.
+    func botAccount(in repo: RepositoryRef) async throws -> GitHubUser
+    /// Stores a blob; returns its SHA.
+    func createBlob(in repo: RepositoryRef, bytes: [UInt8]) async throws -> String
+    /// Creates a tree on top of `baseTree`; returns its SHA.
+    func createTree(in repo: RepositoryRef, baseTree: String, entries: [TreeEntry]) async throws -> String
+    /// Creates a commit GitHub signs as the App.
+    func createCommit(in repo: RepositoryRef, message: String, tree: String, parents: [String], author: CommitIdentity) async throws -> GitCommitObject
+    /// Creates a branch at `sha`.
+    func createBranchRef(in repo: RepositoryRef, branch: String, sha: String) async throws
+    /// Moves a branch to `sha` (only forward without `force`).
+    func updateBranchRef(in repo: RepositoryRef, branch: String, sha: String, force: Bool) async throws
 }
 
 extension GitHubClient: GitHubAPI {
@@ -92,6 +104,13 @@ extension GitHubClient: GitHubAPI {
 
     public func jobLogTail(jobID: Int64, in repo: RepositoryRef) async throws -> String {
         try await jobLogTail(in: repo, jobID: jobID)
+    }
+
+    public func botAccount(in repo: RepositoryRef) async throws -> GitHubUser {
+        guard let slug = try await getApp().slug, !slug.isEmpty else {
+            throw GitHubError(.decoding, route: "GET /app", message: "GitHub gave no slug for the App")
+        }
+        return try await getUser(slug + "[bot]", in: repo)
     }
 
     public func requestReview(in repo: RepositoryRef, pullNumber: Int, from reviewer: String) async throws {

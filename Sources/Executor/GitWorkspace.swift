@@ -246,6 +246,13 @@ public struct GitWorkspace: Sendable {
 
     @discardableResult
     func git(_ arguments: [String], repository: Bool = true, token: String? = nil, name: String) async throws(GitError) -> String {
+        String(decoding: try await gitBytes(arguments, repository: repository, token: token, name: name), as: UTF8.self)
+    }
+
+    /// Runs git and returns its standard output as bytes (at most `limit`; more fails).
+    func gitBytes(
+        _ arguments: [String], repository: Bool = true, token: String? = nil, name: String, limit: Int = 8 * 1024 * 1024
+    ) async throws(GitError) -> [UInt8] {
         var keys: [Environment.Key: String] = [:]
         for (key, value) in environment(token: token, repository: repository) {
             if let environmentKey = Environment.Key(rawValue: key) { keys[environmentKey] = value }
@@ -257,13 +264,13 @@ public struct GitWorkspace: Sendable {
             executable: .name("git"), arguments: Arguments(arguments), environment: .custom(keys),
             workingDirectory: FilePath(repository ? checkout : root), platformOptions: options)
         let timeout = commandTimeout
-        enum Outcome: Sendable { case finished(TerminationStatus, String, String), timedOut }
+        enum Outcome: Sendable { case finished(TerminationStatus, [UInt8], String), timedOut }
         let outcome: Outcome
         do {
             outcome = try await withThrowingTaskGroup(of: Outcome.self) { group in
                 group.addTask {
                     let result = try await Subprocess.run(
-                        configuration, output: .string(limit: 8 * 1024 * 1024), error: .string(limit: 1024 * 1024))
+                        configuration, output: .bytes(limit: limit), error: .string(limit: 1024 * 1024))
                     return .finished(result.terminationStatus, result.standardOutput, result.standardError)
                 }
                 group.addTask {

@@ -67,7 +67,8 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
         self.runAgent = runAgent
         verifyLoop = VerifyLoop(runAgent: runAgent, runChecks: RunChecks(runner: runner, settings: settings, progress: progress))
         reply = Reply(api: api, store: store, progress: progress)
-        publish = Publish(api: api, store: store, settings: settings, progress: progress)
+        publish = Publish(api: api, store: store, settings: settings, progress: progress, identity: BotIdentity(),
+                          commitThroughAPI: CommitThroughAPI(api: api))
         reportCheckRun = ReportCheckRun(api: api, queue: queue, warnings: warnings)
         settle = Settle(store: store, queue: queue, accounting: accounting, settings: settings, progress: progress)
     }

@@ -24,6 +24,7 @@ import Yams
 /// onChecksFailing: draft         # draft: a draft pull request; fail: push nothing
 /// fixFailingCI: false            # true: a failed CI run on the bot's own pull request starts a fix
 /// maxAutomaticFixes: 3           # such fixes per pull request (0-20)
+/// signedCommits: true            # commits made through GitHub's API, signed by GitHub (Verified)
 /// ```
 ///
 /// The file is written by the repository's maintainers, not by the bot's operator, so ``parse(_:)`` treats it as
@@ -40,6 +41,7 @@ public struct RepositoryConfiguration: Sendable, Hashable {
     public static let keys = [
         "enabled", "label", "defaultAgent", "allowedAgents", "branchPrefix", "draft", "reviewers", "protectedPaths",
         "instructions", "setup", "checks", "fixRounds", "onChecksFailing", "fixFailingCI", "maxAutomaticFixes",
+        "signedCommits",
     ]
 
     /// The longest label accepted, in characters (GitHub's limit).
@@ -87,6 +89,9 @@ public struct RepositoryConfiguration: Sendable, Hashable {
     public var fixFailingCI = false
     /// How many such automatic follow-ups one pull request gets (0 to ``maxAutomaticFixesLimit``). Defaults to 3.
     public var maxAutomaticFixes = 3
+    /// Whether the bot's commits are made through GitHub's Git Data API, which signs them as the App, instead of
+    /// pushed; `nil`: the operator's default (`signedCommits` in the `ASYNCCODE_CONFIG` file).
+    public var signedCommits: Bool?
 
     /// Creates the settings used when the file is absent: every property at its default.
     public init() {
@@ -242,6 +247,8 @@ enum SettingsDecoder {
                 configuration.onChecksFailing = try onChecksFailing(field)
             case "fixFailingCI":
                 configuration.fixFailingCI = try field.bool()
+            case "signedCommits":
+                configuration.signedCommits = try field.bool()
             case "maxAutomaticFixes":
                 configuration.maxAutomaticFixes = try field.integer(in: 0...RepositoryConfiguration.maxAutomaticFixesLimit, unit: "")
             default:

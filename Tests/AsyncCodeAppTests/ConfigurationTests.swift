@@ -105,6 +105,9 @@ struct FailingStore: DeliveryRecording {
         try "triggerLabel: ai-fix\n".write(toFile: path, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: path) }
         #expect(try load(["ASYNCCODE_CONFIG": path]).triggerLabel == "ai-fix")
+        #expect(try load(["ASYNCCODE_CONFIG": path]).signedCommits == false)
+        try "triggerLabel: ai-fix\nsignedCommits: true\n".write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(try load(["ASYNCCODE_CONFIG": path]).signedCommits == true)
         try "triggerLabel: [unclosed\n".write(toFile: path, atomically: true, encoding: .utf8)
         #expect(throws: ConfigurationError.self) { try load(["ASYNCCODE_CONFIG": path]) }
     }

@@ -172,6 +172,14 @@ extension GitHubStub {
     func createCheckRun(in repo: RepositoryRef, _ run: NewCheckRun) async throws { throw UnusedGitHubCall() }
     func checkRuns(for sha: String, in repo: RepositoryRef) async throws -> [CheckRun] { throw UnusedGitHubCall() }
     func jobLogTail(jobID: Int64, in repo: RepositoryRef) async throws -> String { throw UnusedGitHubCall() }
+    func botAccount(in repo: RepositoryRef) async throws -> GitHubUser { throw UnusedGitHubCall() }
+    func createBlob(in repo: RepositoryRef, bytes: [UInt8]) async throws -> String { throw UnusedGitHubCall() }
+    func createTree(in repo: RepositoryRef, baseTree: String, entries: [TreeEntry]) async throws -> String { throw UnusedGitHubCall() }
+    func createCommit(in repo: RepositoryRef, message: String, tree: String, parents: [String], author: CommitIdentity) async throws -> GitCommitObject {
+        throw UnusedGitHubCall()
+    }
+    func createBranchRef(in repo: RepositoryRef, branch: String, sha: String) async throws { throw UnusedGitHubCall() }
+    func updateBranchRef(in repo: RepositoryRef, branch: String, sha: String, force: Bool) async throws { throw UnusedGitHubCall() }
 }
 
 /// A GitHub that is never called (for the executor's static helpers).

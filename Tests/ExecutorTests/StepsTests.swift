@@ -121,6 +121,22 @@ import Testing
         #expect(details == "Pushed abc1234 to #3.\n\n| Files changed | Lines | Duration | Agent |\n|---|---|---|---|\n| 2 | +5 −1 | 5 s | `claude` |")
     }
 
+    /// `git diff-tree --raw -z`, as the API commit reads it: added, changed, deleted, a mode change, a link, a
+    /// path with a space and a newline.
+    @Test func rawDiffIsParsedForTheAPICommit() {
+        let z = "\0"
+        let text = ":000000 100644 \(String(repeating: "0", count: 40)) \(String(repeating: "a", count: 40)) A" + z + "new file.txt" + z
+            + ":100644 100755 \(String(repeating: "b", count: 40)) \(String(repeating: "b", count: 40)) M" + z + "run.sh" + z
+            + ":100644 000000 \(String(repeating: "c", count: 40)) \(String(repeating: "0", count: 40)) D" + z + "dir/gone\nline" + z
+            + ":000000 120000 \(String(repeating: "0", count: 40)) \(String(repeating: "d", count: 40)) A" + z + "link" + z
+        let changes = GitWorkspace.parseRawDiff(text)
+        #expect(changes.map(\.path) == ["new file.txt", "run.sh", "dir/gone\nline", "link"])
+        #expect(changes.map(\.status) == ["A", "M", "D", "A"])
+        #expect(changes[1].oldMode == "100644" && changes[1].newMode == "100755" && changes[1].oldSHA == changes[1].newSHA)
+        #expect(changes[3].newMode == "120000")
+        #expect(GitWorkspace.parseRawDiff("").isEmpty)
+    }
+
     @Test func settleShowsTheCredits() {
         #expect(Settle<NoGitHub>.creditsLine(Settlement(charged: 1.5, balance: 8)) == "🪙 Credits: 1.5 used · 8 left")
         #expect(Settle<NoGitHub>.when(Date(timeIntervalSinceNow: 600)).hasSuffix("UTC (in 10 min)"))

@@ -144,7 +144,7 @@ import Testing
         let error = error("draft: true\n\nprotectedpaths: []\n")
         #expect(error?.line == 3)
         #expect(error?.problem == "`protectedpaths` is not a setting (did you mean `protectedPaths`?); known: enabled, label, defaultAgent, "
-            + "allowedAgents, branchPrefix, draft, reviewers, protectedPaths, instructions, setup, checks, fixRounds, onChecksFailing, fixFailingCI, maxAutomaticFixes")
+            + "allowedAgents, branchPrefix, draft, reviewers, protectedPaths, instructions, setup, checks, fixRounds, onChecksFailing, fixFailingCI, maxAutomaticFixes, signedCommits")
         #expect(self.error("draft: true\nreviewer: [a]\n")?.problem.hasPrefix("`reviewer` is not a setting; known: enabled,") == true)
     }
 

@@ -11,12 +11,15 @@ import RepositoryConfiguration
 /// directory, which the agent never saw, stages the checkout's files against the commit the bot checked out.
 /// A change to a protected path pushes nothing; no change pushes nothing and opens no pull request. Checks
 /// still failing (``TaskRun/failingChecks``, with `onChecksFailing: draft`) make the pull request a draft that
-/// lists them.
+/// lists them. With `signedCommits` the commit is made on GitHub through its API (``CommitThroughAPI``) instead of
+/// pushed, so GitHub signs it as the App; the author is the App's bot account either way (``BotIdentity``).
 struct Publish<API: GitHubAPI>: Sendable {
     let api: API
     let store: TaskStore
     let settings: ExecutorSettings
     let progress: TaskProgress<API>
+    let identity: BotIdentity
+    let commitThroughAPI: CommitThroughAPI<API>
 
     func callAsFunction(_ run: inout TaskRun, _ answer: AgentAnswer, plan: WorkPlan, in prepared: PreparedWorkspace) async throws {
         let record = run.record
@@ -47,15 +50,12 @@ struct Publish<API: GitHubAPI>: Sendable {
         let diffStat = try await workspace.stagedDiffStat()
         let patch = SecretRedactor.redact(try await workspace.stagedPatch(limit: settings.patchLimit),
                                           also: [prepared.token] + settings.secretValues.values)
-        let hash = try await workspace.commit(message: Self.commitMessage(title: title, record: record),
-                                              authorName: settings.botName, authorEmail: settings.botEmail)
+        let message = Self.commitMessage(title: title, record: record)
+        let author = await identity.author(api: api, repo: run.repo, settings: settings, logger: run.logger)
+        var hash = try await workspace.commit(message: message, authorName: author.name, authorEmail: author.email)
         let filesJSON = (try? String(decoding: JSONEncoder().encode(files), as: UTF8.self)) ?? "[]"
         if run.cancelRequested.isSet { throw CancelledOnRequest() }
-        await progress.step(&run, "Pushing `\(plan.workBranch)`")
-        let token = prepared.token
-        try await cancellable(run.cancelRequested) {
-            try await workspace.push(url: plan.cloneURL, branch: plan.workBranch, token: token, force: !plan.followUp)
-        }
+        hash = try await deliver(&run, commit: hash, message: message, author: author, plan: plan, in: prepared)
         run.pushedCommit = hash
         try await store.recordCommit(taskID: record.id, commit: CommitRecord(
             hash: hash, branch: plan.workBranch, diffStat: diffStat, patch: patch, changedFilesJSON: filesJSON))
@@ -74,6 +74,42 @@ struct Publish<API: GitHubAPI>: Sendable {
             pushed: plan.followUp ? String(hash.prefix(7)) : nil, link: link, files: files, duration: duration,
             agent: run.report.agent ?? "", summary: summary) + Self.verification(rounds: run.agentRounds, failing: run.failingChecks)
         await remember(run, summary)
+    }
+
+    /// Puts the local commit on GitHub: pushed, or with `signedCommits` made again through GitHub's API (signed as
+    /// the App; a change set too large for the API is pushed where the branch takes unsigned commits). Returns the
+    /// commit now at the head of the work branch.
+    private func deliver(
+        _ run: inout TaskRun, commit hash: String, message: String, author: CommitIdentity, plan: WorkPlan, in prepared: PreparedWorkspace
+    ) async throws -> String {
+        let workspace = prepared.git
+        let token = prepared.token
+        let cancel = run.cancelRequested
+        func push() async throws {
+            try await cancellable(cancel) {
+                try await workspace.push(url: plan.cloneURL, branch: plan.workBranch, token: token, force: !plan.followUp)
+            }
+        }
+        guard run.config.signedCommits ?? settings.signedCommits else {
+            await progress.step(&run, "Pushing `\(plan.workBranch)`")
+            try await push()
+            return hash
+        }
+        await progress.step(&run, "Committing to `\(plan.workBranch)` through GitHub's API (signed by GitHub)")
+        switch try await commitThroughAPI(repo: run.repo, workspace: workspace, commit: hash, message: message, author: author,
+                                          plan: plan, token: token) {
+        case .committed(let sha, let verified):
+            run.logger.info("committed through GitHub's API", metadata: ["git.commit": "\(sha)", "git.verified": "\(verified)"])
+            return sha
+        case .tooLarge(let files, let bytes):
+            run.report.record("The change set is too large for GitHub's API (\(files) files): pushing it, unsigned", .skipped)
+            do {
+                try await push()
+            } catch let error as GitError where error.message.contains("GH006") || error.message.contains("verified signatures") {
+                throw StepFailure(reason: CommitThroughAPI<API>.tooLargeReason(files: files, bytes: bytes), retryable: false)
+            }
+            return hash
+        }
     }
 
     /// Opens the pull request (or takes the one already open from the branch), asks for reviews and records it.
