@@ -190,8 +190,11 @@ extension GitHubSimulator {
     }
 
     /// Adds a commit changing `files` on top of `branch`, as someone pushing to it would; returns its SHA.
+    /// `verified`: the commit counts as signed with a key GitHub knows (it may then go onto a branch that
+    /// requires signed commits, see ``requireSignedCommits(repositoryID:branches:)``).
     @discardableResult
-    public func addCommit(repositoryID: Int64, branch: String, files: [String: String], message: String = "Change") async throws -> String {
+    public func addCommit(repositoryID: Int64, branch: String, files: [String: String], message: String = "Change",
+                          verified: Bool = false) async throws -> String {
         guard let repo = store.withState({ $0.repositories[repositoryID] }) else { throw SimulatorError("no repository \(repositoryID)") }
         let fileManager = FileManager.default
         let work = fileManager.temporaryDirectory.appendingPathComponent("ghsim-commit-\(UUID().uuidString)").path
@@ -204,9 +207,11 @@ extension GitHubSimulator {
         }
         try await git(["add", "-A"], currentDirectory: work)
         try await git(["commit", "--quiet", "--allow-empty", "-m", message], currentDirectory: work)
+        let sha = try await git(["rev-parse", "HEAD"], currentDirectory: work)
+        if verified { markVerified(repositoryID: repositoryID, sha: sha) }
         try await git(["push", "--quiet", "origin", "HEAD:refs/heads/\(branch)"], currentDirectory: work)
         let api = SimulatorAPI(store: store, configuration: configuration, webhooks: webhooks)
         await api.refreshPullRequestHeads(repo)
-        return try await git(["rev-parse", "HEAD"], currentDirectory: work)
+        return sha
     }
 }

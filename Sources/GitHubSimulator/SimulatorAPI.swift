@@ -76,6 +76,8 @@ struct SimulatorAPI: Sendable {
             return handleManifestForm(segments: segments, query: query, body: body) ?? .notFound
         case (_, "app"):
             return handleApp(method: method, segments: Array(segments.dropFirst()), query: query, headers: headers, body: body)
+        case ("GET", "users") where segments.count == 2:
+            return getUser(segments[1], headers: headers)
         case ("DELETE", "installation") where segments == ["installation", "token"]:
             return revokeToken(headers: headers)
         case (_, "repos") where segments.count >= 3:
@@ -296,7 +298,7 @@ struct SimulatorAPI: Sendable {
         case nil, "collaborators": return ("metadata", "read")
         case "issues": return ("issues", level)
         case "pulls": return ("pull_requests", level)
-        case "contents", "branches": return ("contents", level)
+        case "contents", "branches", "git": return ("contents", level)
         case "check-runs": return ("checks", level)
         case "commits" where rest.last == "check-runs": return ("checks", level)
         case "actions": return ("actions", level)
@@ -400,6 +402,8 @@ struct SimulatorAPI: Sendable {
                 state.issues[repo.id]?[number] = issue
                 return .json(200, issue.labels.map(labelJSON))
             }
+        case (_, _, "git") where rest.count >= 2:
+            return await handleGitData(method: method, repo: repo, rest: rest, fields: fields)
         case ("POST", 1, "check-runs"):
             return await createCheckRun(repo: repo, fields: fields)
         case ("GET", 3, "commits") where rest[2] == "check-runs":

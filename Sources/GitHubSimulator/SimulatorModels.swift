@@ -18,6 +18,24 @@ public struct SimulatedApp: Sendable {
     public var publicKeyPEM: String
     /// The bot account's login.
     public var botLogin: String { "\(slug)[bot]" }
+    /// The bot account's user id (`GET /users/<slug>[bot]`): a fixed number derived from the App id, as stable
+    /// as GitHub's.
+    public var botUserID: Int64 { 100_000_000 + id }
+    /// The address GitHub gives the bot's commits: `<botUserID>+<slug>[bot]@users.noreply.github.com`.
+    public var botEmail: String { "\(botUserID)+\(botLogin)@users.noreply.github.com" }
+}
+
+/// What GitHub says about a commit's signature (the `verification` object of the Git commits API).
+public struct SimulatedCommitVerification: Sendable, Equatable {
+    /// Whether GitHub considers the commit signed by its committer.
+    public var verified: Bool
+    /// `valid` for a verified commit, `unsigned` without a signature, `unknown_key` for a signature GitHub
+    /// cannot check.
+    public var reason: String
+    /// The armored signature in the commit's `gpgsig` header, if any.
+    public var signature: String?
+    /// The commit object without its signature (what was signed), if signed.
+    public var payload: String?
 }
 
 /// A repository in the simulator, backed by a bare git repository on disk.

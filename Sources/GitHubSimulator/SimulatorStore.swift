@@ -40,6 +40,10 @@ final class SimulatorStore: @unchecked Sendable {
         var logDownloads: [String: Int64] = [:]
         /// Log downloads that arrived with an `Authorization` header (GitHub's storage refuses them; so does this).
         var logDownloadsWithAuthorization = 0
+        /// The signature verdicts of commits made through the Git commits API, by repository id and SHA.
+        var commitVerifications: [Int64: [String: SimulatedCommitVerification]] = [:]
+        /// Branch patterns whose updates need verified commits ("require signed commits"), by repository id.
+        var signedCommitBranches: [Int64: [String]] = [:]
     }
 
     private let lock = NSLock()
