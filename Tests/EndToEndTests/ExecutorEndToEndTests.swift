@@ -32,8 +32,8 @@ func sleeperIsRunning() async throws -> Bool {
             #expect(pull.author == e2e.setup.app.botLogin)
             // The branch holds the agent's edit, committed by the bot with the requester as co-author.
             #expect(try await e2e.file("README.md", on: pull.head) == "# Widgets\nedited by the agent\n")
-            let log = try await TestSupport.run(["git", "--git-dir", e2e.setup.repository.gitDirectory, "log", "-1", "--format=%an%n%B", pull.head])
-            #expect(log.output.hasPrefix("asynccode[bot]\nFix the readme"))
+            let log = try await TestSupport.run(["git", "--git-dir", e2e.setup.repository.gitDirectory, "log", "-1", "--format=%an%n%ae%n%B", pull.head])
+            #expect(log.output.hasPrefix("\(e2e.setup.app.botLogin)\n\(e2e.setup.app.botEmail)\nFix the readme"))
             #expect(log.output.contains("Co-authored-by: alice <"))
 
             // One progress comment, edited through several states, ending with the pull request's link.

@@ -49,6 +49,23 @@ let agentScripts: [String: (script: String, timeout: Int)] = [
         printf '%s\\n' "$prompt" | grep -o 'expected 3 got 4' | head -n 1 > CI.md
         echo "Fixed the failing test."
         """, 120),
+    // A binary file, a deleted file, an executable bit and an edit (issue 24).
+    "mixed": ("""
+        cat > /dev/null
+        printf '\\000\\001\\002binary\\377' > data.bin
+        rm -f OLD.md
+        chmod +x tool.sh
+        echo "changed" >> README.md
+        echo "Made mixed changes."
+        """, 120),
+    // More files than one commit through GitHub's API takes (issue 24).
+    "many": ("""
+        cat > /dev/null
+        mkdir -p many
+        i=0
+        while [ $i -le 1000 ]; do echo $i > many/f$i.txt; i=$((i + 1)); done
+        echo "Wrote 1001 files."
+        """, 120),
     "noop": ("""
         cat > /dev/null
         echo "Nothing needed changing."

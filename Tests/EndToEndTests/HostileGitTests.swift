@@ -72,7 +72,7 @@ import TestSupport
             #expect(try await e2e.file("README.md", on: pull.head)?.contains("attacked through selfcommit") == true)
             #expect(try await e2e.parents(of: pull.head) == [main])
             let author = try await e2e.git(["log", "-1", "--format=%an", pull.head])
-            #expect(author.trimmingCharacters(in: .whitespacesAndNewlines) == "asynccode[bot]")
+            #expect(author.trimmingCharacters(in: .whitespacesAndNewlines) == e2e.setup.app.botLogin)
             #expect(try await e2e.git(["log", "--format=%s", pull.head]).contains("the agent's own commit") == false)
             // The pull request lists the file the agent committed.
             #expect(pull.body?.contains("`README.md`") == true, "\(pull.body ?? "")")

@@ -92,7 +92,12 @@ struct Publish<API: GitHubAPI>: Sendable {
         }
         guard run.config.signedCommits ?? settings.signedCommits else {
             await progress.step(&run, "Pushing `\(plan.workBranch)`")
-            try await push()
+            do {
+                try await push()
+            } catch let error as GitError where Self.refusedUnsigned(error) {
+                throw StepFailure(reason: "GitHub refused the push: `\(plan.workBranch)` requires signed commits (\(error.message)); "
+                    + "set `signedCommits: true` in `.github/asynccode.yml` to have GitHub sign the bot's commits", retryable: false)
+            }
             return hash
         }
         await progress.step(&run, "Committing to `\(plan.workBranch)` through GitHub's API (signed by GitHub)")
@@ -105,11 +110,16 @@ struct Publish<API: GitHubAPI>: Sendable {
             run.report.record("The change set is too large for GitHub's API (\(files) files): pushing it, unsigned", .skipped)
             do {
                 try await push()
-            } catch let error as GitError where error.message.contains("GH006") || error.message.contains("verified signatures") {
+            } catch let error as GitError where Self.refusedUnsigned(error) {
                 throw StepFailure(reason: CommitThroughAPI<API>.tooLargeReason(files: files, bytes: bytes), retryable: false)
             }
             return hash
         }
+    }
+
+    /// Returns whether a push failed because the branch takes only signed commits (GitHub's GH006).
+    static func refusedUnsigned(_ error: GitError) -> Bool {
+        error.message.contains("verified signatures") || error.message.contains("GH006")
     }
 
     /// Opens the pull request (or takes the one already open from the branch), asks for reviews and records it.
