@@ -83,8 +83,14 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
+        .target(name: "SignIn", dependencies: [
+            "OpenSSLCrypto", "Database",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "PostgresNIO", package: "postgres-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .target(name: "AsyncCodeApp", dependencies: [
-            "Models", "Commands", "Intake", "Database", "Queue", "GitHub", "Executor", "Recovery", "OpenSSLCrypto", "Accounting",
+            "Models", "Commands", "Intake", "Database", "Queue", "GitHub", "Executor", "Recovery", "OpenSSLCrypto", "Accounting", "SignIn",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -130,6 +136,7 @@ let package = Package(
         .testTarget(name: "DatabaseTests", dependencies: ["Database", "TestSupport"]),
         .testTarget(name: "RepositoryConfigurationTests", dependencies: ["RepositoryConfiguration"]),
         .testTarget(name: "AccountingTests", dependencies: ["Accounting", "TestSupport"]),
+        .testTarget(name: "SignInTests", dependencies: ["SignIn", "OpenSSLCrypto", "Database", "TestSupport"]),
         .testTarget(name: "ExecutorTests", dependencies: ["Executor", "Models", "GitHub", "Accounting", "Commands", "Queue", "TestSupport"]),
         .testTarget(name: "QueueTests", dependencies: [
             "Queue", "Models", "Database", "TestSupport", .product(name: "Prometheus", package: "swift-prometheus"),

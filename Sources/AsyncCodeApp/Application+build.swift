@@ -7,6 +7,7 @@ import PostgresNIO
 import Queue
 import Recovery
 import ServiceLifecycle
+import SignIn
 
 /// Builds the `serve` application: HTTP routes, the PostgreSQL client, the delivery store, the task
 /// workers (`ASYNCCODE_WORKERS`), and migrations applied before the server starts taking requests.
@@ -55,6 +56,8 @@ public func buildApplication(
         }
         workers = try await makeAppServices(configuration: configuration, client: client, logger: logger, metrics: metrics.factory)
             .map { GatedService(gate: migrated, service: $0) }
+        SignInController(signIn: configuration.signInSettings.map { SignIn(settings: $0, client: client, logger: logger) }, logger: logger)
+            .addRoutes(to: router)
     } else {
         let completion = SetupCompletion()
         SetupWizard(configuration: configuration, secrets: secrets, completion: completion, logger: logger).addRoutes(to: router)

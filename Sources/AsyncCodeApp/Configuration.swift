@@ -1,6 +1,8 @@
 import Database
 import Executor
 import Foundation
+import OpenSSLCrypto
+import SignIn
 import Logging
 import Queue
 
@@ -73,6 +75,11 @@ public struct AppConfiguration: Sendable {
     /// GitHub's web address (`GITHUB_WEB_URL`), where the setup wizard posts the manifest; derived from
     /// `GITHUB_API_URL` by default.
     public var githubWebURL: URL?
+    /// The App's OAuth client for "Sign in with GitHub" (`GITHUB_CLIENT_ID`, `GITHUB_CLIENT_SECRET`).
+    public var clientID: String?
+    public var clientSecret: String?
+    /// The keys that encrypt users' GitHub tokens at rest (`ASYNCCODE_ENCRYPTION_KEYS`: `id:base64,…`).
+    public var encryptionKeys: KeyRing?
     /// The one-time token the setup page asks for (`ASYNCCODE_SETUP_TOKEN`; random when unset).
     public var setupToken: String = randomToken()
     /// The bearer token `GET /metrics` asks for (`ASYNCCODE_METRICS_TOKEN`); unset: no token needed.
@@ -91,6 +98,23 @@ public struct AppConfiguration: Sendable {
         let text = githubAPIURL.absoluteString
         if text.hasSuffix("/api/v3") { return URL(string: String(text.dropLast("/api/v3".count)))! }
         return githubAPIURL
+    }
+
+    /// Returns the sign-in settings when sign-in is configured (client id and secret, public URL, keys), or
+    /// which of them is missing.
+    public var signInSettings: Result<SignInSettings, ConfigurationError> {
+        guard let clientID, let clientSecret else {
+            return .failure(ConfigurationError(setting: clientID == nil ? "GITHUB_CLIENT_ID" : "GITHUB_CLIENT_SECRET",
+                                               problem: "is not set (the App's OAuth client, for signing in)"))
+        }
+        guard let publicURL else {
+            return .failure(ConfigurationError(setting: "ASYNCCODE_PUBLIC_URL", problem: "is not set (GitHub sends the browser back there)"))
+        }
+        guard let encryptionKeys else {
+            return .failure(ConfigurationError(setting: "ASYNCCODE_ENCRYPTION_KEYS", problem: "is not set (users' tokens are stored encrypted)"))
+        }
+        return .success(SignInSettings(clientID: clientID, clientSecret: clientSecret, publicURL: publicURL.absoluteString,
+                                       webURL: resolvedGitHubWebURL.absoluteString, apiURL: githubAPIURL.absoluteString, keys: encryptionKeys))
     }
 
     /// Returns whether the App's id and key are set, which the workers need.
@@ -295,6 +319,15 @@ public struct AppConfiguration: Sendable {
         configuration.metricsToken = value("ASYNCCODE_METRICS_TOKEN")
         if value("ASYNCCODE_WORKER_METRICS_PORT") != nil {
             configuration.workerMetricsPort = try number("ASYNCCODE_WORKER_METRICS_PORT", in: 0...65535, default: 0)
+        }
+        configuration.clientID = value("GITHUB_CLIENT_ID")
+        configuration.clientSecret = value("GITHUB_CLIENT_SECRET")
+        if let keys = value("ASYNCCODE_ENCRYPTION_KEYS") {
+            do {
+                configuration.encryptionKeys = try KeyRing(parsing: keys)
+            } catch {
+                throw ConfigurationError(setting: "ASYNCCODE_ENCRYPTION_KEYS", problem: error.description + " (make a key with `asynccode keys new`)")
+            }
         }
         if let dotEnvPath { configuration.setupDirectory = URL(fileURLWithPath: dotEnvPath).deletingLastPathComponent().path }
         return configuration

@@ -132,6 +132,13 @@ public struct WebhookDecoder: Sendable {
         case "pull_request":
             let (_, payload) = try start(PullRequestEvent.self)
             applyPullRequest(payload, to: &plan)
+        case "github_app_authorization":
+            let (envelope, _) = try start(EmptyBody.self)
+            if envelope.action == "revoked", let sender = envelope.sender {
+                plan.stateChanges.append(.userAuthorizationRevoked(userGitHubID: sender.id))
+            } else {
+                plan.ignoredReason = "github_app_authorization \(envelope.action ?? "event") is not handled"
+            }
         case "check_suite":
             let (envelope, payload) = try start(CheckSuiteEvent.self)
             let suite = payload.check_suite
@@ -155,7 +162,7 @@ public struct WebhookDecoder: Sendable {
     /// Events that can hold commands.
     static let commandEvents: Set<String> = ["issue_comment", "pull_request_review", "pull_request_review_comment"]
     static let handledEvents: Set<String> = commandEvents.union(
-        ["ping", "installation", "installation_repositories", "issues", "pull_request"]).union(ciEvents)
+        ["ping", "installation", "installation_repositories", "issues", "pull_request", "github_app_authorization"]).union(ciEvents)
     static let pullRequestActions: Set<String> = ["closed", "reopened", "edited"]
 
     /// Returns why a delivery needs no decoding beyond the probe, or `nil` when it must be decoded.

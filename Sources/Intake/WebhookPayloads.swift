@@ -200,3 +200,6 @@ struct WorkflowRunEvent: Decodable {
     var action: String
     var workflow_run: Run
 }
+
+/// An event whose envelope says everything.
+struct EmptyBody: Decodable {}

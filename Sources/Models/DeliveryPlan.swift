@@ -125,6 +125,8 @@ public enum StateChange: Sendable, Hashable {
     case repositoriesAdded(installation: InstallationSnapshot, repositories: [RepositorySnapshot])
     case repositoriesRemoved(installationID: Int64, repositoryIDs: [Int64])
     case pullRequestUpdated(PullRequestUpdate)
+    /// A user revoked the App's authorization (`github_app_authorization` `revoked`): their tokens and sessions go.
+    case userAuthorizationRevoked(userGitHubID: Int64)
 }
 
 /// Everything one verified delivery asks of the database: written in one transaction.

@@ -201,6 +201,15 @@ struct DeliveryWriter: Sendable {
                 """, logger: logger))
             try await stopPendingWork(installation: nil, repositories: repositoryIDs, because: .removed, on: db)
             return changed > 0
+        case .userAuthorizationRevoked(let githubID):
+            // Whatever the user granted the App is gone: their tokens and sessions too.
+            let tokens = try await count(db.run("""
+                DELETE FROM user_tokens WHERE account_id IN (SELECT id FROM accounts WHERE github_id = \(githubID)) RETURNING 1
+                """, logger: logger))
+            let sessions = try await count(db.run("""
+                DELETE FROM user_sessions WHERE account_id IN (SELECT id FROM accounts WHERE github_id = \(githubID)) RETURNING 1
+                """, logger: logger))
+            return tokens + sessions > 0
         case .pullRequestUpdated(let update):
             return try await count(db.run("""
                 UPDATE pull_requests SET

@@ -25,7 +25,7 @@ struct AsyncCodeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "asynccode",
         abstract: "A self-hosted GitHub App that turns /asynccode commands on issues into pull requests.",
-        subcommands: [Serve.self, Worker.self, Migrate.self, Credits.self, DemoCommand.self, Receive.self],
+        subcommands: [Serve.self, Worker.self, Migrate.self, Credits.self, Keys.self, DemoCommand.self, Receive.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -278,6 +278,45 @@ struct Credits: AsyncParsableCommand {
         func run() async throws {
             let (account, limit) = (account, limit)
             await Credits.run { try await $0.history(account: account, limit: limit) }
+        }
+    }
+}
+
+struct Keys: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Make and rotate the keys that encrypt users' GitHub tokens (ASYNCCODE_ENCRYPTION_KEYS).",
+        subcommands: [New.self, Rotate.self])
+
+    struct New: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print a new key entry (id:base64); put it first in ASYNCCODE_ENCRYPTION_KEYS, keep the old ones until `rotate`.")
+
+        @Option(help: "The key's id (1 to 16 of a-z, 0-9, - and _).")
+        var id = "k" + String(Int(Date().timeIntervalSince1970))
+
+        func run() async throws {
+            do {
+                print(try KeysAdmin.newEntry(id: id))
+            } catch {
+                fail("keys: \(error)")
+            }
+        }
+    }
+
+    struct Rotate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Re-encrypt every stored user token with the first key of ASYNCCODE_ENCRYPTION_KEYS; then older keys may go.")
+
+        func run() async throws {
+            let configuration = loadConfiguration(requireWebhookSecret: false)
+            let logger = makeLogger(configuration)
+            do {
+                print(try await KeysAdmin(configuration: configuration, logger: logger).rotate())
+            } catch let error as DatabaseError {
+                fail("database error: \(error.message)")
+            } catch {
+                fail("keys: \(describe(error))")
+            }
         }
     }
 }

@@ -1,0 +1,212 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import OpenSSLCrypto
+import SignIn
+
+/// "Sign in with GitHub" and who is signed in:
+///
+/// - `GET /login`: a new sign-in state (single use, 10 minutes, in an HttpOnly cookie) and a redirect to GitHub's
+///   authorize page for the App's OAuth client, with PKCE S256.
+/// - `GET /auth/callback`: the state checked against the cookie (missing, reused, expired or mismatched → 400,
+///   nothing stored), the code exchanged, the user read, the account and its tokens (encrypted) recorded, a
+///   session opened; then back to `/`.
+/// - `POST /logout`: ends the session (from this site only).
+/// - `GET /api/auth/user`, `PUT /api/auth/user` (`{"display_name": …}`): the signed-in user.
+///
+/// Requests are signed in by the session cookie, or by `Authorization: Bearer <GitHub user token>` (asked of
+/// GitHub, remembered for a minute). Without sign-in settings the routes answer 503 naming what is missing.
+struct SignInController: Sendable {
+    static let sessionCookie = "asynccode_session"
+    static let stateCookie = "asynccode_oauth_state"
+
+    let signIn: Result<SignIn, ConfigurationError>
+    let bearers: BearerCache
+    let logger: Logger
+
+    init(signIn: Result<SignIn, ConfigurationError>, logger: Logger) {
+        self.signIn = signIn
+        bearers = BearerCache()
+        self.logger = logger
+    }
+
+    func addRoutes<Context: RequestContext>(to router: Router<Context>) {
+        router.get("/login") { _, _ in await self.respond { try await self.login($0) } }
+        router.get("/auth/callback") { request, _ in await self.respond { try await self.callback(request, $0) } }
+        router.post("/logout") { request, _ in await self.respond { try await self.logout(request, $0) } }
+        router.get("/") { request, _ in await self.respond { try await self.home(request, $0) } }
+        router.get("/api/auth/user") { request, _ in
+            await self.respond { signIn in jsonResponse(.ok, Self.userJSON(try await self.user(request, signIn))) }
+        }
+        router.put("/api/auth/user") { request, _ in await self.respond { try await self.updateUser(request, $0) } }
+    }
+
+    // MARK: - Routes
+
+    private func login(_ signIn: SignIn) async throws -> Response {
+        let (redirect, state) = try await signIn.begin()
+        var response = Response(status: .found, headers: [.location: redirect, .cacheControl: "no-store"])
+        response.setCookie(cookie(Self.stateCookie, state, signIn, maxAge: Int(signIn.settings.stateLifetime.components.seconds), path: "/auth"))
+        return response
+    }
+
+    private func callback(_ request: Request, _ signIn: SignIn) async throws -> Response {
+        let query = request.uri.queryParameters
+        let state = query["state"].map(String.init)
+        let cookieState = request.cookies[Self.stateCookie]?.value
+        if let error = query["error"] {
+            // The user said no on GitHub: the state is still used up.
+            _ = try? await signIn.states.consume(state: state, cookie: cookieState)
+            throw Problem(slug: "sign-in-refused", title: "Sign-in was not approved", status: .badRequest,
+                          detail: "GitHub answered \(String(error.prefix(64))); start again at /login")
+        }
+        let (session, user) = try await signIn.complete(code: query["code"].map(String.init), state: state, cookie: cookieState)
+        var response = Response(status: .found, headers: [.location: "/", .cacheControl: "no-store"])
+        response.setCookie(cookie(Self.sessionCookie, session, signIn, maxAge: Int(signIn.settings.sessionLifetime.components.seconds), path: "/"))
+        response.setCookie(cookie(Self.stateCookie, "", signIn, maxAge: 0, path: "/auth"))
+        logger.debug("session opened", metadata: ["user.login": "\(user.login)"])
+        return response
+    }
+
+    private func logout(_ request: Request, _ signIn: SignIn) async throws -> Response {
+        try checkOrigin(request, signIn)
+        if let session = request.cookies[Self.sessionCookie]?.value { try await signIn.sessions.end(cookie: session) }
+        var response = Response(status: .seeOther, headers: [.location: "/", .cacheControl: "no-store"])
+        response.setCookie(cookie(Self.sessionCookie, "", signIn, maxAge: 0, path: "/"))
+        return response
+    }
+
+    private func home(_ request: Request, _ signIn: SignIn) async throws -> Response {
+        guard let session = request.cookies[Self.sessionCookie]?.value, let user = try await signIn.sessions.user(cookie: session) else {
+            return SetupWizard.page(.ok, "asynccode", """
+                <p>Coding agents that answer <code>/asynccode</code> commands on GitHub issues with pull requests.</p>
+                <p><a href="/login">Sign in with GitHub</a></p>
+                """)
+        }
+        return SetupWizard.page(.ok, "asynccode", """
+            <p>Signed in as <strong>@\(SetupWizard.escape(user.login))</strong>\(user.displayName.map { " (" + SetupWizard.escape($0) + ")" } ?? "").</p>
+            <form method="post" action="/logout"><button type="submit">Sign out</button></form>
+            """)
+    }
+
+    private func updateUser(_ request: Request, _ signIn: SignIn) async throws -> Response {
+        let user = try await user(request, signIn)
+        if request.headers[.authorization] == nil { try checkOrigin(request, signIn) }
+        var request = request
+        let body = try await request.collectBody(upTo: 4096)
+        guard let object = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any] else {
+            throw Problem(slug: "invalid-body", title: "The body is not a JSON object", status: .badRequest)
+        }
+        if let unknown = object.keys.sorted().first(where: { $0 != "display_name" }) {
+            throw Problem(slug: "invalid-body", title: "Unknown field", status: .badRequest, detail: "`\(String(unknown.prefix(64)))` is not a field; known: display_name")
+        }
+        var name: String?
+        switch object["display_name"] {
+        case let text as String:
+            guard text.count <= 100, !text.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+                throw Problem(slug: "invalid-body", title: "Invalid display_name", status: .badRequest, detail: "`display_name` is one line of at most 100 characters")
+            }
+            name = text
+        case is NSNull, nil:
+            name = nil
+        default:
+            throw Problem(slug: "invalid-body", title: "Invalid display_name", status: .badRequest, detail: "`display_name` must be a string or null")
+        }
+        try await signIn.setDisplayName(name, accountID: user.accountID)
+        var updated = user
+        updated.displayName = name?.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty == false ? name?.trimmingCharacters(in: .whitespacesAndNewlines) : nil
+        return jsonResponse(.ok, Self.userJSON(updated))
+    }
+
+    // MARK: - Who asks
+
+    /// Returns the signed-in user: the session's, else the bearer token's; 401 otherwise.
+    func user(_ request: Request, _ signIn: SignIn) async throws -> SignedInUser {
+        if let authorization = request.headers[.authorization] {
+            let parts = authorization.split(separator: " ", maxSplits: 1)
+            guard parts.count == 2, parts[0].lowercased() == "bearer", parts[1].utf8.count <= 512 else { throw Problem.notSignedIn() }
+            return try await bearers.user(token: String(parts[1]), signIn: signIn)
+        }
+        if let session = request.cookies[Self.sessionCookie]?.value, let user = try await signIn.sessions.user(cookie: session) {
+            return user
+        }
+        throw Problem.notSignedIn()
+    }
+
+    /// Refuses a cookie-authenticated change that does not come from this site's own pages.
+    private func checkOrigin(_ request: Request, _ signIn: SignIn) throws {
+        let expected = Self.origin(signIn.settings.publicURL)
+        guard let origin = request.headers[.origin], origin == expected else {
+            throw Problem(slug: "cross-site", title: "Refused a request from another site", status: .forbidden,
+                          detail: "changes must come from \(expected)")
+        }
+    }
+
+    static func origin(_ url: String) -> String {
+        guard let parsed = URL(string: url), let scheme = parsed.scheme, let host = parsed.host else { return url }
+        return "\(scheme)://\(host)" + (parsed.port.map { ":\($0)" } ?? "")
+    }
+
+    static func userJSON(_ user: SignedInUser) -> [String: Any] {
+        ["id": user.accountID, "github_id": user.githubID, "login": user.login, "display_name": user.displayName ?? NSNull(),
+         "avatar_url": user.avatarURL ?? NSNull()]
+    }
+
+    private func cookie(_ name: String, _ value: String, _ signIn: SignIn, maxAge: Int, path: String) -> Cookie {
+        Cookie(name: name, value: value, maxAge: maxAge, path: path, secure: signIn.settings.secureCookies, httpOnly: true, sameSite: .lax)
+    }
+
+    /// Runs `body` with the sign-in, answering errors as problem documents.
+    private func respond(_ body: (SignIn) async throws -> Response) async -> Response {
+        let signIn: SignIn
+        switch self.signIn {
+        case .success(let configured): signIn = configured
+        case .failure(let missing):
+            return Problem(slug: "sign-in-not-configured", title: "Sign-in is not configured", status: .serviceUnavailable,
+                           detail: "\(missing.setting) \(missing.problem)").response
+        }
+        do {
+            return try await body(signIn)
+        } catch let problem as Problem {
+            return problem.response
+        } catch let error as SignInError {
+            switch error.code {
+            case .invalidState:
+                return Problem(slug: "invalid-sign-in-state", title: "Invalid sign-in state", status: .badRequest, detail: error.description).response
+            case .refused:
+                return Problem(slug: "sign-in-refused", title: "GitHub refused the sign-in", status: .badRequest, detail: error.description).response
+            case .githubUnavailable:
+                return Problem(slug: "github-unavailable", title: "GitHub did not answer as expected", status: .badGateway, detail: error.description).response
+            case .undecryptable:
+                logger.error("a stored secret cannot be decrypted", metadata: ["error": "\(error)"])
+                return Problem(slug: "undecryptable", title: "A stored token cannot be decrypted", status: .serviceUnavailable,
+                               detail: "an encryption key is missing from ASYNCCODE_ENCRYPTION_KEYS").response
+            }
+        } catch {
+            logger.error("sign-in request failed", metadata: ["error": "\(String(describing: type(of: error)))"])
+            return Problem(slug: "internal", title: "Something went wrong", status: .internalServerError).response
+        }
+    }
+}
+
+/// Bearer tokens asked of GitHub (`GET /user`), remembered for a minute by their SHA-256 (never the token).
+actor BearerCache {
+    private var known: [[UInt8]: (user: SignedInUser, until: ContinuousClock.Instant)] = [:]
+
+    func user(token: String, signIn: SignIn) async throws -> SignedInUser {
+        let key = SHA256Digest.hash(Array(token.utf8))
+        let now = ContinuousClock.now
+        if let entry = known[key], entry.until > now { return entry.user }
+        let user: SignedInUser
+        do {
+            user = try await signIn.account(forToken: token)
+        } catch let error as SignInError where error.code == .refused {
+            throw Problem.notSignedIn()
+        }
+        if known.count > 10_000 { known = known.filter { $0.value.until > now } }
+        known[key] = (user, now + .seconds(60))
+        return user
+    }
+}
