@@ -277,7 +277,8 @@ extension SimulatorStore.State {
     mutating func registerApp(id: Int64?, slug: String, name: String, clientID: String?, keys: AppKeys) -> SimulatedApp {
         let appID = id ?? makeID()
         let app = SimulatedApp(id: appID, slug: slug, name: name, clientID: clientID ?? "Iv1.\(randomAlphanumeric(16).lowercased())",
-                               privateKeyPEM: keys.pkcs1, privateKeyPKCS8PEM: keys.pkcs8, publicKeyPEM: keys.publicPEM)
+                               clientSecret: randomHex(bytes: 20), privateKeyPEM: keys.pkcs1, privateKeyPKCS8PEM: keys.pkcs8,
+                               publicKeyPEM: keys.publicPEM)
         apps[appID] = app
         appPublicKeys[appID] = keys.verifier
         return app

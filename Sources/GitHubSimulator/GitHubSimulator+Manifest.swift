@@ -61,7 +61,10 @@ extension SimulatorAPI {
             }
             let name = manifest["name"] as? String ?? "asynccode"
             let slug = name.lowercased().map { $0.isLetter || $0.isNumber ? $0 : "-" }.reduce(into: "") { $0.append($1) }
-            let app = state.registerApp(id: nil, slug: slug, name: name, clientID: nil, keys: keys)
+            var app = state.registerApp(id: nil, slug: slug, name: name, clientID: nil, keys: keys)
+            // The manifest's `callback_urls` become the App's registered callback URLs ("Sign in with GitHub").
+            app.callbackURLs = manifest["callback_urls"] as? [String] ?? []
+            state.apps[app.id] = app
             let hook = manifest["hook_attributes"] as? [String: Any]
             if let url = hook?["url"] as? String, hook?["active"] as? Bool ?? true {
                 state.webhookURL = url
@@ -75,7 +78,7 @@ extension SimulatorAPI {
                 "created_at": now, "updated_at": now,
                 "permissions": manifest["default_permissions"] as? [String: String] ?? [:],
                 "events": manifest["default_events"] as? [String] ?? [],
-                "client_id": app.clientID, "client_secret": randomAlphanumeric(40),
+                "client_id": app.clientID, "client_secret": app.clientSecret,
                 "webhook_secret": hook == nil ? NSNull() : secret as Any, "pem": app.privateKeyPEM,
             ])
         }

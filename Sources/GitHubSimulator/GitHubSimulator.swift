@@ -17,6 +17,10 @@ public final class GitHubSimulator: Sendable {
     public struct Configuration: Sendable {
         /// How long minted installation tokens live (GitHub: one hour).
         public var tokenLifetime: TimeInterval = 3600
+        /// How long user access tokens (`ghu_…`) live (GitHub: eight hours, `expires_in` 28800).
+        public var userTokenLifetime: TimeInterval = 28_800
+        /// How long refresh tokens (`ghr_…`) live (GitHub: six months, `refresh_token_expires_in` 15811200).
+        public var userRefreshTokenLifetime: TimeInterval = 15_811_200
         /// A delay added to every repository call (to make concurrency observable).
         public var latency: Duration = .zero
         /// Where bare repositories are created; a fresh temporary folder (removed at shutdown) if nil.

@@ -6,13 +6,16 @@ extension SimulatorAPI {
     /// The user id GitHub gives `github-actions[bot]`.
     static let actionsBotUserID: Int64 = 41_898_282
 
-    /// Answers without credentials, with an installation token or with an App JWT, as GitHub does; credentials
-    /// that are neither get 401.
+    /// Answers without credentials, with an installation token, a user access token or an App JWT, as GitHub
+    /// does; credentials that are none of these (or dead) get 401.
     func getUser(_ login: String, headers: [String: String]) -> SimResponse {
         if let authorization = headers["authorization"] {
             guard let token = bearerToken(authorization) else { return .message(401, "Bad credentials") }
-            let liveToken = store.withState { state in
-                state.tokens[token].map { !$0.revoked && $0.expiresAt > configuration.clock() } ?? false
+            let now = configuration.clock()
+            let liveToken = store.withState { state -> Bool in
+                if let issued = state.tokens[token] { return !issued.revoked && issued.expiresAt > now }
+                let userToken = state.userTokens.last { $0.accessToken == token }
+                return userToken?.isLive(at: now) ?? false
             }
             if !liveToken, case .failure = verifyJWT("Bearer \(token)") { return .message(401, "Bad credentials") }
         }

@@ -70,6 +70,10 @@ struct SimulatorAPI: Sendable {
             _ = await webhooks.send(event: original.event, action: original.action, payload: original.payload, guid: original.guid,
                                     installationID: original.installationID, repositoryID: original.repositoryID, redelivery: true)
             return .json(202, [:] as [String: Any])
+        case (_, "login"):
+            return handleOAuth(method: method, segments: segments, query: query, headers: headers, body: body) ?? .notFound
+        case ("GET", "user"):
+            return handleUserAccess(segments: Array(segments.dropFirst()), query: query, headers: headers)
         case ("POST", "app-manifests") where segments.count == 3 && segments[2] == "conversions":
             return convertManifest(code: segments[1])
         case ("POST", "settings"), ("POST", "organizations"):
@@ -105,7 +109,7 @@ struct SimulatorAPI: Sendable {
                     "owner": userJSON("simulator-org"), "description": "", "external_url": "", "html_url": "\(base)/apps/\(app.slug)",
                     "created_at": iso8601.string(from: Date()), "updated_at": iso8601.string(from: Date()),
                     "permissions": Self.defaultPermissions,
-                    "events": ["issue_comment", "issues", "pull_request", "pull_request_review", "check_suite", "workflow_run"],
+                    "events": Self.appEvents,
                 ])
             }
         case ("POST", 3) where segments[0] == "installations" && segments[2] == "access_tokens":

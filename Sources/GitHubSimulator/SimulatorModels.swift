@@ -8,8 +8,12 @@ public struct SimulatedApp: Sendable {
     public var slug: String
     /// The display name.
     public var name: String
-    /// The client id (also accepted as the JWT `iss`).
+    /// The client id (also accepted as the JWT `iss`, and the OAuth `client_id` of "Sign in with GitHub").
     public var clientID: String
+    /// The client secret (40 hex digits) the App's server sends to `POST /login/oauth/access_token`.
+    public var clientSecret: String
+    /// The registered callback URLs: a `redirect_uri` must be one of them (any is accepted while empty).
+    public var callbackURLs: [String] = []
     /// The App's private key as PKCS#1 PEM (`BEGIN RSA PRIVATE KEY`), as GitHub hands it out.
     public var privateKeyPEM: String
     /// The App's private key as PKCS#8 PEM (`BEGIN PRIVATE KEY`).

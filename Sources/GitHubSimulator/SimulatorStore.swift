@@ -44,6 +44,20 @@ final class SimulatorStore: @unchecked Sendable {
         var commitVerifications: [Int64: [String: SimulatedCommitVerification]] = [:]
         /// Branch patterns whose updates need verified commits ("require signed commits"), by repository id.
         var signedCommitBranches: [Int64: [String]] = [:]
+        /// The user signed in to the simulated github.com in the browser (who approves `/login/oauth/authorize`).
+        var signedInUser: String? = nil
+        /// Whether the user clicks "Cancel" instead of "Authorize" on the authorize page.
+        var authorizationDenied = false
+        /// Codes from the authorize page, by code, until exchanged (or found older than ten minutes).
+        var oauthCodes: [String: PendingOAuthCode] = [:]
+        /// Every approval on the authorize page, oldest first.
+        var oauthAuthorizations: [SimulatedOAuthAuthorization] = []
+        /// Every user access token issued, oldest first.
+        var userTokens: [SimulatedUserToken] = []
+        /// Refreshes (refresh-token grants that succeeded) by ``userKey(appID:login:)``.
+        var userTokenRefreshes: [String: Int] = [:]
+        /// Profiles set by tests, by lowercased login.
+        var userProfiles: [String: SimulatedUserProfile] = [:]
     }
 
     private let lock = NSLock()

@@ -106,8 +106,12 @@ public final class OpenAPIConformance: @unchecked Sendable {
     /// Returns the violations of every REST request asynccode's client sent, and of every status the
     /// simulator answered them with (not injected failures) that GitHub's description does not list.
     public func violations(in requests: [RecordedRequest]) -> [String] {
-        // Git over HTTP and the simulator's own routes (the log storage a job log redirects to) are not the REST API.
-        requests.filter { !$0.isGit && !$0.path.hasPrefix("/_simulator/") && ($0.headers["user-agent"] ?? "").hasPrefix("asynccode/") }.flatMap { request in
+        // Git over HTTP, the simulator's own routes (the log storage a job log redirects to) and GitHub's OAuth web
+        // paths (`/login/oauth/authorize`, `/login/oauth/access_token`) are not the REST API.
+        requests.filter {
+            !$0.isGit && !$0.path.hasPrefix("/_simulator/") && !$0.path.hasPrefix("/login/oauth/")
+                && ($0.headers["user-agent"] ?? "").hasPrefix("asynccode/")
+        }.flatMap { request in
             violations(method: request.method, path: request.path, queryItems: request.queryItems, headers: request.headers, body: request.body)
                 + (request.injected ? [] : statusViolations(method: request.method, path: request.path, status: request.status))
         }
