@@ -149,6 +149,7 @@ let package = Package(
         .target(name: "GitHubConformance", dependencies: ["GitHubSimulator"], path: "Tests/GitHubConformance"),
         .testTarget(name: "EndToEndTests", dependencies: [
             "AsyncCodeApp", "Database", "Executor", "GitHub", "GitHubSimulator", "GitHubConformance", "Queue", "Recovery", "TestSupport",
+            "OpenSSLCrypto", "SignIn",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Subprocess", package: "swift-subprocess"),
             .product(name: "NIOCore", package: "swift-nio"),

@@ -14,6 +14,8 @@ public struct CreatedApp: Decodable, Sendable, CustomStringConvertible {
     public var htmlURL: String
     public var owner: GitHubUser?
     public var clientID: String
+    /// The App's OAuth client secret (for "Sign in with GitHub"); nil when GitHub sent none.
+    public var clientSecret: String?
     /// The App's private key (PEM).
     public var pem: String
     /// The webhook secret GitHub generated; nil when the manifest had no webhook.
@@ -23,6 +25,7 @@ public struct CreatedApp: Decodable, Sendable, CustomStringConvertible {
         case id, slug, name, owner, pem
         case htmlURL = "html_url"
         case clientID = "client_id"
+        case clientSecret = "client_secret"
         case webhookSecret = "webhook_secret"
     }
 

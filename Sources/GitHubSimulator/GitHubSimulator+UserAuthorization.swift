@@ -76,3 +76,10 @@ extension GitHubSimulator {
                                         installationID: nil, repositoryID: nil)
     }
 }
+
+extension GitHubSimulator {
+    /// Returns the App with `id`, as the simulator holds it now (its callback URLs, client secret…).
+    public func app(id: Int64) -> SimulatedApp? {
+        store.withState { $0.apps[id] }
+    }
+}

@@ -294,7 +294,9 @@ struct EndToEnd: Sendable {
     /// Runs `body` with the application serving and `workers` workers.
     static func with(
         workers: Int = 2, leaseSeconds: Int = 60, limitsYAML: String = noLimitsYAML,
-        repositoryFiles: [String: String] = [:], _ body: @Sendable (EndToEnd) async throws -> Void
+        repositoryFiles: [String: String] = [:],
+        configure: @Sendable (inout AppConfiguration, SimulatedSetup) throws -> Void = { _, _ in },
+        _ body: @Sendable (EndToEnd) async throws -> Void
     ) async throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("e2e-\(UUID().uuidString)").path
         let stateDirectory = folder + "/state"
@@ -356,6 +358,7 @@ struct EndToEnd: Sendable {
                 configuration.executorRetryBaseDelay = .seconds(1)
                 // Tests run delivery recovery themselves.
                 configuration.recoveryInterval = nil
+                try configure(&configuration, setup)
 
                 let logs = LogCapture()
                 let logger = logs.logger(label: "e2e", level: .debug)

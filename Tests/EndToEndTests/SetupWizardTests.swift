@@ -2,6 +2,7 @@ import AsyncCodeApp
 import AsyncHTTPClient
 import Executor
 import Foundation
+import OpenSSLCrypto
 import GitHubConformance
 import GitHubSimulator
 import NIOCore
@@ -167,6 +168,12 @@ import TestSupport
         let secret = try #require(values["GITHUB_WEBHOOK_SECRET"])
         let keyPath = try #require(values["GITHUB_APP_PRIVATE_KEY_PATH"])
         #expect(keyPath == folder + "/github-app-\(appID).private-key.pem")
+        // The OAuth client and a first encryption key, for "Sign in with GitHub".
+        let app = try #require(sim.app(id: appID))
+        #expect(values["GITHUB_CLIENT_ID"] == app.clientID)
+        #expect(values["GITHUB_CLIENT_SECRET"] == app.clientSecret)
+        #expect(try KeyRing(parsing: try #require(values["ASYNCCODE_ENCRYPTION_KEYS"])).current.id == "k1")
+        #expect(app.callbackURLs == [Self.publicURL + "/auth/callback"])
         #expect(try String(contentsOfFile: keyPath, encoding: .utf8).contains("-----BEGIN RSA PRIVATE KEY-----"))
         for path in [dotEnv, keyPath] {
             let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int

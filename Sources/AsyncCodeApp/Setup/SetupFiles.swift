@@ -1,8 +1,10 @@
 import Foundation
 import GitHub
+import OpenSSLCrypto
 
-/// Writes what the setup wizard got from GitHub: the App's key to its own file and the App's id,
-/// webhook secret and key path to `.env`, both mode 0600, each replaced in one rename.
+/// Writes what the setup wizard got from GitHub: the App's key to its own file and the App's id, webhook secret,
+/// key path and OAuth client (plus a first `ASYNCCODE_ENCRYPTION_KEYS` key when none is set) to `.env`, both mode
+/// 0600, each replaced in one rename.
 struct SetupFiles: Sendable {
     /// The folder holding `.env` and the key file.
     let directory: String
@@ -18,17 +20,33 @@ struct SetupFiles: Sendable {
         try Self.writePrivate(app.pem.hasSuffix("\n") ? app.pem : app.pem + "\n", to: keyPath)
         do {
             let existing = (try? String(contentsOfFile: dotEnvPath, encoding: .utf8)) ?? ""
-            let updated = Self.merging(existing, with: [
+            var settings = [
                 ("GITHUB_APP_ID", String(app.id)),
                 ("GITHUB_WEBHOOK_SECRET", webhookSecret),
                 ("GITHUB_APP_PRIVATE_KEY_PATH", keyPath),
-            ], removing: ["GITHUB_APP_PRIVATE_KEY", "GITHUB_WEBHOOK_SECRET_PREVIOUS"])
+                ("GITHUB_CLIENT_ID", app.clientID),
+            ]
+            if let secret = app.clientSecret, !secret.isEmpty { settings.append(("GITHUB_CLIENT_SECRET", secret)) }
+            // Sign-in stores users' tokens encrypted: a first key, unless one is set already.
+            if !Self.sets("ASYNCCODE_ENCRYPTION_KEYS", existing), ProcessInfo.processInfo.environment["ASYNCCODE_ENCRYPTION_KEYS"] == nil {
+                settings.append(("ASYNCCODE_ENCRYPTION_KEYS", try KeyRing.newEntry(id: "k1")))
+            }
+            let updated = Self.merging(existing, with: settings, removing: ["GITHUB_APP_PRIVATE_KEY", "GITHUB_WEBHOOK_SECRET_PREVIOUS"])
             try Self.writePrivate(updated, to: dotEnvPath)
         } catch {
             try? FileManager.default.removeItem(atPath: keyPath)
             throw error
         }
         return keyPath
+    }
+
+    /// Returns whether `text` (a `.env` file) sets `key`.
+    static func sets(_ key: String, _ text: String) -> Bool {
+        text.split(separator: "\n").contains { line in
+            var body = line.trimmingCharacters(in: .whitespaces)
+            if body.hasPrefix("export ") { body = String(body.dropFirst(7)).trimmingCharacters(in: .whitespaces) }
+            return body.hasPrefix(key + "=")
+        }
     }
 
     /// Returns `text` (a `.env` file) with `settings` set: lines for those keys and for `removing` are

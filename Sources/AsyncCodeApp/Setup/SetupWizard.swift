@@ -252,6 +252,8 @@ final class SetupWizard: Sendable {
         hook["active"] = true
         manifest["hook_attributes"] = hook
         manifest["redirect_url"] = base + "/setup/callback"
+        // "Sign in with GitHub" comes back here.
+        manifest["callback_urls"] = [base + "/auth/callback"]
         let data = try JSONSerialization.data(withJSONObject: manifest, options: [.sortedKeys, .withoutEscapingSlashes])
         return String(decoding: data, as: UTF8.self)
     }
