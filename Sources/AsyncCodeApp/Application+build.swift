@@ -56,7 +56,11 @@ public func buildApplication(
         }
         workers = try await makeAppServices(configuration: configuration, client: client, logger: logger, metrics: metrics.factory)
             .map { GatedService(gate: migrated, service: $0) }
-        SignInController(signIn: configuration.signInSettings.map { SignIn(settings: $0, client: client, logger: logger) }, logger: logger)
+        let signIn = configuration.signInSettings.map { SignIn(settings: $0, client: client, logger: logger) }
+        let session = SignInController(signIn: signIn, logger: logger)
+        session.addRoutes(to: router)
+        APIController(session: session, access: try? signIn.map { RepositoryAccess(client: client, settings: $0.settings, logger: logger) }.get(),
+                      store: APIStore(client: BoundedClient(client), logger: logger))
             .addRoutes(to: router)
     } else {
         let completion = SetupCompletion()

@@ -124,19 +124,34 @@ struct SignInController: Sendable {
 
     /// Returns the signed-in user: the session's, else the bearer token's; 401 otherwise.
     func user(_ request: Request, _ signIn: SignIn) async throws -> SignedInUser {
+        try await caller(request, signIn).user
+    }
+
+    /// Returns who asks and how to act as them on GitHub: the bearer token they sent, or their stored token
+    /// (refreshed when due; GitHub's `bad_refresh_token` ends their sessions).
+    func caller(_ request: Request, _ signIn: SignIn) async throws -> Caller {
         if let authorization = request.headers[.authorization] {
             let parts = authorization.split(separator: " ", maxSplits: 1)
             guard parts.count == 2, parts[0].lowercased() == "bearer", parts[1].utf8.count <= 512 else { throw Problem.notSignedIn() }
-            return try await bearers.user(token: String(parts[1]), signIn: signIn)
+            let token = String(parts[1])
+            return Caller(user: try await bearers.user(token: token, signIn: signIn), viaCookie: false) { token }
         }
         if let session = request.cookies[Self.sessionCookie]?.value, let user = try await signIn.sessions.user(cookie: session) {
-            return user
+            return Caller(user: user, viaCookie: true) {
+                do {
+                    return try await signIn.tokens.accessToken(accountID: user.accountID) { try await signIn.oauth.refresh($0) }
+                } catch let error as SignInError where error.code == .refused {
+                    // The refresh token is dead (revoked, expired, used): the session ends; no retry.
+                    _ = try? await signIn.forget(githubID: user.githubID)
+                    throw Problem.notSignedIn()
+                }
+            }
         }
         throw Problem.notSignedIn()
     }
 
     /// Refuses a cookie-authenticated change that does not come from this site's own pages.
-    private func checkOrigin(_ request: Request, _ signIn: SignIn) throws {
+    func checkOrigin(_ request: Request, _ signIn: SignIn) throws {
         let expected = Self.origin(signIn.settings.publicURL)
         guard let origin = request.headers[.origin], origin == expected else {
             throw Problem(slug: "cross-site", title: "Refused a request from another site", status: .forbidden,
@@ -159,7 +174,7 @@ struct SignInController: Sendable {
     }
 
     /// Runs `body` with the sign-in, answering errors as problem documents.
-    private func respond(_ body: (SignIn) async throws -> Response) async -> Response {
+    func respond(_ body: (SignIn) async throws -> Response) async -> Response {
         let signIn: SignIn
         switch self.signIn {
         case .success(let configured): signIn = configured
@@ -189,6 +204,14 @@ struct SignInController: Sendable {
             return Problem(slug: "internal", title: "Something went wrong", status: .internalServerError).response
         }
     }
+}
+
+/// Who asks: the user, whether by the session cookie (changes then need this site's `Origin`), and their GitHub
+/// user token when needed.
+struct Caller: Sendable {
+    var user: SignedInUser
+    var viaCookie: Bool
+    var token: @Sendable () async throws -> String?
 }
 
 /// Bearer tokens asked of GitHub (`GET /user`), remembered for a minute by their SHA-256 (never the token).

@@ -1,0 +1,112 @@
+import Database
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import SignIn
+
+/// The API for signed-in users, each seeing only what GitHub lets them see (`user_repository_access`, synced
+/// from GitHub with the user's own token at sign-in and when older than 10 minutes):
+///
+/// - `GET /api/repositories`, `POST /api/repositories/sync`: the repositories of the App's installations the
+///   user can reach, with their permission.
+/// - `GET /api/tasks` (`status`, `repository_id`, `cursor`, `limit`), `GET /api/tasks/{id}`: tasks of
+///   repositories the user may read; any other id answers 404.
+/// - `PUT /api/tasks/{id}/cancel`: needs push access; carried out as `/asynccode cancel` on the task's thread.
+struct APIController: Sendable {
+    let session: SignInController
+    let access: RepositoryAccess?
+    let store: APIStore
+
+    func addRoutes<Context: RequestContext>(to router: Router<Context>) {
+        router.get("/api/repositories") { request, _ in
+            await session.respond { signIn in try await repositories(request, signIn, force: false) }
+        }
+        router.post("/api/repositories/sync") { request, _ in
+            await session.respond { signIn in try await repositories(request, signIn, force: true) }
+        }
+        router.get("/api/tasks") { request, _ in await session.respond { try await tasks(request, $0) } }
+        router.get("/api/tasks/{id}") { request, context in
+            await session.respond { signIn in
+                let caller = try await session.caller(request, signIn)
+                let (task, _) = try await visibleTask(try taskID(context), caller)
+                return jsonResponse(.ok, task)
+            }
+        }
+        router.put("/api/tasks/{id}/cancel") { request, context in
+            await session.respond { signIn in try await cancel(request, try taskID(context), signIn) }
+        }
+    }
+
+    private func repositories(_ request: Request, _ signIn: SignIn, force: Bool) async throws -> Response {
+        let caller = try await session.caller(request, signIn)
+        if force, caller.viaCookie { try session.checkOrigin(request, signIn) }
+        let repositories = try await accessible(caller, force: force)
+        var body: [String: Any] = ["repositories": repositories.map(Self.repositoryJSON)]
+        if force { body["synced_at"] = APIStore.timestamp(Date()) }
+        return jsonResponse(.ok, body)
+    }
+
+    private func tasks(_ request: Request, _ signIn: SignIn) async throws -> Response {
+        let caller = try await session.caller(request, signIn)
+        let query = request.uri.queryParameters
+        let statuses: Set<String> = ["pending", "running", "completed", "failed", "cancelled"]
+        let status = query["status"].map(String.init)
+        if let status, !statuses.contains(status) {
+            throw Problem(slug: "invalid-parameter", title: "Invalid parameter", status: .badRequest,
+                          detail: "`status` is one of \(statuses.sorted().joined(separator: ", "))")
+        }
+        let repositoryID = try Self.integer(query["repository_id"], "repository_id")
+        let cursor = try Self.integer(query["cursor"], "cursor")
+        let limit = try Self.integer(query["limit"], "limit", in: 1...100) ?? 30
+        _ = try await accessible(caller, force: false)
+        let (tasks, next) = try await store.tasks(accountID: caller.user.accountID, status: status, repositoryID: repositoryID,
+                                                  before: cursor, limit: Int(limit))
+        return jsonResponse(.ok, ["tasks": tasks, "next_cursor": next ?? NSNull()] as [String: Any])
+    }
+
+    private func cancel(_ request: Request, _ id: Int64, _ signIn: SignIn) async throws -> Response {
+        let caller = try await session.caller(request, signIn)
+        if caller.viaCookie { try session.checkOrigin(request, signIn) }
+        let (task, repositoryID) = try await visibleTask(id, caller)
+        guard let repository = try await accessible(caller, force: false).first(where: { $0.id == repositoryID }), repository.canPush else {
+            throw Problem(slug: "needs-push-access", title: "Needs push access", status: .forbidden,
+                          detail: "cancelling a task needs push access to \(task["repository"].flatMap { ($0 as? [String: Any])?["full_name"] as? String } ?? "the repository")")
+        }
+        if ["pending", "running"].contains(task["status"] as? String ?? "") {
+            try await store.requestCancel(taskID: id, accountID: caller.user.accountID)
+        }
+        return jsonResponse(.ok, task)
+    }
+
+    /// Returns the task when the caller may see it (their access synced first when stale); 404 otherwise.
+    private func visibleTask(_ id: Int64, _ caller: Caller) async throws -> ([String: Any], Int64) {
+        _ = try await accessible(caller, force: false)
+        guard let found = try await store.task(id: id, accountID: caller.user.accountID) else { throw Problem.notFound() }
+        return found
+    }
+
+    private func accessible(_ caller: Caller, force: Bool) async throws -> [AccessibleRepository] {
+        guard let access else { throw Problem.notSignedIn() }
+        return try await access.repositories(accountID: caller.user.accountID, token: caller.token, force: force)
+    }
+
+    private func taskID<Context: RequestContext>(_ context: Context) throws -> Int64 {
+        guard let text = context.parameters.get("id"), let id = Int64(text), id > 0 else { throw Problem.notFound() }
+        return id
+    }
+
+    static func integer(_ value: Substring?, _ name: String, in range: ClosedRange<Int64> = 1...Int64.max) throws -> Int64? {
+        guard let value else { return nil }
+        guard let number = Int64(value), range.contains(number) else {
+            throw Problem(slug: "invalid-parameter", title: "Invalid parameter", status: .badRequest,
+                          detail: "`\(name)` must be a whole number from \(range.lowerBound) to \(range.upperBound)")
+        }
+        return number
+    }
+
+    static func repositoryJSON(_ repository: AccessibleRepository) -> [String: Any] {
+        ["id": repository.id, "github_id": repository.githubID, "full_name": repository.fullName, "private": repository.isPrivate,
+         "default_branch": repository.defaultBranch ?? NSNull(), "html_url": repository.htmlURL ?? NSNull(), "permission": repository.permission]
+    }
+}

@@ -1,0 +1,97 @@
+import Database
+import Foundation
+import Logging
+import PostgresNIO
+import Queue
+
+/// The API's reads of tasks, always through `user_repository_access`: a user sees the tasks of repositories
+/// they may read, and nothing else exists for them.
+struct APIStore: Sendable {
+    let client: BoundedClient
+    let logger: Logger
+
+    static let summaryColumns = """
+        t.id, t.repository_id, r.full_name, t.kind::text, t.status::text, t.agent, left(t.prompt, 200), t.issue_number,
+        t.pr_number, t.pr_url, t.credits_used::text, t.created_at, t.started_at, t.completed_at
+        """
+
+    /// Returns a page of the tasks the user may see, newest first, and the cursor of the next page.
+    func tasks(accountID: Int64, status: String?, repositoryID: Int64?, before cursor: Int64?, limit: Int) async throws -> ([[String: Any]], String?) {
+        let rows = try await client.query("""
+            SELECT \(unescaped: Self.summaryColumns)
+            FROM tasks t JOIN repositories r ON r.id = t.repository_id
+            JOIN user_repository_access u ON u.repository_id = t.repository_id AND u.account_id = \(accountID) AND u.access_level <> 'none'
+            WHERE (\(status)::text IS NULL OR t.status::text = \(status)) AND (\(repositoryID)::int8 IS NULL OR t.repository_id = \(repositoryID))
+              AND (\(cursor)::int8 IS NULL OR t.id < \(cursor))
+            ORDER BY t.id DESC LIMIT \(limit + 1)
+            """, logger: logger)
+        var tasks: [[String: Any]] = []
+        for row in rows.rows { tasks.append(try Self.summary(row)) }
+        let more = tasks.count > limit
+        if more { tasks.removeLast() }
+        return (tasks, more ? (tasks.last?["id"] as? Int64).map(String.init) : nil)
+    }
+
+    /// Returns the task with its steps when the user may see it; `nil` otherwise (404, never 403).
+    func task(id: Int64, accountID: Int64) async throws -> (task: [String: Any], repositoryID: Int64)? {
+        let rows = try await client.query("""
+            SELECT \(unescaped: Self.summaryColumns), a.login, t.error
+            FROM tasks t JOIN repositories r ON r.id = t.repository_id JOIN accounts a ON a.id = t.requested_by
+            JOIN user_repository_access u ON u.repository_id = t.repository_id AND u.account_id = \(accountID) AND u.access_level <> 'none'
+            WHERE t.id = \(id)
+            """, logger: logger)
+        guard let row = rows.rows.first else { return nil }
+        var task = try Self.summary(row)
+        let columns = row.makeRandomAccess()
+        task["requester"] = try columns[14].decode(String.self)
+        task["error"] = try columns[15].decode(String?.self) ?? NSNull()
+        let events = try await client.query("""
+            SELECT step, detail, created_at FROM task_events WHERE task_id = \(id) ORDER BY id LIMIT 500
+            """, logger: logger)
+        var steps: [[String: Any]] = []
+        for try await (step, detail, at) in events.decode((String, String, Date).self) {
+            steps.append(["step": step, "detail": detail, "at": Self.timestamp(at)])
+        }
+        task["steps"] = steps
+        return (task, try columns[1].decode(Int64.self))
+    }
+
+    /// Asks for the task's thread to be cancelled as `/asynccode cancel` would be, on behalf of the user: a
+    /// control command the control worker carries out (it checks the user's push access with GitHub, stops the
+    /// running agent, ends the comments and says so on the thread).
+    func requestCancel(taskID: Int64, accountID: Int64) async throws {
+        try await client.query("""
+            WITH command AS (
+                INSERT INTO control_commands (repository_id, installation_id, requested_by, issue_number, is_pull_request, source,
+                                              comment_id, command_index, verb, argument)
+                SELECT repository_id, installation_id, \(accountID), issue_number, is_pull_request, 'api', NULL, 0, 'cancel', ''
+                FROM tasks WHERE id = \(taskID)
+                RETURNING id
+            )
+            SELECT pg_notify(\(WorkNotifications.channel), 'control:' || id) FROM command
+            """, logger: logger)
+    }
+
+    static func summary(_ row: PostgresRow) throws -> [String: Any] {
+        let c = row.makeRandomAccess()
+        let prNumber = try c[8].decode(Int64?.self)
+        return [
+            "id": try c[0].decode(Int64.self),
+            "repository": ["id": try c[1].decode(Int64.self), "full_name": try c[2].decode(String.self)] as [String: Any],
+            "kind": try c[3].decode(String.self), "status": try c[4].decode(String.self),
+            "agent": try c[5].decode(String?.self) ?? NSNull(), "prompt": try c[6].decode(String.self),
+            "issue_number": try c[7].decode(Int64?.self) ?? NSNull(),
+            "pull_request": prNumber.map { ["number": $0, "url": (try? c[9].decode(String?.self)) ?? NSNull()] as [String: Any] } ?? NSNull(),
+            "credits_used": try c[10].decode(String.self),
+            "created_at": timestamp(try c[11].decode(Date.self)),
+            "started_at": try c[12].decode(Date?.self).map(timestamp) ?? NSNull(),
+            "completed_at": try c[13].decode(Date?.self).map(timestamp) ?? NSNull(),
+        ]
+    }
+
+    static func timestamp(_ date: Date) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.string(from: date)
+    }
+}

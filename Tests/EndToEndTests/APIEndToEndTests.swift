@@ -1,0 +1,130 @@
+import AsyncCodeApp
+import Foundation
+import GitHubSimulator
+import OpenSSLCrypto
+import Testing
+import TestSupport
+
+/// The API for signed-in users (issue 20): who sees what comes from GitHub, read with the user's own token.
+@Suite(.serialized, .timeLimit(.minutes(5))) struct APIEndToEndTests {
+    /// Runs `body` with sign-in configured on a fixed port.
+    static func withSignIn(_ body: @Sendable @escaping (EndToEnd, String) async throws -> Void) async throws {
+        let port = try freePort()
+        let publicURL = "http://127.0.0.1:\(port)"
+        try await EndToEnd.with(configure: { configuration, setup in
+            configuration.port = port
+            configuration.publicURL = URL(string: publicURL)
+            configuration.clientID = setup.app.clientID
+            configuration.clientSecret = setup.app.clientSecret
+            configuration.encryptionKeys = try KeyRing(parsing: try KeyRing.newEntry(id: "k1"))
+        }) { e2e in
+            e2e.sim.setCallbackURLs(appID: e2e.setup.app.id, [publicURL + "/auth/callback"])
+            try await body(e2e, publicURL)
+        }
+    }
+
+    /// Signs `login` in with a browser of their own.
+    static func signIn(_ login: String, _ e2e: EndToEnd, _ publicURL: String) async throws -> Browser {
+        let browser = Browser(base: publicURL)
+        e2e.sim.setSignedInUser(login)
+        let back = try await browser.startSignIn(e2e.sim)
+        let done = try await browser.get(back)
+        #expect(done.status == 302, "\(login): \(done.body)")
+        return browser
+    }
+
+    /// Two users × three repositories (alice: write, read, none; rita: read, write, none) × every route:
+    /// 200 where GitHub lets them read, 404 where it does not, 403 only to cancel without push.
+    @Test func eachUserSeesWhatGitHubLetsThemSee() async throws {
+        try await Self.withSignIn { e2e, publicURL in
+            let gadgets = try await e2e.sim.createRepository(owner: "acme", name: "gadgets", installationID: e2e.setup.installationID)
+            let secret = try await e2e.sim.createRepository(owner: "acme", name: "secret", installationID: e2e.setup.installationID, isPrivate: true)
+            e2e.sim.setCollaborator("alice", role: "read", onRepositoryID: gadgets.id)
+            e2e.sim.setCollaborator("rita", role: "write", onRepositoryID: gadgets.id)
+            // One finished task in each repository.
+            var taskIDs: [String: Int64] = [:]
+            for (name, repositoryID, author) in [("widgets", e2e.repositoryID, "alice"), ("gadgets", gadgets.id, "rita"), ("secret", secret.id, "acme")] {
+                let issue = e2e.sim.createIssue(repositoryID: repositoryID, title: "Fix \(name)", author: author)
+                _ = try await e2e.sim.postUserComment(repositoryID: repositoryID, issueNumber: issue, body: "/asynccode --agent noop look", author: author)
+                var id: Int64?
+                try await eventually("a task in \(name)") {
+                    id = try await e2e.db.scalar("SELECT max(t.id) FROM tasks t JOIN repositories r ON r.id = t.repository_id WHERE r.name = '\(name)'", as: Int64?.self) ?? nil
+                    return id != nil
+                }
+                taskIDs[name] = id!
+                try await e2e.waitFor(task: id!, status: "completed")
+            }
+            let expected: [String: [String: String]] = [
+                "alice": ["widgets": "write", "gadgets": "read"],
+                "rita": ["widgets": "read", "gadgets": "write"],
+            ]
+            for (login, permissions) in expected {
+                let browser = try await Self.signIn(login, e2e, publicURL)
+                let listed = try await browser.get("/api/repositories")
+                #expect(listed.status == 200)
+                let repositories = listed.json["repositories"] as? [[String: Any]] ?? []
+                var seen: [String: String] = [:]
+                for repository in repositories { seen[(repository["full_name"] as? String ?? "").replacingOccurrences(of: "acme/", with: "")] = repository["permission"] as? String }
+                #expect(seen == permissions, "\(login)")
+                let all = try await browser.get("/api/tasks")
+                let listedIDs = Set((all.json["tasks"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? Int64 })
+                for (name, id) in taskIDs {
+                    let permission = permissions[name]
+                    let one = try await browser.get("/api/tasks/\(id)")
+                    #expect(one.status == (permission == nil ? 404 : 200), "\(login) GET task in \(name)")
+                    #expect(listedIDs.contains(id) == (permission != nil), "\(login) lists \(name)")
+                    let byRepository = try await browser.get("/api/tasks?repository_id=\(try #require(try await e2e.db.scalar("SELECT repository_id FROM tasks WHERE id = \(id)", as: Int64.self)))")
+                    #expect((byRepository.json["tasks"] as? [Any])?.count == (permission == nil ? 0 : 1), "\(login) lists by \(name)")
+                    let cancel = try await browser.send(.PUT, "/api/tasks/\(id)/cancel", json: nil, origin: publicURL)
+                    #expect(cancel.status == (permission == nil ? 404 : permission == "read" ? 403 : 200), "\(login) cancels in \(name)")
+                    if permission == nil { #expect(!one.body.contains(name), "a hidden task names nothing") }
+                }
+                #expect(try await browser.get("/api/tasks/999999999").status == 404)
+                #expect(try await browser.get("/api/tasks?limit=0").status == 400)
+                #expect(try await browser.get("/api/tasks?status=done").status == 400)
+            }
+        }
+    }
+
+    @Test func aTaskDetailHasItsStepsAndPagesFollowTheCursor() async throws {
+        try await Self.withSignIn { e2e, publicURL in
+            for title in ["one", "two", "three"] {
+                let issue = e2e.issue(title)
+                let id = try await e2e.comment("/asynccode --agent noop \(title)", on: issue)
+                try await e2e.waitFor(task: id, status: "completed")
+            }
+            let alice = try await Self.signIn("alice", e2e, publicURL)
+            var ids: [Int64] = []
+            var cursor: String?
+            repeat {
+                let page = try await alice.get("/api/tasks?limit=2" + (cursor.map { "&cursor=\($0)" } ?? ""))
+                #expect(page.status == 200)
+                ids += (page.json["tasks"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? Int64 }
+                cursor = page.json["next_cursor"] as? String
+            } while cursor != nil
+            #expect(ids.count == 3 && ids == ids.sorted(by: >))
+            let detail = try await alice.get("/api/tasks/\(ids[0])")
+            #expect(detail.json["requester"] as? String == "alice")
+            #expect(detail.json["status"] as? String == "completed")
+            #expect((detail.json["steps"] as? [[String: Any]] ?? []).contains { $0["step"] as? String == "completed" })
+        }
+    }
+
+    @Test func cancellingThroughTheAPIStopsARunningAgent() async throws {
+        try await Self.withSignIn { e2e, publicURL in
+            let issue = e2e.issue()
+            let taskID = try await e2e.comment("/asynccode --agent waiter hold on", on: issue)
+            try await eventually("the agent runs") {
+                try await e2e.string("SELECT count(*)::text FROM task_events WHERE task_id = \(taskID) AND step LIKE 'Running agent%'") == "1"
+            }
+            let alice = try await Self.signIn("alice", e2e, publicURL)
+            let cancel = try await alice.send(.PUT, "/api/tasks/\(taskID)/cancel", json: nil, origin: publicURL)
+            #expect(cancel.status == 200)
+            try await e2e.waitFor(task: taskID, status: "cancelled")
+            #expect(e2e.botComments(on: issue).first?.body.contains("cancel") == true)
+            #expect(e2e.sim.pullRequests(repositoryID: e2e.repositoryID).isEmpty)
+            // Without this site's Origin the same request is refused.
+            #expect(try await alice.send(.PUT, "/api/tasks/\(taskID)/cancel", json: nil, origin: "https://evil.example").status == 403)
+        }
+    }
+}
