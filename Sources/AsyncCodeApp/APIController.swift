@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import NIOCore
 import SignIn
 
 /// The API for signed-in users, each seeing only what GitHub lets them see (`user_repository_access`, synced
@@ -31,6 +32,15 @@ struct APIController: Sendable {
                 let caller = try await session.caller(request, signIn)
                 let (task, _) = try await visibleTask(try taskID(context), caller)
                 return jsonResponse(.ok, task)
+            }
+        }
+        router.post("/api/tasks") { request, _ in await session.respond { try await create(request, $0) } }
+        router.get("/api/tasks/{id}/results") { request, context in
+            await session.respond { signIn in
+                let caller = try await session.caller(request, signIn)
+                let id = try taskID(context)
+                _ = try await visibleTask(id, caller)
+                return jsonResponse(.ok, try await store.results(taskID: id))
             }
         }
         router.put("/api/tasks/{id}/cancel") { request, context in
@@ -63,6 +73,81 @@ struct APIController: Sendable {
         let (tasks, next) = try await store.tasks(accountID: caller.user.accountID, status: status, repositoryID: repositoryID,
                                                   before: cursor, limit: Int(limit))
         return jsonResponse(.ok, ["tasks": tasks, "next_cursor": next ?? NSNull()] as [String: Any])
+    }
+
+    /// `POST /api/tasks`: queues a task as a comment would (push access needed; the executor checks the
+    /// permission with GitHub again, and applies limits, credits, settings and the jail as for any task).
+    private func create(_ request: Request, _ signIn: SignIn) async throws -> Response {
+        let caller = try await session.caller(request, signIn)
+        if caller.viaCookie { try session.checkOrigin(request, signIn) }
+        var request = request
+        let body: ByteBuffer
+        do {
+            body = try await request.collectBody(upTo: 16 * 1024)
+        } catch {
+            throw Problem(slug: "body-too-large", title: "The body is too large", status: .contentTooLarge, detail: "at most 16 KB")
+        }
+        let task = try Self.newTask(Data(body.readableBytesView))
+        guard let repository = try await accessible(caller, force: false).first(where: { $0.id == task.repositoryID }) else {
+            throw Problem.notFound()
+        }
+        guard repository.canPush else {
+            throw Problem(slug: "needs-push-access", title: "Needs push access", status: .forbidden,
+                          detail: "starting a task needs push access to \(repository.fullName)")
+        }
+        guard let id = try await store.insert(task, accountID: caller.user.accountID) else {
+            throw Problem(slug: "repository-inactive", title: "The repository takes no work", status: .conflict,
+                          detail: "\(repository.fullName)'s installation is suspended or removed, or the repository was removed from it")
+        }
+        guard let (created, _) = try await store.task(id: id, accountID: caller.user.accountID) else { throw Problem.notFound() }
+        var response = jsonResponse(.created, created)
+        response.headers[.location] = "/api/tasks/\(id)"
+        return response
+    }
+
+    /// Parses and checks the body of `POST /api/tasks`; a problem names the field.
+    static func newTask(_ data: Data) throws -> APIStore.NewTask {
+        func invalid(_ detail: String) -> Problem {
+            Problem(slug: "invalid-body", title: "Invalid task", status: .badRequest, detail: detail)
+        }
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { throw invalid("the body is not a JSON object") }
+        let known: Set<String> = ["repository_id", "prompt", "kind", "agent", "base_branch", "issue_number", "priority", "budget"]
+        if let unknown = object.keys.sorted().first(where: { !known.contains($0) }) {
+            throw invalid("`\(String(unknown.prefix(64)))` is not a field; known: \(known.sorted().joined(separator: ", "))")
+        }
+        func integer(_ name: String) throws -> Int64? {
+            guard let value = object[name], !(value is NSNull) else { return nil }
+            // JSON `true` is an NSNumber too; its type says it is a Boolean ("c").
+            guard let number = value as? NSNumber, String(cString: number.objCType) != "c", let exact = Int64(exactly: number.doubleValue), exact > 0
+            else { throw invalid("`\(name)` must be a positive whole number") }
+            return exact
+        }
+        func text(_ name: String, max: Int) throws -> String? {
+            guard let value = object[name], !(value is NSNull) else { return nil }
+            guard let string = value as? String, !string.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, string.count <= max else {
+                throw invalid("`\(name)` must be a non-empty string of at most \(max) characters")
+            }
+            return string
+        }
+        guard let repositoryID = try integer("repository_id") else { throw invalid("`repository_id` is required") }
+        guard let prompt = try text("prompt", max: 8000) else { throw invalid("`prompt` is required") }
+        let kinds = ["code", "ask", "plan", "review", "docs", "debug"]
+        let kind = try text("kind", max: 16) ?? "code"
+        guard kinds.contains(kind) else { throw invalid("`kind` is one of \(kinds.joined(separator: ", "))") }
+        let priorities: [String: Int32] = ["low": 1, "medium": 2, "high": 3]
+        let priorityName = try text("priority", max: 16) ?? "medium"
+        guard let priority = priorities[priorityName] else { throw invalid("`priority` is one of high, low, medium") }
+        let budget = try text("budget", max: 20)
+        if let budget, Decimal(string: budget).map({ $0 <= 0 || !$0.isFinite }) ?? true {
+            throw invalid("`budget` is a positive number of credits, as a string such as \"12.5\"")
+        }
+        let agent = try text("agent", max: 64)
+        if let agent, !agent.allSatisfy({ $0.isLetter || $0.isNumber || "._-".contains($0) }) {
+            throw invalid("`agent` is letters, digits, `.`, `_` and `-`")
+        }
+        return APIStore.NewTask(repositoryID: repositoryID, prompt: prompt, kind: kind, agent: agent,
+                                baseBranch: try text("base_branch", max: 255), issueNumber: try integer("issue_number"),
+                                priority: priority, budget: budget)
     }
 
     private func cancel(_ request: Request, _ id: Int64, _ signIn: SignIn) async throws -> Response {

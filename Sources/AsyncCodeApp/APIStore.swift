@@ -72,6 +72,55 @@ struct APIStore: Sendable {
             """, logger: logger)
     }
 
+    /// A task asked for through the API, validated.
+    struct NewTask: Sendable {
+        var repositoryID: Int64
+        var prompt: String
+        var kind: String
+        var agent: String?
+        var baseBranch: String?
+        var issueNumber: Int64?
+        var priority: Int32
+        var budget: String?
+    }
+
+    /// Queues the task as a comment command would be, requested by the user; returns its id, or `nil` when the
+    /// repository's installation takes no work. Without an issue it gets a thread of its own (`-id`).
+    func insert(_ task: NewTask, accountID: Int64) async throws -> Int64? {
+        let rows = try await client.query("""
+            WITH next AS (SELECT nextval('tasks_id_seq') AS id), inserted AS (
+                INSERT INTO tasks (id, repository_id, installation_id, requested_by, issue_number, is_pull_request, source, comment_id,
+                                   command_index, kind, priority, agent, prompt, target_branch, budget, chat_messages)
+                SELECT next.id, r.id, r.installation_id, \(accountID), COALESCE(\(task.issueNumber)::int8, -next.id), false, 'api', NULL, 0,
+                       \(task.kind)::task_kind, \(task.priority), \(task.agent), \(task.prompt), \(task.baseBranch), \(task.budget)::numeric,
+                       jsonb_build_array(jsonb_build_object('role', 'user', 'content', \(task.prompt)::text,
+                                                            'author', (SELECT login FROM accounts WHERE id = \(accountID)), 'timestamp', now()))
+                FROM next, repositories r JOIN installations i ON i.id = r.installation_id
+                WHERE r.id = \(task.repositoryID) AND \(unescaped: Inactivity.sql(installation: "i", repository: "r")) IS NULL
+                RETURNING id
+            )
+            SELECT id, pg_notify(\(WorkNotifications.channel), 'task:' || id)::text FROM inserted
+            """, logger: logger)
+        for try await (id, _) in rows.decode((Int64, String).self) { return id }
+        return nil
+    }
+
+    /// Returns what the task produced: the agent's last answer, the diff stat, the patch and the files.
+    func results(taskID: Int64) async throws -> [String: Any] {
+        let rows = try await client.query("""
+            SELECT (SELECT m->>'content' FROM jsonb_array_elements(chat_messages) m WHERE m->>'role' = 'assistant'
+                    ORDER BY (m->>'timestamp') DESC NULLS LAST LIMIT 1),
+                   git_diff, git_patch, changed_files::text
+            FROM tasks WHERE id = \(taskID)
+            """, logger: logger)
+        for try await (summary, diff, patch, files) in rows.decode((String?, String?, String?, String).self) {
+            let changed = (try? JSONSerialization.jsonObject(with: Data(files.utf8)) as? [[String: Any]]) ?? []
+            return ["summary": summary ?? NSNull(), "diff_stat": diff ?? NSNull(), "patch": patch ?? NSNull(),
+                    "files": changed.map { ["path": $0["path"] ?? "", "additions": $0["additions"] ?? 0, "deletions": $0["deletions"] ?? 0] }]
+        }
+        return ["summary": NSNull(), "diff_stat": NSNull(), "patch": NSNull(), "files": [] as [Any]]
+    }
+
     static func summary(_ row: PostgresRow) throws -> [String: Any] {
         let c = row.makeRandomAccess()
         let prNumber = try c[8].decode(Int64?.self)
@@ -80,7 +129,7 @@ struct APIStore: Sendable {
             "repository": ["id": try c[1].decode(Int64.self), "full_name": try c[2].decode(String.self)] as [String: Any],
             "kind": try c[3].decode(String.self), "status": try c[4].decode(String.self),
             "agent": try c[5].decode(String?.self) ?? NSNull(), "prompt": try c[6].decode(String.self),
-            "issue_number": try c[7].decode(Int64?.self) ?? NSNull(),
+            "issue_number": try c[7].decode(Int64?.self).flatMap { $0 > 0 ? $0 : nil } ?? NSNull(),
             "pull_request": prNumber.map { ["number": $0, "url": (try? c[9].decode(String?.self)) ?? NSNull()] as [String: Any] } ?? NSNull(),
             "credits_used": try c[10].decode(String.self),
             "created_at": timestamp(try c[11].decode(Date.self)),

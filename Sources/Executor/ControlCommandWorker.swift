@@ -93,7 +93,10 @@ public struct ControlCommandWorker<API: GitHubAPI>: Service, CustomStringConvert
                 return
             }
             let answer = try await answer(control, repo: repo)
-            _ = try await api.createComment(in: repo, issueNumber: Int(control.issueNumber), body: answer)
+            // A task started through the API without an issue has no thread to answer on.
+            if control.issueNumber > 0 {
+                _ = try await api.createComment(in: repo, issueNumber: Int(control.issueNumber), body: answer)
+            }
             try await controls.finish(id: control.id, worker: name, failed: false, result: answer)
         } catch {
             let message = SecretRedactor.redact(String(describing: error))

@@ -108,11 +108,13 @@ public struct PromptBuilder: Sendable {
             thread = input.isPullRequest ? "pull request" : "issue"
             head = """
                 You are asynccode, a coding agent working in a checkout of \(input.repositoryFullName) (the current directory).
-                @\(PromptBuilder.untrusted(input.requester)) asked for this on \(thread) #\(input.issueNumber):
+                @\(PromptBuilder.untrusted(input.requester)) asked for this \(input.issueNumber > 0 ? "on \(thread) #\(input.issueNumber)" : "through asynccode's API"):
 
                 \(PromptBuilder.capped(PromptBuilder.untrusted(input.instruction), bytes: maxInstructionBytes))
                 """
-            title = "\(thread.capitalized) #\(input.issueNumber): \(PromptBuilder.capped(PromptBuilder.untrusted(input.issueTitle), bytes: 1024))"
+            title = input.issueNumber > 0
+                ? "\(thread.capitalized) #\(input.issueNumber): \(PromptBuilder.capped(PromptBuilder.untrusted(input.issueTitle), bytes: 1024))"
+                : "Task: \(PromptBuilder.capped(PromptBuilder.untrusted(input.issueTitle), bytes: 1024))"
             hasConversation = !input.conversation.isEmpty
             repositoryInstructions = input.repositoryInstructions.map(PromptBuilder.untrusted).flatMap {
                 $0.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty ? nil : PromptBuilder.capped($0, bytes: 8192)

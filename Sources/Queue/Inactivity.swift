@@ -20,7 +20,7 @@ public enum Inactivity: String, Sendable, Hashable {
 
     /// The SQL expression that gives the inactivity's raw value (NULL: active) of the installation and
     /// repository rows aliased `i` and `r` in the query.
-    static func sql(installation i: String, repository r: String) -> String {
+    public static func sql(installation i: String, repository r: String) -> String {
         """
         CASE WHEN \(i).deleted_at IS NOT NULL THEN 'uninstalled' WHEN \(i).suspended_at IS NOT NULL THEN 'suspended' \
         WHEN NOT \(r).is_active THEN 'removed' END

@@ -351,7 +351,7 @@ public struct TaskQueue: Sendable {
         let rows = try await bounded.query("""
             UPDATE tasks SET ack_owner = \(worker), ack_until = now() + make_interval(secs => \(hold.inSeconds))
             WHERE id = (SELECT id FROM tasks
-                        WHERE status = 'pending' AND progress_comment_id IS NULL AND ci_head_sha IS NULL
+                        WHERE status = 'pending' AND progress_comment_id IS NULL AND ci_head_sha IS NULL AND issue_number > 0
                           AND (ack_until IS NULL OR ack_until < now())
                         ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1)
             RETURNING id

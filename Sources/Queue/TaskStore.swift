@@ -45,6 +45,10 @@ public struct TaskRecord: Sendable {
     public var inactivity: Inactivity?
     /// For an automatic fix of failed CI: the commit CI failed on.
     public var ciHeadSHA: String? = nil
+
+    /// Whether the task belongs to an issue or pull request; a task started through the API without one has
+    /// a negative `issueNumber` (minus its id) and says nothing on GitHub until it opens a pull request.
+    public var hasIssue: Bool { issueNumber > 0 }
 }
 
 /// A line of `/asynccode status`: one task of a thread.

@@ -127,4 +127,53 @@ import TestSupport
             #expect(try await alice.send(.PUT, "/api/tasks/\(taskID)/cancel", json: nil, origin: "https://evil.example").status == 403)
         }
     }
+
+    /// A task started through the API ends in a pull request, with an issue (its comment there, "Closes") and
+    /// without one (nothing said on GitHub but the pull request; its progress read through the API).
+    @Test func tasksStartedThroughTheAPIEndInPullRequests() async throws {
+        try await Self.withSignIn { e2e, publicURL in
+            let alice = try await Self.signIn("alice", e2e, publicURL)
+            let repositories = try await alice.get("/api/repositories").json["repositories"] as? [[String: Any]] ?? []
+            let widgets = try #require(repositories.first { $0["full_name"] as? String == "acme/widgets" }?["id"] as? Int64)
+            let issue = e2e.issue()
+            let withIssue = try await alice.send(.POST, "/api/tasks", json: #"{"repository_id":\#(widgets),"prompt":"fix the readme","issue_number":\#(issue)}"#,
+                                                 origin: publicURL)
+            #expect(withIssue.status == 201, "\(withIssue.body)")
+            let firstID = try #require(withIssue.json["id"] as? Int64)
+            #expect(withIssue.json["status"] as? String == "pending")
+            try await e2e.waitFor(task: firstID, status: "completed")
+            #expect(e2e.botComments(on: issue).first?.body.contains("✅ **Completed**") == true)
+
+            let bare = try await alice.send(.POST, "/api/tasks", json: #"{"repository_id":\#(widgets),"prompt":"tidy the readme\nplease"}"#,
+                                            origin: publicURL)
+            #expect(bare.status == 201, "\(bare.body)")
+            let secondID = try #require(bare.json["id"] as? Int64)
+            #expect(bare.json["issue_number"] is NSNull)
+            try await e2e.waitFor(task: secondID, status: "completed")
+            let pulls = e2e.sim.pullRequests(repositoryID: e2e.repositoryID).sorted { $0.number < $1.number }
+            try #require(pulls.count == 2)
+            #expect(pulls[0].body?.contains("Closes #\(issue)") == true)
+            #expect(pulls[1].body?.contains("Closes") == false)
+            #expect(pulls[1].head.hasPrefix("asynccode/t\(secondID)-tidy-the-readme"))
+            // Nothing was said on any thread for it; the API has its steps and results.
+            #expect(e2e.sim.comments(repositoryID: e2e.repositoryID, issueNumber: issue).count == 1)
+            let detail = try await alice.get("/api/tasks/\(secondID)")
+            #expect((detail.json["steps"] as? [[String: Any]] ?? []).contains { ($0["step"] as? String)?.hasPrefix("Opening the pull request") == true })
+            #expect((detail.json["pull_request"] as? [String: Any])?["number"] as? Int64 == Int64(pulls[1].number))
+            let results = try await alice.get("/api/tasks/\(secondID)/results")
+            #expect((results.json["files"] as? [[String: Any]])?.first?["path"] as? String == "README.md")
+
+            // Refusals name the problem.
+            #expect(try await alice.send(.POST, "/api/tasks", json: #"{"repository_id":\#(widgets)}"#, origin: publicURL).json["detail"] as? String == "`prompt` is required")
+            let unknown = try await alice.send(.POST, "/api/tasks", json: #"{"repository_id":\#(widgets),"prompt":"x","colour":"red"}"#, origin: publicURL)
+            #expect(unknown.status == 400 && (unknown.json["detail"] as? String)?.hasPrefix("`colour` is not a field") == true)
+            #expect(try await alice.send(.POST, "/api/tasks", json: #"{"repository_id":\#(widgets),"prompt":"x","kind":"deploy"}"#, origin: publicURL).status == 400)
+            #expect(try await alice.send(.POST, "/api/tasks", json: #"{"repository_id":999999,"prompt":"x"}"#, origin: publicURL).status == 404)
+            let huge = #"{"repository_id":\#(widgets),"prompt":""# + String(repeating: "x", count: 20_000) + #""}"#
+            #expect(try await alice.send(.POST, "/api/tasks", json: huge, origin: publicURL).status == 413)
+            let rita = try await Self.signIn("rita", e2e, publicURL)
+            #expect(try await rita.send(.POST, "/api/tasks", json: #"{"repository_id":\#(widgets),"prompt":"x"}"#, origin: publicURL).status == 403)
+            #expect(try await e2e.string("SELECT count(*)::text FROM tasks WHERE source = 'api'") == "2")
+        }
+    }
 }

@@ -57,7 +57,7 @@ struct LoadSettings<API: GitHubAPI>: Sendable {
         let loaded = try await configs.load(repositoryID: record.repositoryID, repo: run.repo, branch: branch ?? "main")
         if let problem = loaded.problem {
             run.report.record("`\(RepositoryConfiguration.path)` is invalid (\(problem)); using the defaults", .failed)
-            if (try? await store.claimConfigWarning(
+            if record.hasIssue, (try? await store.claimConfigWarning(
                 repositoryID: record.repositoryID, commit: loaded.commit, issueNumber: record.issueNumber)) == true {
                 let body = Self.configWarning(problem, commit: loaded.commit, repo: run.repo)
                 do {

@@ -12,7 +12,7 @@ struct PlanWork<API: GitHubAPI>: Sendable {
     let store: TaskStore
 
     func callAsFunction(_ run: inout TaskRun) async throws -> WorkPlan {
-        let record = run.record
+        var record = run.record
         if record.kind == .review, !record.isPullRequest {
             let reason = "`review` works on pull requests and this is an issue; ask for it on the pull request"
             throw StepFailure(reason: reason, retryable: false, state: .notStarted(reason: reason))
@@ -26,6 +26,12 @@ struct PlanWork<API: GitHubAPI>: Sendable {
         }
         guard let cloneURL else { throw StepFailure(reason: "GitHub gave no clone URL for \(run.repo.fullName)", retryable: false) }
         let pushes = [.code, .docs, .debug].contains(record.kind)
+        // A task started through the API names a number: GitHub says whether it is a pull request.
+        if record.source == "api", record.hasIssue, !record.isPullRequest,
+           try await api.issue(number: Int(record.issueNumber), in: run.repo).pullRequest != nil {
+            run.record.isPullRequest = true
+            record.isPullRequest = true
+        }
         if record.isPullRequest {
             let pull = try await api.pullRequest(number: Int(record.issueNumber), in: run.repo)
             let sameRepository = pull.head.label.map { $0.lowercased().hasPrefix(run.repo.owner.lowercased() + ":") } ?? true
@@ -47,7 +53,10 @@ struct PlanWork<API: GitHubAPI>: Sendable {
         let base = record.targetBranch ?? defaultBranch ?? "main"
         var branch = record.prBranch
         if branch == nil, pushes {
-            var candidate = Self.branchName(prefix: run.config.branchPrefix, issueNumber: record.issueNumber, text: record.prompt)
+            // Without an issue the branch is named after the task: `<prefix>t<task>-<slug>`.
+            var candidate = record.hasIssue
+                ? Self.branchName(prefix: run.config.branchPrefix, issueNumber: record.issueNumber, text: record.prompt)
+                : Self.branchName(prefix: run.config.branchPrefix + "t", issueNumber: record.id, text: record.prompt)
             if try await store.isBranchTaken(repositoryID: record.repositoryID, branch: candidate, exceptTaskID: record.id) {
                 candidate += "-t\(record.id)"
             }

@@ -17,7 +17,8 @@ extension Publish {
     /// Returns the commit message: the title, who asked where, and the requester as co-author.
     static func commitMessage(title: String, record: TaskRecord) -> String {
         let coauthor = "\(record.requesterLogin) <\(record.requesterGitHubID)+\(record.requesterLogin)@users.noreply.github.com>"
-        return "\(title)\n\nAsked by @\(record.requesterLogin) in #\(record.issueNumber) (asynccode task \(record.id)).\n\nCo-authored-by: \(coauthor)\n"
+        let place = record.hasIssue ? "in #\(record.issueNumber)" : "through asynccode's API"
+        return "\(title)\n\nAsked by @\(record.requesterLogin) \(place) (asynccode task \(record.id)).\n\nCo-authored-by: \(coauthor)\n"
     }
 
     static func pullRequestBody(
@@ -25,7 +26,7 @@ extension Publish {
     ) -> String {
         var body = summary.isEmpty ? "The agent made the changes below." : PromptBuilder.capped(summary, bytes: 30_000)
         body += verification(rounds: rounds, failing: failing)
-        if !record.isPullRequest { body += "\n\nCloses #\(record.issueNumber)" }
+        if !record.isPullRequest, record.hasIssue { body += "\n\nCloses #\(record.issueNumber)" }
         let additions = files.reduce(0) { $0 + $1.additions }
         let deletions = files.reduce(0) { $0 + $1.deletions }
         body += "\n\n**Changed files** (\(files.count), +\(additions) −\(deletions))\n\n| File | + | − |\n|---|---|---|\n"

@@ -31,7 +31,15 @@ struct RunAgent<API: GitHubAPI>: Sendable {
     ) async throws -> AgentAnswer {
         let record = run.record
         let workspace = prepared.git
-        let issue = try await api.issue(number: Int(record.issueNumber), in: run.repo)
+        // A task started through the API without an issue: the instruction's first line stands for the title.
+        let issueTitle: String
+        let issueBody: String?
+        if record.hasIssue {
+            let issue = try await api.issue(number: Int(record.issueNumber), in: run.repo)
+            (issueTitle, issueBody) = (issue.title, issue.body)
+        } else {
+            (issueTitle, issueBody) = (String(record.prompt.split(separator: "\n").first ?? "").trimmingCharacters(in: .whitespaces), nil)
+        }
         let conversation = record.isPullRequest ? ((try? await store.conversation(before: record.id)) ?? []) : []
         let ciFailure = run.ciFix.map { PromptBuilder.failingCI($0.failing, headSHA: $0.headSHA, unreadable: $0.unreadable) } ?? ""
         let feedback = ciFailure + (failing.isEmpty ? "" : PromptBuilder.failingChecks(failing.map(\.feedback)))
@@ -40,7 +48,7 @@ struct RunAgent<API: GitHubAPI>: Sendable {
         let prompt = builder.prompt(for: PromptBuilder.Input(
             kind: record.kind, repositoryFullName: run.repo.fullName, requester: record.requesterLogin,
             issueNumber: record.issueNumber, isPullRequest: record.isPullRequest, instruction: record.prompt,
-            issueTitle: issue.title, issueBody: issue.body,
+            issueTitle: issueTitle, issueBody: issueBody,
             conversation: conversation.map { ($0.author ?? $0.role, $0.content) }, baseBranch: plan.baseBranch,
             repositoryInstructions: run.config.instructions)) + feedback
         let jail = TaskJail(runner: runner, agent: agent, workspace: workspace, taskID: record.id)
@@ -63,7 +71,7 @@ struct RunAgent<API: GitHubAPI>: Sendable {
             throw StepFailure(reason: "agent `\(agent.name)` could not start: \(error)", retryable: false)
         }
         run.agentRounds = round
-        return try await conclude(&run, agent: agent, result: result, token: prepared.token, issueTitle: issue.title)
+        return try await conclude(&run, agent: agent, result: result, token: prepared.token, issueTitle: issueTitle)
     }
 
     /// Charges the run, records its redacted output, counts its ending and throws unless it exited cleanly.

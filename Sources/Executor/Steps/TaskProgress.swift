@@ -23,7 +23,8 @@ struct TaskProgress<API: GitHubAPI>: Sendable {
     /// Step 1: acknowledges the task (when the acknowledgement pass did not) and shows it working.
     func acknowledge(_ run: inout TaskRun) async throws {
         if let fix = run.ciFix { run.report.record(Self.ciFixLine(fix), .failed) }
-        if run.commentID == nil {
+        // A task started through the API without an issue has no thread: its progress is read through the API.
+        if run.commentID == nil, run.record.hasIssue {
             let commentID = try await createComment(run.record, repo: run.repo, report: run.report)
             run.commentID = commentID
             _ = try await store.saveProgressComment(taskID: run.record.id, commentID: commentID)
