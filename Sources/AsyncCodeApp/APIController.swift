@@ -1,3 +1,4 @@
+import Accounting
 import Database
 import Foundation
 import HTTPTypes
@@ -18,25 +19,26 @@ struct APIController: Sendable {
     let session: SignInController
     let access: RepositoryAccess?
     let store: APIStore
+    let ledger: CreditLedger
 
     func addRoutes<Context: RequestContext>(to router: Router<Context>) {
-        router.get("/api/repositories") { request, _ in
-            await session.respond { signIn in try await repositories(request, signIn, force: false) }
+        router.get("/api/repositories") { request, context in
+            await session.respond(request, context) { signIn in try await repositories(request, signIn, force: false) }
         }
-        router.post("/api/repositories/sync") { request, _ in
-            await session.respond { signIn in try await repositories(request, signIn, force: true) }
+        router.post("/api/repositories/sync") { request, context in
+            await session.respond(request, context) { signIn in try await repositories(request, signIn, force: true) }
         }
-        router.get("/api/tasks") { request, _ in await session.respond { try await tasks(request, $0) } }
+        router.get("/api/tasks") { request, context in await session.respond(request, context) { try await tasks(request, $0) } }
         router.get("/api/tasks/{id}") { request, context in
-            await session.respond { signIn in
+            await session.respond(request, context) { signIn in
                 let caller = try await session.caller(request, signIn)
                 let (task, _) = try await visibleTask(try taskID(context), caller)
                 return jsonResponse(.ok, task)
             }
         }
-        router.post("/api/tasks") { request, _ in await session.respond { try await create(request, $0) } }
+        router.post("/api/tasks") { request, context in await session.respond(request, context) { try await create(request, $0) } }
         router.get("/api/tasks/{id}/results") { request, context in
-            await session.respond { signIn in
+            await session.respond(request, context) { signIn in
                 let caller = try await session.caller(request, signIn)
                 let id = try taskID(context)
                 _ = try await visibleTask(id, caller)
@@ -44,8 +46,9 @@ struct APIController: Sendable {
             }
         }
         router.put("/api/tasks/{id}/cancel") { request, context in
-            await session.respond { signIn in try await cancel(request, try taskID(context), signIn) }
+            await session.respond(request, context) { signIn in try await cancel(request, try taskID(context), signIn) }
         }
+        addRecordRoutes(to: router)
     }
 
     private func repositories(_ request: Request, _ signIn: SignIn, force: Bool) async throws -> Response {
@@ -171,7 +174,7 @@ struct APIController: Sendable {
         return found
     }
 
-    private func accessible(_ caller: Caller, force: Bool) async throws -> [AccessibleRepository] {
+    func accessible(_ caller: Caller, force: Bool) async throws -> [AccessibleRepository] {
         guard let access else { throw Problem.notSignedIn() }
         return try await access.repositories(accountID: caller.user.accountID, token: caller.token, force: force)
     }

@@ -72,6 +72,23 @@ struct APIStore: Sendable {
             """, logger: logger)
     }
 
+    /// Returns the bot's pull requests on repositories the user may read, newest first (at most 200).
+    func pullRequests(accountID: Int64) async throws -> [[String: Any]] {
+        let rows = try await client.query("""
+            SELECT p.id, p.repository_id, r.full_name, p.number, p.title, p.status::text, p.url, p.task_id, p.created_at
+            FROM pull_requests p JOIN repositories r ON r.id = p.repository_id
+            JOIN user_repository_access u ON u.repository_id = p.repository_id AND u.account_id = \(accountID) AND u.access_level <> 'none'
+            ORDER BY p.id DESC LIMIT 200
+            """, logger: logger)
+        var pulls: [[String: Any]] = []
+        for try await (id, repositoryID, name, number, title, state, url, taskID, created)
+            in rows.decode((Int64, Int64, String, Int64, String, String, String?, Int64?, Date).self) {
+            pulls.append(["id": id, "repository": ["id": repositoryID, "full_name": name] as [String: Any], "number": number, "title": title,
+                          "state": state, "url": url ?? NSNull(), "task_id": taskID ?? NSNull(), "created_at": Self.timestamp(created)])
+        }
+        return pulls
+    }
+
     /// A task asked for through the API, validated.
     struct NewTask: Sendable {
         var repositoryID: Int64

@@ -1,3 +1,4 @@
+import Accounting
 import Database
 import Foundation
 import Hummingbird
@@ -31,7 +32,7 @@ public func buildApplication(
     let store = DeliveryStore(
         client: client, logger: databaseLogger, flushers: configuration.intakeFlushers, fallbackURL: configuration.databaseURL)
 
-    let router = Router()
+    let router = Router(context: AppRequestContext.self)
     let secrets = WebhookSecrets(configuration.webhookSecrets)
     let metrics = AppMetrics()
     WebhookController(
@@ -57,10 +58,10 @@ public func buildApplication(
         workers = try await makeAppServices(configuration: configuration, client: client, logger: logger, metrics: metrics.factory)
             .map { GatedService(gate: migrated, service: $0) }
         let signIn = configuration.signInSettings.map { SignIn(settings: $0, client: client, logger: logger) }
-        let session = SignInController(signIn: signIn, logger: logger)
+        let session = SignInController(signIn: signIn, limits: .init(perUser: configuration.apiRequestsPerMinute, perAddress: configuration.apiRequestsPerMinute * 2), logger: logger)
         session.addRoutes(to: router)
         APIController(session: session, access: try? signIn.map { RepositoryAccess(client: client, settings: $0.settings, logger: logger) }.get(),
-                      store: APIStore(client: BoundedClient(client), logger: logger))
+                      store: APIStore(client: BoundedClient(client), logger: logger), ledger: CreditLedger(client: client, logger: logger))
             .addRoutes(to: router)
     } else {
         let completion = SetupCompletion()

@@ -78,6 +78,9 @@ public struct AppConfiguration: Sendable {
     /// The App's OAuth client for "Sign in with GitHub" (`GITHUB_CLIENT_ID`, `GITHUB_CLIENT_SECRET`).
     public var clientID: String?
     public var clientSecret: String?
+    /// API requests a minute per signed-in user (`ASYNCCODE_API_REQUESTS_PER_MINUTE`); one client address may
+    /// make twice as many.
+    public var apiRequestsPerMinute = 300
     /// The keys that encrypt users' GitHub tokens at rest (`ASYNCCODE_ENCRYPTION_KEYS`: `id:base64,…`).
     public var encryptionKeys: KeyRing?
     /// The one-time token the setup page asks for (`ASYNCCODE_SETUP_TOKEN`; random when unset).
@@ -320,6 +323,7 @@ public struct AppConfiguration: Sendable {
         if value("ASYNCCODE_WORKER_METRICS_PORT") != nil {
             configuration.workerMetricsPort = try number("ASYNCCODE_WORKER_METRICS_PORT", in: 0...65535, default: 0)
         }
+        configuration.apiRequestsPerMinute = try number("ASYNCCODE_API_REQUESTS_PER_MINUTE", in: 1...100_000, default: 300)
         configuration.clientID = value("GITHUB_CLIENT_ID")
         configuration.clientSecret = value("GITHUB_CLIENT_SECRET")
         if let keys = value("ASYNCCODE_ENCRYPTION_KEYS") {

@@ -24,11 +24,13 @@ struct SignInController: Sendable {
 
     let signIn: Result<SignIn, ConfigurationError>
     let bearers: BearerCache
+    let limiter: RateLimiter
     let logger: Logger
 
-    init(signIn: Result<SignIn, ConfigurationError>, logger: Logger) {
+    init(signIn: Result<SignIn, ConfigurationError>, limits: RateLimiter.Limits = .init(perUser: 300, perAddress: 600), logger: Logger) {
         self.signIn = signIn
         bearers = BearerCache()
+        limiter = RateLimiter(limits)
         self.logger = logger
     }
 
@@ -37,10 +39,10 @@ struct SignInController: Sendable {
         router.get("/auth/callback") { request, _ in await self.respond { try await self.callback(request, $0) } }
         router.post("/logout") { request, _ in await self.respond { try await self.logout(request, $0) } }
         router.get("/") { request, _ in await self.respond { try await self.home(request, $0) } }
-        router.get("/api/auth/user") { request, _ in
-            await self.respond { signIn in jsonResponse(.ok, Self.userJSON(try await self.user(request, signIn))) }
+        router.get("/api/auth/user") { request, context in
+            await self.respond(request, context) { signIn in jsonResponse(.ok, Self.userJSON(try await self.user(request, signIn))) }
         }
-        router.put("/api/auth/user") { request, _ in await self.respond { try await self.updateUser(request, $0) } }
+        router.put("/api/auth/user") { request, context in await self.respond(request, context) { try await self.updateUser(request, $0) } }
     }
 
     // MARK: - Routes
@@ -130,6 +132,12 @@ struct SignInController: Sendable {
     /// Returns who asks and how to act as them on GitHub: the bearer token they sent, or their stored token
     /// (refreshed when due; GitHub's `bad_refresh_token` ends their sessions).
     func caller(_ request: Request, _ signIn: SignIn) async throws -> Caller {
+        let caller = try await authenticate(request, signIn)
+        if let wait = await limiter.user(caller.user.accountID) { throw Problem.tooManyRequests(wait) }
+        return caller
+    }
+
+    private func authenticate(_ request: Request, _ signIn: SignIn) async throws -> Caller {
         if let authorization = request.headers[.authorization] {
             let parts = authorization.split(separator: " ", maxSplits: 1)
             guard parts.count == 2, parts[0].lowercased() == "bearer", parts[1].utf8.count <= 512 else { throw Problem.notSignedIn() }
@@ -171,6 +179,15 @@ struct SignInController: Sendable {
 
     private func cookie(_ name: String, _ value: String, _ signIn: SignIn, maxAge: Int, path: String) -> Cookie {
         Cookie(name: name, value: value, maxAge: maxAge, path: path, secure: signIn.settings.secureCookies, httpOnly: true, sameSite: .lax)
+    }
+
+    /// Runs an API request: the client address's rate limit first, then `body` (see ``respond(_:)``).
+    func respond<Context: RequestContext>(_ request: Request, _ context: Context, _ body: (SignIn) async throws -> Response) async -> Response {
+        if let address = (context as? any RemoteAddressRequestContext)?.remoteAddress?.ipAddress,
+           let wait = await limiter.address(address) {
+            return Problem.tooManyRequests(wait).response
+        }
+        return await respond(body)
     }
 
     /// Runs `body` with the sign-in, answering errors as problem documents.

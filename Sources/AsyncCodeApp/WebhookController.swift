@@ -79,6 +79,10 @@ public struct WebhookController<Store: DeliveryRecording>: Sendable {
         router.post("/webhooks/github") { request, context in
             try await self.receive(request)
         }
+        // The same receiver under the API's prefix.
+        router.post("/api/webhooks/github") { request, context in
+            try await self.receive(request)
+        }
     }
 
     func receive(_ request: Request) async throws -> Response {

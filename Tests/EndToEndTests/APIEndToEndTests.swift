@@ -8,7 +8,7 @@ import TestSupport
 /// The API for signed-in users (issue 20): who sees what comes from GitHub, read with the user's own token.
 @Suite(.serialized, .timeLimit(.minutes(5))) struct APIEndToEndTests {
     /// Runs `body` with sign-in configured on a fixed port.
-    static func withSignIn(_ body: @Sendable @escaping (EndToEnd, String) async throws -> Void) async throws {
+    static func withSignIn(perMinute: Int = 300, _ body: @Sendable @escaping (EndToEnd, String) async throws -> Void) async throws {
         let port = try freePort()
         let publicURL = "http://127.0.0.1:\(port)"
         try await EndToEnd.with(configure: { configuration, setup in
@@ -17,6 +17,7 @@ import TestSupport
             configuration.clientID = setup.app.clientID
             configuration.clientSecret = setup.app.clientSecret
             configuration.encryptionKeys = try KeyRing(parsing: try KeyRing.newEntry(id: "k1"))
+            configuration.apiRequestsPerMinute = perMinute
         }) { e2e in
             e2e.sim.setCallbackURLs(appID: e2e.setup.app.id, [publicURL + "/auth/callback"])
             try await body(e2e, publicURL)
@@ -174,6 +175,37 @@ import TestSupport
             let rita = try await Self.signIn("rita", e2e, publicURL)
             #expect(try await rita.send(.POST, "/api/tasks", json: #"{"repository_id":\#(widgets),"prompt":"x"}"#, origin: publicURL).status == 403)
             #expect(try await e2e.string("SELECT count(*)::text FROM tasks WHERE source = 'api'") == "2")
+        }
+    }
+
+    /// Pull requests and credits follow the same rule; too many requests answer 429 with Retry-After.
+    @Test func pullRequestsCreditsAndRateLimits() async throws {
+        try await Self.withSignIn(perMinute: 12) { e2e, publicURL in
+            let issue = e2e.issue()
+            let taskID = try await e2e.comment("/asynccode fix the readme", on: issue)
+            try await e2e.waitFor(task: taskID, status: "completed")
+            let alice = try await Self.signIn("alice", e2e, publicURL)
+            let pulls = try await alice.get("/api/pull-requests")
+            #expect(pulls.status == 200)
+            let listed = pulls.json["pull_requests"] as? [[String: Any]] ?? []
+            #expect(listed.count == 1 && listed.first?["task_id"] as? Int64 == taskID && listed.first?["state"] as? String == "open")
+            let credits = try await alice.get("/api/credits")
+            #expect((credits.json["accounts"] as? [[String: Any]])?.map { $0["account"] as? String } == ["alice"])
+            // The installation's account (acme) pays; alice is not an admin of its repositories, so she cannot see it.
+            #expect(try await alice.get("/api/credits/acme/transactions").status == 404)
+            #expect(try await alice.get("/api/credits/alice/transactions").status == 200)
+            // Twelve a minute for one user: the rest of the burst goes, then 429.
+            var statuses: [Int] = []
+            var retryAfter: String?
+            for _ in 0..<12 {
+                let answer = try await alice.get("/api/auth/user")
+                statuses.append(answer.status)
+                if answer.status == 429 { retryAfter = answer.json["detail"] as? String }
+            }
+            #expect(statuses.contains(429) && statuses.first == 200, "\(statuses)")
+            #expect(retryAfter?.hasPrefix("try again in ") == true)
+            let limited = try await alice.get("/api/tasks")
+            #expect(limited.status == 429 && limited.headers["retry-after"] != nil)
         }
     }
 }

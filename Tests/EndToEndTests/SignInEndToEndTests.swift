@@ -94,6 +94,7 @@ final class Browser: @unchecked Sendable {
         var status: Int
         var location: String?
         var body: String
+        var headers: [String: String] = [:]
         var json: [String: Any] { (try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]) ?? [:] }
     }
 
@@ -151,7 +152,10 @@ final class Browser: @unchecked Sendable {
                 lock.withLock { cookies[String(pair[0])] = maxAge0 ? nil : String(pair[1]) }
             }
         }
-        return Answer(status: Int(response.status.code), location: response.headers.first(name: "location"), body: String(buffer: body))
+        var headers: [String: String] = [:]
+        for header in response.headers { headers[header.name.lowercased()] = header.value }
+        return Answer(status: Int(response.status.code), location: response.headers.first(name: "location"), body: String(buffer: body),
+                      headers: headers)
     }
 }
 

@@ -1,0 +1,55 @@
+import Accounting
+import Foundation
+import Hummingbird
+import SignIn
+
+/// `GET /api/pull-requests`, `GET /api/credits` and `GET /api/credits/{account}/transactions`.
+///
+/// Pull requests: the bot's, on repositories the user may read. Credits: the user's own account, and an
+/// organization's (or another owner's) when the user is an admin of one of its repositories; any other account
+/// answers 404.
+extension APIController {
+    func addRecordRoutes<Context: RequestContext>(to router: Router<Context>) {
+        router.get("/api/pull-requests") { request, context in
+            await session.respond(request, context) { signIn in
+                let caller = try await session.caller(request, signIn)
+                _ = try await accessible(caller, force: false)
+                return jsonResponse(.ok, ["pull_requests": try await store.pullRequests(accountID: caller.user.accountID)])
+            }
+        }
+        router.get("/api/credits") { request, context in
+            await session.respond(request, context) { signIn in
+                let caller = try await session.caller(request, signIn)
+                var accounts: [[String: Any]] = []
+                for login in try await creditAccounts(caller) {
+                    guard let account = try await ledger.account(login) else { continue }
+                    accounts.append(["account": account.login, "balance": "\(account.credits)", "reserved": "\(account.reserved)",
+                                     "used": "\(account.totalUsed)"])
+                }
+                return jsonResponse(.ok, ["accounts": accounts])
+            }
+        }
+        router.get("/api/credits/{account}/transactions") { request, context in
+            await session.respond(request, context) { signIn in
+                let caller = try await session.caller(request, signIn)
+                let name = context.parameters.get("account") ?? ""
+                guard try await creditAccounts(caller).contains(where: { $0.lowercased() == name.lowercased() }),
+                      let account = try await ledger.account(name) else { throw Problem.notFound() }
+                let entries = try await ledger.history(accountID: account.accountID, limit: 200).map { entry -> [String: Any] in
+                    ["id": entry.id, "amount": "\(entry.amount)", "kind": entry.type, "reason": entry.description,
+                     "task_id": entry.taskID ?? NSNull(), "created_at": APIStore.timestamp(entry.createdAt)]
+                }
+                return jsonResponse(.ok, ["transactions": entries])
+            }
+        }
+    }
+
+    /// Returns the logins of the accounts whose credits the caller may see.
+    private func creditAccounts(_ caller: Caller) async throws -> [String] {
+        let admin = try await accessible(caller, force: false).filter { $0.permission == "admin" }
+            .compactMap { $0.fullName.split(separator: "/").first.map(String.init) }
+        var logins = [caller.user.login]
+        for owner in admin where !logins.contains(where: { $0.lowercased() == owner.lowercased() }) { logins.append(owner) }
+        return logins
+    }
+}
