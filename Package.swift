@@ -105,7 +105,8 @@ let package = Package(
         ]),
         // `asynccode demo`: the whole pipeline against the GitHub simulator.
         .target(name: "Demo", dependencies: [
-            "AsyncCodeApp", "Database", "Executor", "Queue", "GitHubSimulator",
+            "AsyncCodeApp", "Database", "Executor", "Queue", "GitHubSimulator", "OpenSSLCrypto",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "asynccode", dependencies: [

@@ -2,6 +2,7 @@ import AsyncCodeApp
 import Database
 import Executor
 import Foundation
+import OpenSSLCrypto
 import GitHubSimulator
 import Logging
 import Queue
@@ -104,9 +105,16 @@ public struct Demo: Sendable {
         let issue = sim.createIssue(repositoryID: repositoryID, title: "The README says too little",
                                     body: "It should tell people how to try the project.", author: "alice")
         let secret = randomToken()
+        // Sign-in needs the callback address before the bot listens: a port chosen now.
+        let chosenPort = try DemoSignIn.freePort()
         var configuration = AppConfiguration(
             databaseURL: database, webhookSecrets: [secret], appID: String(setup.app.id), privateKeyPEM: setup.app.privateKeyPEM,
-            githubAPIURL: URL(string: sim.apiURL)!, port: 0, migrationsDirectory: migrations)
+            githubAPIURL: URL(string: sim.apiURL)!, port: chosenPort, migrationsDirectory: migrations)
+        configuration.publicURL = URL(string: "http://127.0.0.1:\(chosenPort)")
+        configuration.clientID = setup.app.clientID
+        configuration.clientSecret = setup.app.clientSecret
+        configuration.encryptionKeys = try KeyRing(parsing: try KeyRing.newEntry(id: "demo"))
+        sim.setCallbackURLs(appID: setup.app.id, ["http://127.0.0.1:\(chosenPort)/auth/callback"])
         configuration.workers = 2
         configuration.agents = AgentCatalog(defaultAgent: "demo", agents: ["demo": agent])
         configuration.workspaceDirectory = options.folder + "/workspaces"
@@ -161,6 +169,12 @@ public struct Demo: Sendable {
                 .trimmingCharacters(in: .whitespacesAndNewlines)
             print("\nThe follow-up pushed to the same branch (\(commits) commits on \(pull.head), still \(pulls.count) pull request):")
             print(indent(try await sim.gitOutput(repositoryID: repositoryID, ["show", "--format=%s", pull.head]), by: "  "))
+
+            // 3. @alice signs in to the bot with GitHub and reads her tasks through the API.
+            sim.setSignedInUser("alice")
+            let tasks = try await DemoSignIn.listTasks(botURL: botURL)
+            print("\nSigned in as @alice through GitHub's sign-in (PKCE, an encrypted token, a session cookie); GET /api/tasks lists \(tasks.count) task\(tasks.count == 1 ? "" : "s"):")
+            for task in tasks { print("  " + task) }
 
             if options.keep {
                 print("""
