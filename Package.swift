@@ -148,9 +148,11 @@ let package = Package(
         ]),
         // Checks recorded requests against GitHub's OpenAPI description (GitHub and end-to-end tests).
         .target(name: "GitHubConformance", dependencies: ["GitHubSimulator"], path: "Tests/GitHubConformance"),
+        // Holds the bot's own API responses to docs/api/openapi.yaml (end-to-end tests).
+        .target(name: "APIConformance", dependencies: [.product(name: "Yams", package: "Yams")], path: "Tests/APIConformance"),
         .testTarget(name: "EndToEndTests", dependencies: [
             "AsyncCodeApp", "Database", "Executor", "GitHub", "GitHubSimulator", "GitHubConformance", "Queue", "Recovery", "TestSupport",
-            "OpenSSLCrypto", "SignIn",
+            "OpenSSLCrypto", "SignIn", "APIConformance",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Subprocess", package: "swift-subprocess"),
             .product(name: "NIOCore", package: "swift-nio"),
