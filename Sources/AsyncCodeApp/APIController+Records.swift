@@ -23,8 +23,8 @@ extension APIController {
                 var accounts: [[String: Any]] = []
                 for login in try await creditAccounts(caller) {
                     guard let account = try await ledger.account(login) else { continue }
-                    accounts.append(["account": account.login, "balance": "\(account.credits)", "reserved": "\(account.reserved)",
-                                     "used": "\(account.totalUsed)"])
+                    accounts.append(["account": account.login, "balance": Self.credits(account.credits), "reserved": Self.credits(account.reserved),
+                                     "used": Self.credits(account.totalUsed)])
                 }
                 return jsonResponse(.ok, ["accounts": accounts])
             }
@@ -36,12 +36,26 @@ extension APIController {
                 guard try await creditAccounts(caller).contains(where: { $0.lowercased() == name.lowercased() }),
                       let account = try await ledger.account(name) else { throw Problem.notFound() }
                 let entries = try await ledger.history(accountID: account.accountID, limit: 200).map { entry -> [String: Any] in
-                    ["id": entry.id, "amount": "\(entry.amount)", "kind": entry.type, "reason": entry.description,
+                    ["id": entry.id, "amount": Self.credits(entry.amount), "kind": entry.type, "reason": entry.description,
                      "task_id": entry.taskID ?? NSNull(), "created_at": APIStore.timestamp(entry.createdAt)]
                 }
                 return jsonResponse(.ok, ["transactions": entries])
             }
         }
+    }
+
+    /// Returns credits as the API writes them: a string with four decimals, such as `"12.5000"`.
+    static func credits(_ amount: Decimal) -> String {
+        var value = amount
+        var rounded = Decimal()
+        NSDecimalRound(&rounded, &value, 4, .plain)
+        let formatter = NumberFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.numberStyle = .decimal
+        formatter.usesGroupingSeparator = false
+        formatter.minimumFractionDigits = 4
+        formatter.maximumFractionDigits = 4
+        return formatter.string(from: rounded as NSDecimalNumber) ?? "\(rounded)"
     }
 
     /// Returns the logins of the accounts whose credits the caller may see.

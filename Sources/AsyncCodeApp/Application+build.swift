@@ -42,6 +42,7 @@ public func buildApplication(
         logger: logger,
         metrics: metrics.factory
     ).addRoutes(to: router)
+    APIDescriptionController().addRoutes(to: router)
     HealthController(readiness: DatabaseReadiness(client: client, migrator: migrator, logger: databaseLogger))
         .addRoutes(to: router)
     MetricsController(metrics: metrics, client: client, token: configuration.metricsToken, logger: databaseLogger)

@@ -1,3 +1,4 @@
+import APIConformance
 import AsyncCodeApp
 import Foundation
 import GitHubSimulator
@@ -21,6 +22,15 @@ import TestSupport
         }) { e2e in
             e2e.sim.setCallbackURLs(appID: e2e.setup.app.id, [publicURL + "/auth/callback"])
             try await body(e2e, publicURL)
+            // Every API answer the test saw is one the API description documents.
+            let exchanges = Browser.exchanges.withLock { $0.removeValue(forKey: publicURL) ?? [] }.filter { $0.path.hasPrefix("/api/") }
+            #expect(!exchanges.isEmpty)
+            let description = try APIConformance.shared
+            let violations = exchanges.flatMap { exchange in
+                description.violations(method: exchange.method, path: exchange.path, status: exchange.status,
+                                       contentType: exchange.contentType, body: exchange.body)
+            }
+            #expect(violations.isEmpty, "answers the API description does not allow:\n\(violations.prefix(30).joined(separator: "\n"))")
         }
     }
 

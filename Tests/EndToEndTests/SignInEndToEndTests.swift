@@ -1,6 +1,8 @@
+import APIConformance
 import AsyncCodeApp
 import AsyncHTTPClient
 import Foundation
+import Synchronization
 import GitHubSimulator
 import NIOCore
 import NIOHTTP1
@@ -75,6 +77,13 @@ import TestSupport
             try await e2e.sim.revokeUserAuthorization(login: "alice", appID: e2e.setup.app.id)
             try await eventually("alice's session ends") { try await browser.get("/api/auth/user").status == 401 }
             #expect(try await e2e.string("SELECT count(*)::text FROM user_tokens") == "0")
+            // Every API answer here is one the API description documents.
+            let exchanges = Browser.exchanges.withLock { $0.removeValue(forKey: publicURL) ?? [] }.filter { $0.path.hasPrefix("/api/") }
+            let description = try APIConformance.shared
+            let violations = exchanges.flatMap {
+                description.violations(method: $0.method, path: $0.path, status: $0.status, contentType: $0.contentType, body: $0.body)
+            }
+            #expect(exchanges.count >= 8 && violations.isEmpty, "\(exchanges.count) answers; \(violations.prefix(20).joined(separator: "\n"))")
         }
     }
 
@@ -97,6 +106,18 @@ final class Browser: @unchecked Sendable {
         var headers: [String: String] = [:]
         var json: [String: Any] { (try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]) ?? [:] }
     }
+
+    /// A request a browser made of the bot and what it answered.
+    struct Exchange: Sendable {
+        var method: String
+        var path: String
+        var status: Int
+        var contentType: String?
+        var body: [UInt8]
+    }
+
+    /// Every exchange of every browser, by the bot's address (one per test).
+    static let exchanges = Mutex<[String: [Exchange]]>([:])
 
     /// One client for every browser of the test process (it lives as long as the process).
     static let http: HTTPClient = {
@@ -144,6 +165,11 @@ final class Browser: @unchecked Sendable {
         }
         let response = try await http.execute(request, timeout: .seconds(30))
         let body = try await response.body.collect(upTo: 1024 * 1024)
+        if url.hasPrefix(base) {
+            let exchange = Exchange(method: method.rawValue, path: String(url.dropFirst(base.count)), status: Int(response.status.code),
+                                    contentType: response.headers.first(name: "content-type"), body: Array(body.readableBytesView))
+            Self.exchanges.withLock { $0[base, default: []].append(exchange) }
+        }
         if url.hasPrefix(base) {
             for header in response.headers[canonicalForm: "set-cookie"] {
                 let pair = header.split(separator: ";")[0].split(separator: "=", maxSplits: 1)
