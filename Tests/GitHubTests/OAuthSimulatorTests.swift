@@ -154,7 +154,7 @@ import TestSupport
             #expect(wrongVerifier.json["error_description"] as? String == "The code passed is incorrect or expired.")
             #expect((wrongVerifier.json["error_uri"] as? String)?.hasPrefix("https://docs.github.com/") == true)
             #expect(try await Self.error(web.token(exchange)) == "bad_verification_code")  // no verifier
-            let badSecret = try await web.token([("client_id", f.app.clientID), ("client_secret", "0" + f.app.clientSecret.dropFirst()),
+            let badSecret = try await web.token([("client_id", f.app.clientID), ("client_secret", (f.app.clientSecret.hasPrefix("0") ? "1" : "0") + f.app.clientSecret.dropFirst()),
                                                  ("code", code), ("redirect_uri", Self.callback), ("code_verifier", verifier)])
             #expect(Self.error(badSecret) == "incorrect_client_credentials")
             let otherRedirect = try await web.token(client + [("code", code), ("redirect_uri", "http://127.0.0.1:9/elsewhere"),
