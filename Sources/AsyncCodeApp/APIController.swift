@@ -1,6 +1,7 @@
 import Accounting
 import Database
 import Foundation
+import GitHub
 import HTTPTypes
 import Hummingbird
 import Logging
@@ -11,7 +12,7 @@ import SignIn
 /// from GitHub with the user's own token at sign-in and when older than 10 minutes):
 ///
 /// - `GET /api/repositories`, `POST /api/repositories/sync`: the repositories of the App's installations the
-///   user can reach, with their permission.
+///   user can reach, with their permission; `GET /api/repositories/{id}/branches`: a visible one's branches.
 /// - `GET /api/tasks` (`status`, `repository_id`, `cursor`, `limit`), `GET /api/tasks/{id}`: tasks of
 ///   repositories the user may read; any other id answers 404.
 /// - `PUT /api/tasks/{id}/cancel`: needs push access; carried out as `/asynccode cancel` on the task's thread.
@@ -20,6 +21,8 @@ struct APIController: Sendable {
     let access: RepositoryAccess?
     let store: APIStore
     let ledger: CreditLedger
+    /// The App's GitHub client (branches are read with the installation's token).
+    let github: GitHubClient?
 
     func addRoutes<Context: RequestContext>(to router: Router<Context>) {
         router.get("/api/repositories") { request, context in
@@ -27,6 +30,22 @@ struct APIController: Sendable {
         }
         router.post("/api/repositories/sync") { request, context in
             await session.respond(request, context) { signIn in try await repositories(request, signIn, force: true) }
+        }
+        router.get("/api/repositories/{id}/branches") { request, context in
+            await session.respond(request, context) { signIn in
+                let caller = try await session.caller(request, signIn)
+                let id = try taskID(context)
+                guard try await accessible(caller, force: false).contains(where: { $0.id == id }),
+                      let github, let repo = try await store.repositoryRef(id: id) else { throw Problem.notFound() }
+                let branches: [Branch]
+                do {
+                    branches = try await github.listBranches(in: repo)
+                } catch {
+                    throw Problem(slug: "github-unavailable", title: "GitHub did not answer as expected", status: .badGateway,
+                                  detail: "cannot list the branches of \(repo.fullName)")
+                }
+                return jsonResponse(.ok, ["branches": branches.map { ["name": $0.name, "sha": $0.commit.sha] }])
+            }
         }
         router.get("/api/tasks") { request, context in await session.respond(request, context) { try await tasks(request, $0) } }
         router.get("/api/tasks/{id}") { request, context in

@@ -1,5 +1,6 @@
 import Database
 import Foundation
+import GitHub
 import Logging
 import PostgresNIO
 import Queue
@@ -70,6 +71,18 @@ struct APIStore: Sendable {
             )
             SELECT pg_notify(\(WorkNotifications.channel), 'control:' || id) FROM command
             """, logger: logger)
+    }
+
+    /// Returns what GitHub calls the repository (owner, name, ids) for calls with its installation's token.
+    func repositoryRef(id: Int64) async throws -> RepositoryRef? {
+        let rows = try await client.query("""
+            SELECT r.owner_login, r.name, r.github_id, i.github_id FROM repositories r JOIN installations i ON i.id = r.installation_id
+            WHERE r.id = \(id)
+            """, logger: logger)
+        for try await (owner, name, githubID, installation) in rows.decode((String, String, Int64, Int64).self) {
+            return RepositoryRef(owner: owner, name: name, id: githubID, installationID: installation)
+        }
+        return nil
     }
 
     /// Returns the bot's pull requests on repositories the user may read, newest first (at most 200).

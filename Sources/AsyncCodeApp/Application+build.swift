@@ -61,8 +61,12 @@ public func buildApplication(
         let signIn = configuration.signInSettings.map { SignIn(settings: $0, client: client, logger: logger) }
         let session = SignInController(signIn: signIn, limits: .init(perUser: configuration.apiRequestsPerMinute, perAddress: configuration.apiRequestsPerMinute * 2), logger: logger)
         session.addRoutes(to: router)
+        // The API's own GitHub client (reads with installation tokens), stopped with the server.
+        let apiGitHub = try makeGitHubClient(configuration: configuration, logger: logger, metrics: metrics.factory)
+        if let apiGitHub { workers.append(GitHubClientService(client: apiGitHub)) }
         APIController(session: session, access: try? signIn.map { RepositoryAccess(client: client, settings: $0.settings, logger: logger) }.get(),
-                      store: APIStore(client: BoundedClient(client), logger: logger), ledger: CreditLedger(client: client, logger: logger))
+                      store: APIStore(client: BoundedClient(client), logger: logger), ledger: CreditLedger(client: client, logger: logger),
+                      github: apiGitHub)
             .addRoutes(to: router)
     } else {
         let completion = SetupCompletion()

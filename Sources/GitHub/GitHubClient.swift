@@ -340,6 +340,19 @@ public final class GitHubClient: Sendable {
         }
     }
 
+    /// Returns the repository's branches with their head commits (`GET /repos/{owner}/{repo}/branches`, pages of
+    /// 100, at most `maxPages`).
+    public func listBranches(in repo: RepositoryRef, maxPages: Int = 10) async throws -> [Branch] {
+        var all: [Branch] = []
+        for page in 1...max(maxPages, 1) {
+            let batch: [Branch] = try await transport.json(.GET, repoPath(repo, "branches"), query: [("per_page", "100"), ("page", String(page))],
+                                                           route: "GET /repos/{owner}/{repo}/branches", auth: .installation(repo))
+            all += batch
+            if batch.count < 100 { break }
+        }
+        return all
+    }
+
     /// Returns a branch with its head commit (`GET /repos/{owner}/{repo}/branches/{branch}`).
     public func getBranch(in repo: RepositoryRef, name: String) async throws -> Branch {
         try await transport.json(.GET, repoPath(repo, "branches", name),

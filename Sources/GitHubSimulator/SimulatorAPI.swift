@@ -497,6 +497,17 @@ struct SimulatorAPI: Sendable {
                     "user": userJSON(actor), "html_url": "\(base)/\(repo.fullName)/pull/\(number)#pullrequestreview-\(review.id)",
                 ])
             }
+        case ("GET", 1, "branches"):
+            let perPage = min(max(Int(query["per_page"] ?? "") ?? 30, 1), 100)
+            let page = max(Int(query["page"] ?? "") ?? 1, 1)
+            let listing = (try? await git(["--git-dir", repo.gitDirectory, "for-each-ref", "--sort=refname", "--format=%(refname:strip=2) %(objectname)",
+                                           "refs/heads"])) ?? ""
+            let branches = listing.split(separator: "\n").compactMap { line -> [String: Any]? in
+                let parts = line.split(separator: " ", maxSplits: 1).map(String.init)
+                guard parts.count == 2 else { return nil }
+                return ["name": parts[0], "protected": false, "commit": ["sha": parts[1], "url": "\(base)/repos/\(repo.fullName)/commits/\(parts[1])"]]
+            }
+            return .json(200, Array(branches.dropFirst((page - 1) * perPage).prefix(perPage)))
         case ("GET", 2, "branches"):
             let branch = rest[1].removingPercentEncoding ?? rest[1]
             guard let sha = try? await git(["--git-dir", repo.gitDirectory, "rev-parse", "--verify", "--quiet", "refs/heads/\(branch)^{commit}"]),

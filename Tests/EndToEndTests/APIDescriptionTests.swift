@@ -49,7 +49,7 @@ import Testing
     @Test func theOperationsAndTheirErrors() throws {
         let expected = [
             "GET /api/openapi.yaml", "GET /api/auth/user", "PUT /api/auth/user", "GET /api/repositories",
-            "POST /api/repositories/sync", "GET /api/tasks", "POST /api/tasks", "GET /api/tasks/{id}",
+            "POST /api/repositories/sync", "GET /api/repositories/{id}/branches", "GET /api/tasks", "POST /api/tasks", "GET /api/tasks/{id}",
             "PUT /api/tasks/{id}/cancel", "GET /api/tasks/{id}/results", "GET /api/pull-requests", "GET /api/credits",
             "GET /api/credits/{account}/transactions", "POST /api/webhooks/github",
         ]

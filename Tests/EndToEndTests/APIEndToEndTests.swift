@@ -84,7 +84,13 @@ import TestSupport
                     let one = try await browser.get("/api/tasks/\(id)")
                     #expect(one.status == (permission == nil ? 404 : 200), "\(login) GET task in \(name)")
                     #expect(listedIDs.contains(id) == (permission != nil), "\(login) lists \(name)")
-                    let byRepository = try await browser.get("/api/tasks?repository_id=\(try #require(try await e2e.db.scalar("SELECT repository_id FROM tasks WHERE id = \(id)", as: Int64.self)))")
+                    let repositoryID = try #require(try await e2e.db.scalar("SELECT repository_id FROM tasks WHERE id = \(id)", as: Int64.self))
+                    let byRepository = try await browser.get("/api/tasks?repository_id=\(repositoryID)")
+                    let branches = try await browser.get("/api/repositories/\(repositoryID)/branches")
+                    #expect(branches.status == (permission == nil ? 404 : 200), "\(login) branches of \(name)")
+                    if permission != nil {
+                        #expect((branches.json["branches"] as? [[String: Any]])?.contains { $0["name"] as? String == "main" } == true)
+                    }
                     #expect((byRepository.json["tasks"] as? [Any])?.count == (permission == nil ? 0 : 1), "\(login) lists by \(name)")
                     let cancel = try await browser.send(.PUT, "/api/tasks/\(id)/cancel", json: nil, origin: publicURL)
                     #expect(cancel.status == (permission == nil ? 404 : permission == "read" ? 403 : 200), "\(login) cancels in \(name)")
