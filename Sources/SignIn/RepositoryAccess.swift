@@ -83,6 +83,8 @@ public struct RepositoryAccess: Sendable {
         let logger = self.logger
         let repositories = found
         try await client.withTransaction(logger: logger) { connection in
+            // One replacement per user at a time (two at once would interleave their deletes and inserts).
+            try await connection.query("SELECT pg_advisory_xact_lock(\(Self.lockClass), (\(accountID) % 2147483647)::int4)", logger: logger)
             try await connection.query("DELETE FROM user_repository_access WHERE account_id = \(accountID)", logger: logger)
             for access in repositories {
                 try await connection.query("""
@@ -160,6 +162,9 @@ public struct RepositoryAccess: Sendable {
         }
         return items
     }
+
+    /// The advisory lock class of a user's access replacement (with the account id as the second key).
+    static let lockClass: Int32 = 20_020
 
     /// Returns the `rel="next"` address of a `Link` header.
     static func nextLink(_ header: String?) -> String? {

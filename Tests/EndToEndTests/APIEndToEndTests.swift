@@ -1,6 +1,7 @@
 import APIConformance
 import AsyncCodeApp
 import Foundation
+import Synchronization
 import GitHubSimulator
 import OpenSSLCrypto
 import Testing
@@ -222,6 +223,42 @@ import TestSupport
             #expect(retryAfter?.hasPrefix("try again in ") == true)
             let limited = try await alice.get("/api/tasks")
             #expect(limited.status == 429 && limited.headers["retry-after"] != nil)
+        }
+    }
+
+    /// Two processes of one deployment, twenty requests at once with alice's session when her token is about to
+    /// expire: GitHub sees exactly one refresh, and every request is answered.
+    @Test func twentyRequestsFromTwoProcessesRefreshTheTokenOnce() async throws {
+        try await Self.withSignIn { e2e, publicURL in
+            let alice = try await Self.signIn("alice", e2e, publicURL)
+            #expect(try await alice.get("/api/repositories").status == 200)
+            var second = e2e.configuration
+            second.port = 0
+            second.workers = 0
+            let port = Mutex<Int?>(nil)
+            let app = try await buildApplication(configuration: second, logger: e2e.logs.logger(label: "second", level: .info)) { bound in
+                port.withLock { $0 = bound }
+            }
+            try await withRunning(app, logger: e2e.logs.logger(label: "second", level: .info)) {
+                try await eventually("the second process listens") { port.withLock { $0 } != nil }
+                let secondURL = "http://127.0.0.1:\(port.withLock { $0 }!)"
+                let cookie = try #require(alice.cookie("asynccode_session"))
+                // The token expires within the refresh margin now.
+                _ = try await e2e.db.scalar("UPDATE user_tokens SET access_expires_at = now() + interval '1 minute' RETURNING 1", as: Int32.self)
+                let before = e2e.sim.userTokenRefreshCount(login: "alice")
+                let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                    for index in 0..<20 {
+                        let base = index % 2 == 0 ? publicURL : secondURL
+                        group.addTask {
+                            try await Browser(base: base).send(.POST, "/api/repositories/sync", json: nil, origin: publicURL,
+                                                               cookies: ["asynccode_session": cookie]).status
+                        }
+                    }
+                    return try await group.reduce(into: [Int]()) { $0.append($1) }
+                }
+                #expect(statuses.count == 20 && statuses.allSatisfy { $0 == 200 }, "\(statuses)")
+                #expect(e2e.sim.userTokenRefreshCount(login: "alice") == before + 1)
+            }
         }
     }
 }

@@ -288,6 +288,8 @@ struct EndToEnd: Sendable {
     let configPath: String
     let workspaceDirectory: String
     let logs: LogCapture
+    /// The bot's configuration (to start a second process of the same deployment).
+    let configuration: AppConfiguration
 
     var repositoryID: Int64 { setup.repository.id }
 
@@ -374,7 +376,7 @@ struct EndToEnd: Sendable {
                     try await body(EndToEnd(
                         sim: sim, setup: setup, db: db, port: bound, stateDirectory: stateDirectory,
                         agentsDirectory: agentsDirectory, privateDirectory: privateDirectory, configPath: configPath,
-                        workspaceDirectory: workspaceDirectory, logs: logs))
+                        workspaceDirectory: workspaceDirectory, logs: logs, configuration: configuration))
                     // Every REST call the bot made is one GitHub would accept.
                     let violations = try OpenAPIConformance.shared.violations(in: sim.requests)
                     #expect(violations.isEmpty, "requests GitHub would reject:\n\(violations.joined(separator: "\n"))")

@@ -135,6 +135,9 @@ final class Browser: @unchecked Sendable {
         self.base = base
     }
 
+    /// Returns the value of one of this browser's cookies.
+    func cookie(_ name: String) -> String? { lock.withLock { cookies[name] } }
+
     /// Follows /login to GitHub's authorize page; returns where GitHub sends the browser back.
     func startSignIn(_ sim: GitHubSimulator) async throws -> String {
         let login = try await get("/login")
