@@ -1,6 +1,7 @@
 import APIConformance
 import Foundation
 import Testing
+import TestSupport
 
 /// `docs/api/openapi.yaml` is a sound OpenAPI 3.1 description of the API, and the APIConformance validator
 /// accepts bodies that follow it and names the JSON path of what does not. (That `GET /api/openapi.yaml`
@@ -15,6 +16,26 @@ import Testing
     }
 
     // MARK: - The document
+
+    /// Whether `openapi-spec-validator` (Python; Debian and pip ship it) is installed here.
+    static let externalValidator: Bool = {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", "-c", "import openapi_spec_validator"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        guard (try? process.run()) != nil else { return false }
+        process.waitUntilExit()
+        return process.terminationStatus == 0
+    }()
+
+    /// An independent validator agrees that the document is valid OpenAPI 3.1.
+    @Test(.enabled(if: externalValidator, "openapi-spec-validator (python3 -m openapi_spec_validator) is not installed on this machine"))
+    func anIndependentValidatorAcceptsTheDocument() async throws {
+        let result = try await TestSupport.run(["python3", "-m", "openapi_spec_validator", APIConformance.documentPath])
+        #expect(result.status == 0, "\(result.output)")
+        #expect(result.output.contains("OK"))
+    }
 
     @Test func isOpenAPI31AndPlainJSON() throws {
         let version = try #require(api.document["openapi"] as? String)
