@@ -23,12 +23,15 @@ struct SignInController: Sendable {
     static let stateCookie = "asynccode_oauth_state"
 
     let signIn: Result<SignIn, ConfigurationError>
+    /// Who sees what, synced right at sign-in.
+    let access: RepositoryAccess?
     let bearers: BearerCache
     let limiter: RateLimiter
     let logger: Logger
 
     init(signIn: Result<SignIn, ConfigurationError>, limits: RateLimiter.Limits = .init(perUser: 300, perAddress: 600), logger: Logger) {
         self.signIn = signIn
+        access = try? signIn.map { RepositoryAccess(client: $0.client.client, settings: $0.settings, logger: logger) }.get()
         bearers = BearerCache()
         limiter = RateLimiter(limits)
         self.logger = logger
@@ -64,7 +67,13 @@ struct SignInController: Sendable {
             throw Problem(slug: "sign-in-refused", title: "Sign-in was not approved", status: .badRequest,
                           detail: "GitHub answered \(String(error.prefix(64))); start again at /login")
         }
-        let (session, user) = try await signIn.complete(code: query["code"].map(String.init), state: state, cookie: cookieState)
+        let (session, user, token) = try await signIn.complete(code: query["code"].map(String.init), state: state, cookie: cookieState)
+        // What the user may see, from GitHub now (the API reads it again when older than 10 minutes).
+        do {
+            try await access?.sync(accountID: user.accountID, token: token)
+        } catch {
+            logger.warning("cannot read the signed-in user's repositories yet", metadata: ["user.login": "\(user.login)", "error": "\(error)"])
+        }
         var response = Response(status: .found, headers: [.location: "/", .cacheControl: "no-store"])
         response.setCookie(cookie(Self.sessionCookie, session, signIn, maxAge: Int(signIn.settings.sessionLifetime.components.seconds), path: "/"))
         response.setCookie(cookie(Self.stateCookie, "", signIn, maxAge: 0, path: "/auth"))

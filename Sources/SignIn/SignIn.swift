@@ -12,7 +12,8 @@ public struct SignIn: Sendable {
     public let sessions: Sessions
     public let tokens: UserTokens
     public let oauth: GitHubOAuth
-    let client: BoundedClient
+    /// The database the sign-in records go to.
+    public let client: BoundedClient
     let logger: Logger
 
     public init(settings: SignInSettings, client: PostgresClient, logger: Logger) {
@@ -31,8 +32,8 @@ public struct SignIn: Sendable {
         return (oauth.authorizeURL(state: begun.state, challenge: begun.challenge), begun.state)
     }
 
-    /// Finishes a sign-in; returns the new session's cookie value and the user.
-    public func complete(code: String?, state: String?, cookie: String?) async throws -> (session: String, user: SignedInUser) {
+    /// Finishes a sign-in; returns the new session's cookie value, the user and their GitHub token.
+    public func complete(code: String?, state: String?, cookie: String?) async throws -> (session: String, user: SignedInUser, token: String) {
         let verifier = try await states.consume(state: state, cookie: cookie)
         guard let code, !code.isEmpty, code.utf8.count <= 256 else {
             throw SignInError(.refused, "GitHub sent no code back; start again at /login")
@@ -44,7 +45,7 @@ public struct SignIn: Sendable {
         let session = try await sessions.open(accountID: accountID)
         logger.info("signed in", metadata: ["user.login": "\(account.login)", "user.accountID": "\(accountID)"])
         return (session, SignedInUser(accountID: accountID, githubID: account.id, login: account.login, displayName: nil,
-                                      avatarURL: account.avatarURL))
+                                      avatarURL: account.avatarURL), grant.accessToken)
     }
 
     /// Returns the user a GitHub user token belongs to (asked of GitHub), recording the account.

@@ -261,4 +261,24 @@ import TestSupport
             }
         }
     }
+
+    /// Access is read from GitHub at sign-in; a refresh token GitHub no longer takes ends the session at once,
+    /// without retrying.
+    @Test func signInSyncsAccessAndADeadRefreshTokenEndsTheSession() async throws {
+        try await Self.withSignIn { e2e, publicURL in
+            let alice = try await Self.signIn("alice", e2e, publicURL)
+            #expect(try await e2e.string("SELECT (access_synced_at IS NOT NULL)::text FROM accounts WHERE login = 'alice'") == "true")
+            #expect(try await e2e.string("SELECT count(*)::text FROM user_repository_access u JOIN accounts a ON a.id = u.account_id WHERE a.login = 'alice'") == "1")
+            // GitHub forgets the refresh token; the stored token is due and the access stale.
+            e2e.sim.expireUserTokens(login: "alice", includingRefreshTokens: true)
+            _ = try await e2e.db.scalar("UPDATE user_tokens SET access_expires_at = now() RETURNING 1", as: Int32.self)
+            _ = try await e2e.db.scalar("UPDATE accounts SET access_synced_at = NULL WHERE login = 'alice' RETURNING 1", as: Int32.self)
+            let refreshesBefore = e2e.sim.userTokenRefreshCount(login: "alice")
+            #expect(try await alice.get("/api/repositories").status == 401)
+            #expect(try await alice.get("/api/auth/user").status == 401)
+            #expect(try await e2e.string("SELECT count(*)::text FROM user_tokens") == "0")
+            #expect(try await e2e.string("SELECT count(*)::text FROM user_sessions") == "0")
+            #expect(e2e.sim.userTokenRefreshCount(login: "alice") == refreshesBefore)
+        }
+    }
 }
