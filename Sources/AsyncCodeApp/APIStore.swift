@@ -140,15 +140,17 @@ struct APIStore: Sendable {
         let rows = try await client.query("""
             SELECT (SELECT m->>'content' FROM jsonb_array_elements(chat_messages) m WHERE m->>'role' = 'assistant'
                     ORDER BY (m->>'timestamp') DESC NULLS LAST LIMIT 1),
-                   git_diff, git_patch, changed_files::text
+                   git_diff, git_patch, changed_files::text, COALESCE(execution_metadata->'checks', '[]')::text
             FROM tasks WHERE id = \(taskID)
             """, logger: logger)
-        for try await (summary, diff, patch, files) in rows.decode((String?, String?, String?, String).self) {
+        for try await (summary, diff, patch, files, checks) in rows.decode((String?, String?, String?, String, String).self) {
             let changed = (try? JSONSerialization.jsonObject(with: Data(files.utf8)) as? [[String: Any]]) ?? []
+            let checkResults = (try? JSONSerialization.jsonObject(with: Data(checks.utf8)) as? [[String: Any]]) ?? []
             return ["summary": summary ?? NSNull(), "diff_stat": diff ?? NSNull(), "patch": patch ?? NSNull(),
-                    "files": changed.map { ["path": $0["path"] ?? "", "additions": $0["additions"] ?? 0, "deletions": $0["deletions"] ?? 0] }]
+                    "files": changed.map { ["path": $0["path"] ?? "", "additions": $0["additions"] ?? 0, "deletions": $0["deletions"] ?? 0] },
+                    "checks": checkResults]
         }
-        return ["summary": NSNull(), "diff_stat": NSNull(), "patch": NSNull(), "files": [] as [Any]]
+        return ["summary": NSNull(), "diff_stat": NSNull(), "patch": NSNull(), "files": [] as [Any], "checks": [] as [Any]]
     }
 
     static func summary(_ row: PostgresRow) throws -> [String: Any] {

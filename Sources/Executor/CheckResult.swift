@@ -20,6 +20,14 @@ struct CheckResult: Sendable, Hashable {
         PromptBuilder.FailingCheck(name: name, command: command, status: status, output: tail)
     }
 
+    /// Returns `{"checks": [...]}` for `tasks.execution_metadata`: each check's name, outcome and time in `round`
+    /// (the API's task results read it).
+    static func metadataJSON(_ results: [CheckResult], round: Int) -> String {
+        let checks = results.map { ["name": $0.name, "passed": $0.passed, "status": $0.status, "seconds": $0.seconds, "round": round] as [String: Any] }
+        let data = (try? JSONSerialization.data(withJSONObject: ["checks": checks], options: [.sortedKeys])) ?? Data("{}".utf8)
+        return String(decoding: data, as: UTF8.self)
+    }
+
     /// Returns the progress line of a round, such as "Checks: tests ✅ 12 s, lint ❌ 3 s · round 2 of 3".
     static func summaryLine(_ results: [CheckResult], round: Int, of rounds: Int) -> String {
         let parts = results.map { "\(quoted($0.name)) \($0.passed ? "✅" : "❌") \(Int($0.seconds.rounded())) s" }

@@ -154,8 +154,8 @@ import TestSupport
             ("POST", "/api/tasks", 201, Self.task),
             ("GET", "/api/tasks/13", 200, Self.task),
             ("PUT", "/api/tasks/13/cancel", 200, Self.task.replacingOccurrences(of: #""pending""#, with: #""cancelled""#)),
-            ("GET", "/api/tasks/12/results", 200, #"{"summary": "Fixed it.", "diff_stat": " a | 2 +-", "patch": "--- a/a\n+++ b/a\n", "files": [{"path": "a", "additions": 1, "deletions": 1}]}"#),
-            ("GET", "/api/tasks/13/results", 200, #"{"summary": null, "diff_stat": null, "patch": null, "files": []}"#),
+            ("GET", "/api/tasks/12/results", 200, #"{"summary": "Fixed it.", "diff_stat": " a | 2 +-", "patch": "--- a/a\n+++ b/a\n", "files": [{"path": "a", "additions": 1, "deletions": 1}], "checks": [{"name": "tests", "passed": true, "status": "exit status 0", "seconds": 1.5, "round": 2}]}"#),
+            ("GET", "/api/tasks/13/results", 200, #"{"summary": null, "diff_stat": null, "patch": null, "files": [], "checks": []}"#),
             ("GET", "/api/pull-requests", 200, #"{"pull_requests": [{"id": 2, "repository": {"id": 7, "full_name": "octo-org/hello-world"}, "number": 4, "title": "Fix the typo", "state": "merged", "url": null, "task_id": 12, "created_at": "2025-01-31T09:31:00Z"}]}"#),
             ("GET", "/api/credits", 200, #"{"accounts": [{"account": "octo-org", "balance": "87.5000", "reserved": "10.0000", "used": "12.5000"}]}"#),
             ("GET", "/api/credits/octo-org/transactions", 200, #"{"transactions": [{"id": 3, "amount": "-12.5000", "kind": "usage", "reason": null, "task_id": 12, "created_at": "2025-01-31T09:31:00Z"}]}"#),
@@ -212,7 +212,7 @@ import TestSupport
         // Patterns and limits.
         expectViolation(check("GET", "/api/credits", 200, #"{"accounts": [{"account": "octo-org", "balance": "87.5", "reserved": "0.0000", "used": "0.0000"}]}"#),
                         #"$.accounts[0].balance: "87.5" does not match"#)
-        expectViolation(check("GET", "/api/tasks/12/results", 200, #"{"summary": null, "diff_stat": null, "patch": null, "files": [{"path": "a", "additions": -1, "deletions": 0}]}"#),
+        expectViolation(check("GET", "/api/tasks/12/results", 200, #"{"summary": null, "diff_stat": null, "patch": null, "files": [{"path": "a", "additions": -1, "deletions": 0}], "checks": []}"#),
                         "$.files[0].additions: -1 is less than 0")
         expectViolation(check("GET", "/api/auth/user", 401, #"{"type": "about:blank", "title": "Not signed in", "status": 401}"#, contentType: "application/problem+json"),
                         "$.type: ")

@@ -10,10 +10,12 @@ import TestSupport
 /// The API for signed-in users (issue 20): who sees what comes from GitHub, read with the user's own token.
 @Suite(.serialized, .timeLimit(.minutes(5))) struct APIEndToEndTests {
     /// Runs `body` with sign-in configured on a fixed port.
-    static func withSignIn(perMinute: Int = 300, _ body: @Sendable @escaping (EndToEnd, String) async throws -> Void) async throws {
+    static func withSignIn(
+        perMinute: Int = 300, repositoryFiles: [String: String] = [:], _ body: @Sendable @escaping (EndToEnd, String) async throws -> Void
+    ) async throws {
         let port = try freePort()
         let publicURL = "http://127.0.0.1:\(port)"
-        try await EndToEnd.with(configure: { configuration, setup in
+        try await EndToEnd.with(repositoryFiles: repositoryFiles, configure: { configuration, setup in
             configuration.port = port
             configuration.publicURL = URL(string: publicURL)
             configuration.clientID = setup.app.clientID
@@ -105,7 +107,8 @@ import TestSupport
     }
 
     @Test func aTaskDetailHasItsStepsAndPagesFollowTheCursor() async throws {
-        try await Self.withSignIn { e2e, publicURL in
+        let checks = "checks:\n  - name: readme\n    run: test -s README.md\n"
+        try await Self.withSignIn(repositoryFiles: [".github/asynccode.yml": checks]) { e2e, publicURL in
             for title in ["one", "two", "three"] {
                 let issue = e2e.issue(title)
                 let id = try await e2e.comment("/asynccode --agent noop \(title)", on: issue)
@@ -125,6 +128,10 @@ import TestSupport
             #expect(detail.json["requester"] as? String == "alice")
             #expect(detail.json["status"] as? String == "completed")
             #expect((detail.json["steps"] as? [[String: Any]] ?? []).contains { $0["step"] as? String == "completed" })
+            // The results hold the repository's checks after the last round.
+            let results = try await alice.get("/api/tasks/\(ids[0])/results")
+            let check = try #require((results.json["checks"] as? [[String: Any]])?.first)
+            #expect(check["name"] as? String == "readme" && check["passed"] as? Bool == true && check["round"] as? Int == 1)
         }
     }
 

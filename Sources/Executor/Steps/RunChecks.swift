@@ -35,6 +35,7 @@ struct RunChecks<API: GitHubAPI>: Sendable {
         let passed = results.allSatisfy(\.passed)
         run.report.record(CheckResult.summaryLine(results, round: round, of: rounds), passed ? .done : .failed)
         try? await progressEvent(run, passed: passed, round: round)
+        try? await progress.store.mergeExecutionMetadata(taskID: run.record.id, json: CheckResult.metadataJSON(results, round: round))
         await progress.publish(&run, final: false)
         return results
     }
