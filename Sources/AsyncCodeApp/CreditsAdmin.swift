@@ -79,16 +79,25 @@ public struct CreditsAdmin: Sendable {
     }
 
     private func withLedger<T: Sendable>(_ body: @escaping @Sendable (CreditLedger) async throws -> T) async throws -> T {
-        try await DatabaseProbe.check(configuration.databaseURL, logger: logger)
-        // The command prints its answer or one line of error: the driver's own notices (such as a lease
-        // asked for a moment before the pool runs) are not for the operator.
-        var quiet = logger
-        quiet.logLevel = .error
-        let client = PostgresClient(configuration: configuration.databaseURL.clientConfiguration(), backgroundLogger: quiet)
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await client.run() }
-            defer { group.cancelAll() }
-            return try await body(CreditLedger(client: client, logger: quiet))
+        try await withCommandDatabase(configuration, logger: logger) { client, quiet in
+            try await body(CreditLedger(client: client, logger: quiet))
         }
+    }
+}
+
+/// Runs an operator command's `body` with a client of `configuration`'s database (checked first) and a logger
+/// that says only errors: the command prints its answer or one line of error, and the driver's own notices (such as
+/// a lease asked for a moment before the pool runs) are not for the operator.
+func withCommandDatabase<T: Sendable>(
+    _ configuration: AppConfiguration, logger: Logger, _ body: @escaping @Sendable (PostgresClient, Logger) async throws -> T
+) async throws -> T {
+    try await DatabaseProbe.check(configuration.databaseURL, logger: logger)
+    var quiet = logger
+    quiet.logLevel = .error
+    let client = PostgresClient(configuration: configuration.databaseURL.clientConfiguration(), backgroundLogger: quiet)
+    return try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { await client.run() }
+        defer { group.cancelAll() }
+        return try await body(client, quiet)
     }
 }

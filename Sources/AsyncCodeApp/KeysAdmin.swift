@@ -33,13 +33,7 @@ public struct KeysAdmin: Sendable {
         guard let keys = configuration.encryptionKeys else {
             throw Failure(description: "ASYNCCODE_ENCRYPTION_KEYS is not set")
         }
-        try await DatabaseProbe.check(configuration.databaseURL, logger: logger)
-        var quiet = logger
-        quiet.logLevel = .error
-        let client = PostgresClient(configuration: configuration.databaseURL.clientConfiguration(), backgroundLogger: quiet)
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await client.run() }
-            defer { group.cancelAll() }
+        return try await withCommandDatabase(configuration, logger: logger) { client, quiet in
             let rewritten = try await UserTokens(client: client, keys: keys, refreshMargin: .seconds(900), logger: quiet).rotate()
             let dropped = try await BoundedClient(client).query("DELETE FROM oauth_states RETURNING 1", logger: quiet).rows.count
             return "keys: \(rewritten) token value(s) re-encrypted with key \(keys.current.id); \(dropped) sign-in(s) in progress dropped"

@@ -50,12 +50,7 @@ public struct GitHubOAuth: Sendable {
 
     /// Returns the account a user token belongs to (`GET /user`).
     public func user(token: String) async throws -> GitHubAccount {
-        var request = HTTPClientRequest(url: settings.apiURL + "/user")
-        request.headers.add(name: "Accept", value: "application/vnd.github+json")
-        request.headers.add(name: "X-GitHub-Api-Version", value: "2022-11-28")
-        request.headers.add(name: "User-Agent", value: "asynccode/\(settings.version)")
-        request.headers.add(name: "Authorization", value: "Bearer " + token)
-        let (status, body) = try await send(request)
+        let (status, body) = try await send(Self.apiRequest(settings.apiURL + "/user", token: token, version: settings.version))
         if status == 401 { throw SignInError(.refused, "GitHub does not accept the user token any more") }
         guard status == 200 else { throw SignInError(.githubUnavailable, "GitHub answered GET /user with \(status)") }
         do {
@@ -63,6 +58,16 @@ public struct GitHubOAuth: Sendable {
         } catch {
             throw SignInError(.githubUnavailable, "GitHub's answer to GET /user is not a user")
         }
+    }
+
+    /// Returns a REST request made with a user token, with the headers GitHub's API asks for.
+    static func apiRequest(_ url: String, token: String, version: String) -> HTTPClientRequest {
+        var request = HTTPClientRequest(url: url)
+        request.headers.add(name: "Accept", value: "application/vnd.github+json")
+        request.headers.add(name: "X-GitHub-Api-Version", value: "2022-11-28")
+        request.headers.add(name: "User-Agent", value: "asynccode/\(version)")
+        request.headers.add(name: "Authorization", value: "Bearer " + token)
+        return request
     }
 
     private func token(_ fields: [(String, String)]) async throws -> TokenGrant {

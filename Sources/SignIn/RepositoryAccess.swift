@@ -136,11 +136,7 @@ public struct RepositoryAccess: Sendable {
         var pageCount = 0
         while let next = url, pageCount < 50 {
             pageCount += 1
-            var request = HTTPClientRequest(url: next)
-            request.headers.add(name: "Accept", value: "application/vnd.github+json")
-            request.headers.add(name: "X-GitHub-Api-Version", value: "2022-11-28")
-            request.headers.add(name: "User-Agent", value: "asynccode/\(settings.version)")
-            request.headers.add(name: "Authorization", value: "Bearer " + token)
+            let request = GitHubOAuth.apiRequest(next, token: token, version: settings.version)
             let response: HTTPClientResponse
             let body: ByteBuffer
             do {
