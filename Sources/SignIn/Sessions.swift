@@ -42,12 +42,15 @@ public struct Sessions: Sendable {
     /// Returns the user of a live session (and notes that it was used), or `nil`.
     public func user(cookie: String) async throws -> SignedInUser? {
         guard !cookie.isEmpty, cookie.utf8.count <= 128 else { return nil }
+        let hash = SHA256Digest.hash(Array(cookie.utf8)).bytea
+        // Read on every request, written at most once a minute (when the session's last use is older).
         let rows = try await client.query("""
             WITH live AS (
+                SELECT account_id, last_seen_at FROM user_sessions
+                WHERE id_sha256 = \(hash) AND expires_at > now() AND last_seen_at > now() - make_interval(secs => \(idle.inSeconds))
+            ), touched AS (
                 UPDATE user_sessions SET last_seen_at = now()
-                WHERE id_sha256 = \(SHA256Digest.hash(Array(cookie.utf8)).bytea) AND expires_at > now()
-                  AND last_seen_at > now() - make_interval(secs => \(idle.inSeconds))
-                RETURNING account_id
+                WHERE id_sha256 = \(hash) AND EXISTS (SELECT 1 FROM live WHERE last_seen_at < now() - interval '1 minute')
             )
             SELECT a.id, a.github_id, a.login, a.display_name, a.avatar_url FROM live JOIN accounts a ON a.id = live.account_id
             """, logger: logger)

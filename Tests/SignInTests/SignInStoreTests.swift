@@ -24,7 +24,7 @@ import TestSupport
             let begun = try await states.begin()
             #expect(begun.state.count == 43 && begun.challenge.count == 43)
             // Missing, mismatched (another browser's cookie), forged: refused, and the state stays usable.
-            for (state, cookie) in [(nil, begun.state), (begun.state, nil), (begun.state, "x" + begun.state.dropFirst()), ("forged", "forged")] {
+            for (state, cookie) in [(nil, begun.state), (begun.state, nil), (begun.state, (begun.state.hasPrefix("x") ? "y" : "x") + begun.state.dropFirst()), ("forged", "forged")] {
                 await #expect(throws: SignInError.self) { try await states.consume(state: state, cookie: cookie) }
             }
             let verifier = try await states.consume(state: begun.state, cookie: begun.state)
@@ -48,6 +48,13 @@ import TestSupport
             #expect(try await sessions.user(cookie: cookie)?.login == "alice")
             #expect(try await sessions.user(cookie: cookie + "x") == nil)
             #expect(try await db.scalar("SELECT count(*)::int8 FROM user_sessions WHERE id_sha256 = decode('\(Hex.encode(SHA256Digest.hash(Array(cookie.utf8))))', 'hex')", as: Int64.self) == 1)
+            // A use is written at most once a minute: 30 s ago stays, 2 minutes ago becomes now.
+            _ = try await db.scalar("UPDATE user_sessions SET last_seen_at = now() - interval '30 seconds' RETURNING 1", as: Int32.self)
+            #expect(try await sessions.user(cookie: cookie) != nil)
+            #expect(try await db.scalar("SELECT (last_seen_at < now() - interval '25 seconds')::text FROM user_sessions", as: String.self) == "true")
+            _ = try await db.scalar("UPDATE user_sessions SET last_seen_at = now() - interval '2 minutes' RETURNING 1", as: Int32.self)
+            #expect(try await sessions.user(cookie: cookie) != nil)
+            #expect(try await db.scalar("SELECT (last_seen_at > now() - interval '10 seconds')::text FROM user_sessions", as: String.self) == "true")
             // Idle too long: gone.
             _ = try await db.scalar("UPDATE user_sessions SET last_seen_at = now() - interval '2 hours' RETURNING 1", as: Int32.self)
             #expect(try await sessions.user(cookie: cookie) == nil)
