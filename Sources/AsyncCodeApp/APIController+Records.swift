@@ -13,7 +13,7 @@ extension APIController {
         router.get("/api/pull-requests") { request, context in
             await session.respond(request, context) { signIn in
                 let caller = try await session.caller(request, signIn)
-                _ = try await accessible(caller, force: false)
+                try await refreshAccess(caller)
                 return jsonResponse(.ok, ["pull_requests": try await store.pullRequests(accountID: caller.user.accountID)])
             }
         }

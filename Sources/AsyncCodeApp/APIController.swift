@@ -91,7 +91,7 @@ struct APIController: Sendable {
         let repositoryID = try Self.integer(query["repository_id"], "repository_id")
         let cursor = try Self.integer(query["cursor"], "cursor")
         let limit = try Self.integer(query["limit"], "limit", in: 1...100) ?? 30
-        _ = try await accessible(caller, force: false)
+        try await refreshAccess(caller)
         let (tasks, next) = try await store.tasks(accountID: caller.user.accountID, status: status, repositoryID: repositoryID,
                                                   before: cursor, limit: Int(limit))
         return jsonResponse(.ok, ["tasks": tasks, "next_cursor": next ?? NSNull()] as [String: Any])
@@ -188,9 +188,15 @@ struct APIController: Sendable {
 
     /// Returns the task when the caller may see it (their access synced first when stale); 404 otherwise.
     private func visibleTask(_ id: Int64, _ caller: Caller) async throws -> ([String: Any], Int64) {
-        _ = try await accessible(caller, force: false)
+        try await refreshAccess(caller)
         guard let found = try await store.task(id: id, accountID: caller.user.accountID) else { throw Problem.notFound() }
         return found
+    }
+
+    /// Syncs the caller's access rows with GitHub when they are stale (for queries that join them).
+    func refreshAccess(_ caller: Caller) async throws {
+        guard let access else { throw Problem.notSignedIn() }
+        try await access.refresh(accountID: caller.user.accountID, token: caller.token)
     }
 
     func accessible(_ caller: Caller, force: Bool) async throws -> [AccessibleRepository] {

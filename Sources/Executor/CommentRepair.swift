@@ -1,3 +1,4 @@
+import Database
 import Foundation
 import GitHub
 import Logging
@@ -167,17 +168,8 @@ public struct CommentRepair<Editor: CommentEditing>: Service, CustomStringConver
 
     public func run() async throws {
         await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                do {
-                    try await Task.sleep(for: interval)
-                } catch {
-                    return
-                }
-                do {
-                    _ = try await repairOnce()
-                } catch {
-                    logger.error("cannot repair progress comments", metadata: ["error": "\(error)"])
-                }
+            await repeatEvery(interval, logger: logger, failure: "cannot repair progress comments") {
+                _ = try await repairOnce()
             }
         }
     }

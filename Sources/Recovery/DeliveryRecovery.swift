@@ -82,28 +82,19 @@ public struct DeliveryRecovery<Log: DeliveryLog>: Service, CustomStringConvertib
 
     public func run() async throws {
         await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                do {
-                    try await Task.sleep(for: interval)
-                } catch {
-                    return
-                }
-                do {
-                    let report = try await recoverOnce()
-                    if report.skipped { continue }
-                    Counter(label: "asynccode_recovery_redeliveries_total", dimensions: [("result", "asked")], factory: metrics)
-                        .increment(by: report.redelivered)
-                    Counter(label: "asynccode_recovery_redeliveries_total", dimensions: [("result", "refused")], factory: metrics)
-                        .increment(by: report.failed)
-                    if report.redelivered > 0 || report.failed > 0 || report.unrecoverable > 0 {
-                        logger.notice("asked GitHub to redeliver failed webhook deliveries", metadata: [
-                            "recovery.listed": "\(report.listed)", "recovery.missing": "\(report.missing)",
-                            "recovery.redelivered": "\(report.redelivered)", "recovery.failed": "\(report.failed)",
-                            "recovery.unrecoverable": "\(report.unrecoverable)",
-                        ])
-                    }
-                } catch {
-                    logger.error("cannot recover webhook deliveries", metadata: ["error": "\(error)"])
+            await repeatEvery(interval, logger: logger, failure: "cannot recover webhook deliveries") {
+                let report = try await recoverOnce()
+                if report.skipped { return }
+                Counter(label: "asynccode_recovery_redeliveries_total", dimensions: [("result", "asked")], factory: metrics)
+                    .increment(by: report.redelivered)
+                Counter(label: "asynccode_recovery_redeliveries_total", dimensions: [("result", "refused")], factory: metrics)
+                    .increment(by: report.failed)
+                if report.redelivered > 0 || report.failed > 0 || report.unrecoverable > 0 {
+                    logger.notice("asked GitHub to redeliver failed webhook deliveries", metadata: [
+                        "recovery.listed": "\(report.listed)", "recovery.missing": "\(report.missing)",
+                        "recovery.redelivered": "\(report.redelivered)", "recovery.failed": "\(report.failed)",
+                        "recovery.unrecoverable": "\(report.unrecoverable)",
+                    ])
                 }
             }
         }

@@ -43,14 +43,19 @@ public struct RepositoryAccess: Sendable {
 
     /// Returns the user's repositories, syncing first when the last sync is older than ``maxAge`` (or `force`).
     public func repositories(accountID: Int64, token: @Sendable () async throws -> String?, force: Bool = false) async throws -> [AccessibleRepository] {
-        let stale = try await isStale(accountID: accountID)
-        if force || stale {
-            guard let userToken = try await token() else {
-                throw SignInError(.refused, "GitHub holds no token for this user any more; sign in again")
-            }
-            try await sync(accountID: accountID, token: userToken)
-        }
+        try await refresh(accountID: accountID, token: token, force: force)
         return try await stored(accountID: accountID)
+    }
+
+    /// Syncs the user's rows when the last sync is older than ``maxAge`` (or `force`), without reading them: for
+    /// the queries that join `user_repository_access` themselves.
+    public func refresh(accountID: Int64, token: @Sendable () async throws -> String?, force: Bool = false) async throws {
+        let stale = try await isStale(accountID: accountID)
+        guard force || stale else { return }
+        guard let userToken = try await token() else {
+            throw SignInError(.refused, "GitHub holds no token for this user any more; sign in again")
+        }
+        try await sync(accountID: accountID, token: userToken)
     }
 
     /// Returns the permission the user has on a repository (by our id), or `nil` when they may not see it.

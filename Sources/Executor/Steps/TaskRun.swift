@@ -28,10 +28,10 @@ struct TaskRun {
     var files: [ChangedFile] = []
     /// How many times the agent ran (more than once when failing checks went back to it).
     var agentRounds = 0
-    /// The checks still failing after the agent's last round (published in a draft pull request).
-    var failingChecks: [CheckResult] = []
     /// Every check's result after the agent's last round (empty when the repository has no `checks`).
     var checkResults: [CheckResult] = []
+    /// The checks still failing after the agent's last round (published in a draft pull request).
+    var failingChecks: [CheckResult] { checkResults.filter { !$0.passed } }
     /// The commit pushed, once ``Publish`` pushed one.
     var pushedCommit: String?
     /// For an automatic fix of failed CI: what failed (found by ``TriageCIFailure``).

@@ -24,7 +24,6 @@ struct VerifyLoop<API: GitHubAPI>: Sendable {
             failing = run.checkResults.filter { !$0.passed }
             if failing.isEmpty { break }
         }
-        run.failingChecks = failing
         if !failing.isEmpty, run.config.onChecksFailing == .fail {
             run.report.details = Self.failingDetails(failing, rounds: run.agentRounds)
             let names = failing.map { "`\(CheckResult.quoted($0.name))` (\($0.status))" }.joined(separator: ", ")
