@@ -47,7 +47,7 @@ struct APIStore: Sendable {
         task["requester"] = try columns[14].decode(String.self)
         task["error"] = try columns[15].decode(String?.self) ?? NSNull()
         let events = try await client.query("""
-            SELECT step, detail, created_at FROM task_events WHERE task_id = \(id) ORDER BY id LIMIT 500
+            SELECT step, detail, created_at FROM task_events WHERE task_id = \(id) AND kind = 'task.step' ORDER BY id LIMIT 500
             """, logger: logger)
         var steps: [[String: Any]] = []
         for try await (step, detail, at) in events.decode((String, String, Date).self) {

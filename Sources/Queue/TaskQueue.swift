@@ -380,6 +380,13 @@ public struct TaskQueue: Sendable {
             """, logger: logger)
     }
 
+    /// Appends a live event of `kind` (such as `task.log`) with its `data`, a JSON object, to the task's history.
+    public func appendLiveEvent(taskID: Int64, kind: String, step: String, dataJSON: String) async throws {
+        try await bounded.query("""
+            INSERT INTO task_events (task_id, kind, step, data) VALUES (\(taskID), \(kind), \(step), \(dataJSON)::jsonb)
+            """, logger: logger)
+    }
+
     private static func any(_ rows: BoundedRows) async throws -> Bool {
         for try await _ in rows { return true }
         return false
