@@ -46,7 +46,7 @@ BEGIN
     INSERT INTO task_events (task_id, repository_id, kind, step, data)
     VALUES (NEW.id, NEW.repository_id,
             CASE WHEN NEW.status IN ('completed', 'failed', 'cancelled') THEN 'task.completed' ELSE 'task.status_updated' END,
-            NEW.status::text,
+            'status:' || NEW.status::text,
             jsonb_strip_nulls(jsonb_build_object('status', NEW.status::text, 'previous', previous,
                 'error', left(NEW.error, 500), 'pr_number', NEW.pr_number, 'pr_url', NEW.pr_url,
                 'credits_used', NEW.credits_used::text)));
@@ -61,7 +61,7 @@ CREATE TRIGGER tasks_status_changed_event AFTER UPDATE OF status ON tasks
 CREATE FUNCTION pull_requests_status_event() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO task_events (task_id, repository_id, kind, step, data)
-    VALUES (NEW.task_id, NEW.repository_id, 'pr.status_updated', NEW.status::text,
+    VALUES (NEW.task_id, NEW.repository_id, 'pr.status_updated', 'pr:' || NEW.status::text,
             jsonb_build_object('number', NEW.number, 'status', NEW.status::text, 'url', NEW.url, 'title', left(NEW.title, 200)));
     RETURN NULL;
 END
@@ -74,7 +74,7 @@ CREATE TRIGGER pull_requests_status_changed_event AFTER UPDATE OF status ON pull
 CREATE FUNCTION credit_transactions_event() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO task_events (task_id, account_id, kind, step, data)
-    SELECT NEW.task_id, a.id, 'credits.updated', NEW.type::text,
+    SELECT NEW.task_id, a.id, 'credits.updated', 'credits:' || NEW.type::text,
            jsonb_build_object('account', a.login, 'amount', NEW.amount::text, 'kind', NEW.type::text, 'balance', a.credits::text)
     FROM accounts a WHERE a.id = NEW.account_id;
     RETURN NULL;

@@ -60,9 +60,13 @@ extension APIController {
 
     /// Returns the logins of the accounts whose credits the caller may see.
     private func creditAccounts(_ caller: Caller) async throws -> [String] {
-        let admin = try await accessible(caller, force: false).filter { $0.permission == "admin" }
-            .compactMap { $0.fullName.split(separator: "/").first.map(String.init) }
-        var logins = [caller.user.login]
+        Self.creditLogins(caller.user.login, try await accessible(caller, force: false))
+    }
+
+    /// The user's own account and the owners of the repositories they administer.
+    static func creditLogins(_ login: String, _ repositories: [AccessibleRepository]) -> [String] {
+        let admin = repositories.filter { $0.permission == "admin" }.compactMap { $0.fullName.split(separator: "/").first.map(String.init) }
+        var logins = [login]
         for owner in admin where !logins.contains(where: { $0.lowercased() == owner.lowercased() }) { logins.append(owner) }
         return logins
     }

@@ -85,6 +85,21 @@ struct APIStore: Sendable {
         return nil
     }
 
+    /// Returns the repository of a task, if the task exists.
+    func repositoryID(ofTask id: Int64) async throws -> Int64? {
+        let rows = try await client.query("SELECT repository_id FROM tasks WHERE id = \(id)", logger: logger)
+        for try await repositoryID in rows.decode(Int64.self) { return repositoryID }
+        return nil
+    }
+
+    /// Returns the ids of the accounts with these logins (case-insensitive).
+    func accountIDs(logins: [String]) async throws -> Set<Int64> {
+        let rows = try await client.query("SELECT id FROM accounts WHERE lower(login) = ANY(\(logins.map { $0.lowercased() }))", logger: logger)
+        var ids: Set<Int64> = []
+        for try await id in rows.decode(Int64.self) { ids.insert(id) }
+        return ids
+    }
+
     /// Returns the bot's pull requests on repositories the user may read, newest first (at most 200).
     func pullRequests(accountID: Int64) async throws -> [[String: Any]] {
         let rows = try await client.query("""

@@ -64,10 +64,21 @@ public func buildApplication(
         // The API's own GitHub client (reads with installation tokens), stopped with the server.
         let apiGitHub = try makeGitHubClient(configuration: configuration, logger: logger, metrics: metrics.factory)
         if let apiGitHub { workers.append(GitHubClientService(client: apiGitHub)) }
-        APIController(session: session, access: try? signIn.map { RepositoryAccess(client: client, settings: $0.settings, logger: logger) }.get(),
-                      store: APIStore(client: BoundedClient(client), logger: logger), ledger: CreditLedger(client: client, logger: logger),
-                      github: apiGitHub)
+        let api = APIController(
+            session: session, access: try? signIn.map { RepositoryAccess(client: client, settings: $0.settings, logger: logger) }.get(),
+            store: APIStore(client: BoundedClient(client), logger: logger), ledger: CreditLedger(client: client, logger: logger),
+            github: apiGitHub)
+        api.addRoutes(to: router)
+        // Live events: one reader of task_events per process, and the streams it feeds.
+        var eventsLogger = logger
+        eventsLogger[metadataKey: "component"] = "events"
+        let eventLog = EventLog(client: BoundedClient(client), logger: eventsLogger)
+        let hub = EventHub(log: eventLog, url: configuration.databaseURL, pollInterval: configuration.eventPollInterval,
+                           logger: eventsLogger, metrics: metrics.factory)
+        EventsController(api: api, hub: hub, log: eventLog, heartbeat: configuration.eventHeartbeat, logger: eventsLogger)
             .addRoutes(to: router)
+        workers.append(GatedService(gate: migrated, service: hub))
+        workers.append(GatedService(gate: migrated, service: EventPruner(log: eventLog, retention: configuration.eventRetention, logger: eventsLogger)))
     } else {
         let completion = SetupCompletion()
         SetupWizard(configuration: configuration, secrets: secrets, completion: completion, logger: logger).addRoutes(to: router)

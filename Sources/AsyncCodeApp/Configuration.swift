@@ -69,6 +69,13 @@ public struct AppConfiguration: Sendable {
     /// default 5; 0 turns it off). Needs the App's id and key.
     public var recoveryInterval: Duration? = .seconds(300)
 
+    /// How long task events are kept (`ASYNCCODE_EVENT_RETENTION_DAYS`, default 7); a running task's are kept.
+    public var eventRetention: Duration = .seconds(7 * 86_400)
+    /// How often the event reader looks at the table without a notification (a safety net; tests shorten it).
+    public var eventPollInterval: Duration = .seconds(2)
+    /// How long an event stream stays quiet before it sends a comment (proxies close silent connections).
+    public var eventHeartbeat: Duration = .seconds(15)
+
     /// This server's public URL (`ASYNCCODE_PUBLIC_URL`): the setup wizard puts it in the App manifest's
     /// webhook and redirect URLs.
     public var publicURL: URL?
@@ -323,6 +330,7 @@ public struct AppConfiguration: Sendable {
         if value("ASYNCCODE_WORKER_METRICS_PORT") != nil {
             configuration.workerMetricsPort = try number("ASYNCCODE_WORKER_METRICS_PORT", in: 0...65535, default: 0)
         }
+        configuration.eventRetention = .seconds(try number("ASYNCCODE_EVENT_RETENTION_DAYS", in: 1...3650, default: 7) * 86_400)
         configuration.apiRequestsPerMinute = try number("ASYNCCODE_API_REQUESTS_PER_MINUTE", in: 1...100_000, default: 300)
         configuration.clientID = value("GITHUB_CLIENT_ID")
         configuration.clientSecret = value("GITHUB_CLIENT_SECRET")

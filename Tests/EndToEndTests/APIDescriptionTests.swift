@@ -72,7 +72,7 @@ import TestSupport
             "GET /api/openapi.yaml", "GET /api/auth/user", "PUT /api/auth/user", "GET /api/repositories",
             "POST /api/repositories/sync", "GET /api/repositories/{id}/branches", "GET /api/tasks", "POST /api/tasks", "GET /api/tasks/{id}",
             "PUT /api/tasks/{id}/cancel", "GET /api/tasks/{id}/results", "GET /api/pull-requests", "GET /api/credits",
-            "GET /api/credits/{account}/transactions", "POST /api/webhooks/github",
+            "GET /api/credits/{account}/transactions", "POST /api/webhooks/github", "GET /api/events", "GET /api/tasks/{id}/events",
         ]
         #expect(Set(api.operations.map { "\($0.method) \($0.path)" }) == Set(expected))
         let ids = api.operations.compactMap { $0.operation["operationId"] as? String }

@@ -11,7 +11,9 @@ import TestSupport
 @Suite(.serialized, .timeLimit(.minutes(5))) struct APIEndToEndTests {
     /// Runs `body` with sign-in configured on a fixed port.
     static func withSignIn(
-        perMinute: Int = 300, repositoryFiles: [String: String] = [:], _ body: @Sendable @escaping (EndToEnd, String) async throws -> Void
+        perMinute: Int = 300, repositoryFiles: [String: String] = [:],
+        configure: @Sendable @escaping (inout AppConfiguration) throws -> Void = { _ in },
+        _ body: @Sendable @escaping (EndToEnd, String) async throws -> Void
     ) async throws {
         let port = try freePort()
         let publicURL = "http://127.0.0.1:\(port)"
@@ -22,6 +24,7 @@ import TestSupport
             configuration.clientSecret = setup.app.clientSecret
             configuration.encryptionKeys = try KeyRing(parsing: try KeyRing.newEntry(id: "k1"))
             configuration.apiRequestsPerMinute = perMinute
+            try configure(&configuration)
         }) { e2e in
             e2e.sim.setCallbackURLs(appID: e2e.setup.app.id, [publicURL + "/auth/callback"])
             try await body(e2e, publicURL)

@@ -285,7 +285,7 @@ func insertTasks(_ db: TestDatabase, issues: [Int64], priority: Int32 = 2, runAf
             #expect(runs.count == 200)
             #expect(Set(runs).count == 200)
             #expect(try await db.count("tasks WHERE status = 'completed' AND attempts = 1") == 200)
-            #expect(try await db.count("task_events") == 200)
+            #expect(try await db.count("task_events WHERE kind = 'task.step'") == 200)
         }
     }
 }
