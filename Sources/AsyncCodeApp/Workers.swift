@@ -80,6 +80,7 @@ func makeWorkerServices(
     settings.caBundlePath = configuration.caBundlePath
     settings.retryBaseDelay = configuration.executorRetryBaseDelay
     settings.signedCommits = configuration.signedCommits
+    settings.publicURL = configuration.publicURL?.absoluteString
     // What the agents are handed through `passEnv` (API keys) is redacted from what they print, too.
     let environment = ProcessInfo.processInfo.environment
     let passed = configuration.agents.agents.values.flatMap(\.passEnvironment).compactMap { environment[$0] }.filter { $0.count >= 8 }

@@ -23,6 +23,8 @@ public struct ExecutorSettings: Sendable {
     /// Whether commits go through GitHub's Git Data API (signed by GitHub as the App) where a repository's
     /// `signedCommits` does not say.
     public var signedCommits = false
+    /// The bot's public address (`ASYNCCODE_PUBLIC_URL`): progress comments link the task's live page there.
+    public var publicURL: String?
     /// The first retry's delay after a transient failure; doubled per attempt, with jitter.
     public var retryBaseDelay: Duration = .seconds(10)
     /// Values never to show in comments or store (the webhook secret, the database password…).

@@ -52,6 +52,8 @@ public struct ProgressReport: Sendable {
     public var outputTail: String?
     /// The credits the task used and the balance left, shown once it ends.
     public var credits: String?
+    /// The task's live page (`ASYNCCODE_PUBLIC_URL/tasks/{id}`), linked as "Watch live" when the bot has one.
+    public var watchURL: String?
 
     /// GitHub refuses comments longer than 65,536 characters; stay well below.
     public static let maxBodyCharacters = 60_000
@@ -83,7 +85,8 @@ public struct ProgressReport: Sendable {
     /// Returns the comment's Markdown.
     public func render() -> String {
         var lines = ["<!-- asynccode:task:\(taskID) -->"]
-        lines.append("**asynccode** · task \(taskID) · `\(kind)`\(agent.map { " · agent `\($0)`" } ?? "") · asked by @\(requester)")
+        lines.append("**asynccode** · task \(taskID) · `\(kind)`\(agent.map { " · agent `\($0)`" } ?? "") · asked by @\(requester)"
+                     + (watchURL.map { " · [Watch live](\($0))" } ?? ""))
         lines.append("")
         lines.append(headline)
         if !steps.isEmpty {

@@ -51,7 +51,7 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
         self.settings = settings
         self.logger = logger
         let progress = TaskProgress(api: api, store: store, queue: queue, catalog: catalog,
-                                    finalEdits: FinalCommentEdits(store: pendingComments), logger: logger)
+                                    finalEdits: FinalCommentEdits(store: pendingComments), logger: logger, publicURL: settings.publicURL)
         self.progress = progress
         let warnings = PermissionWarnings()
         let configs = RepositoryConfigLoader(api: api, store: store, logger: logger)

@@ -39,6 +39,8 @@ import TestSupport
                     return (taskID, aliceStream.events.filter { $0.taskID == taskID })
                 }
             }
+            // The progress comment links the task's live page.
+            #expect(e2e.botComments(on: issue).contains { $0.body.contains("· [Watch live](\(publicURL)/tasks/\(taskID))") })
             // Pending, running, the steps, the end; ids rising; each a JSON object of the documented shape.
             let kinds = seen.map(\.kind)
             #expect(kinds.first == "task.status_updated" && seen.first?.payload["status"] as? String == "pending")

@@ -13,11 +13,15 @@ struct TaskProgress<API: GitHubAPI>: Sendable {
     /// Final progress-comment edits, recorded so that ``CommentRepair`` finishes those GitHub refuses.
     let finalEdits: FinalCommentEdits
     let logger: Logger
+    /// The bot's public address: the comment links the task's live page there ("Watch live").
+    var publicURL: String? = nil
 
     /// Returns a task's report before anything ran.
     func makeReport(_ record: TaskRecord) -> ProgressReport {
-        ProgressReport(taskID: record.id, kind: record.kind.rawValue, requester: record.requesterLogin,
-                       agent: record.agent ?? catalog.defaultAgent)
+        var report = ProgressReport(taskID: record.id, kind: record.kind.rawValue, requester: record.requesterLogin,
+                                    agent: record.agent ?? catalog.defaultAgent)
+        report.watchURL = publicURL.map { "\($0.hasSuffix("/") ? String($0.dropLast()) : $0)/tasks/\(record.id)" }
+        return report
     }
 
     /// Step 1: acknowledges the task (when the acknowledgement pass did not) and shows it working.
