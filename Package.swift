@@ -116,8 +116,9 @@ let package = Package(
         ]),
         // Benchmarks that print figures (not tests): `asynccode-bench queue`, `asynccode-bench e2e`.
         .executableTarget(name: "asynccode-bench", dependencies: [
-            "Queue", "Database", "AsyncCodeApp", "Executor", "GitHubSimulator", "GitHub", "Accounting",
+            "Queue", "Database", "AsyncCodeApp", "Executor", "GitHubSimulator", "GitHub", "Accounting", "Demo", "OpenSSLCrypto",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -75,6 +75,8 @@ public struct AppConfiguration: Sendable {
     public var eventPollInterval: Duration = .seconds(2)
     /// How long an event stream stays quiet before it sends a comment (proxies close silent connections).
     public var eventHeartbeat: Duration = .seconds(15)
+    /// Event streams one user may hold open at once (`ASYNCCODE_EVENT_STREAMS_PER_USER`, default 20).
+    public var eventStreamsPerUser = 20
 
     /// This server's public URL (`ASYNCCODE_PUBLIC_URL`): the setup wizard puts it in the App manifest's
     /// webhook and redirect URLs.
@@ -330,6 +332,7 @@ public struct AppConfiguration: Sendable {
         if value("ASYNCCODE_WORKER_METRICS_PORT") != nil {
             configuration.workerMetricsPort = try number("ASYNCCODE_WORKER_METRICS_PORT", in: 0...65535, default: 0)
         }
+        configuration.eventStreamsPerUser = try number("ASYNCCODE_EVENT_STREAMS_PER_USER", in: 1...1_000_000, default: 20)
         configuration.eventRetention = .seconds(try number("ASYNCCODE_EVENT_RETENTION_DAYS", in: 1...3650, default: 7) * 86_400)
         configuration.apiRequestsPerMinute = try number("ASYNCCODE_API_REQUESTS_PER_MINUTE", in: 1...100_000, default: 300)
         configuration.clientID = value("GITHUB_CLIENT_ID")

@@ -22,9 +22,9 @@ struct EventsController: Sendable {
     let hub: EventHub
     let log: EventLog
     var heartbeat: Duration = .seconds(15)
-    var recheck: Duration = .seconds(60)
     /// Open streams one user may hold at once (each holds a connection and a mailbox).
     var streamsPerUser = 20
+    var recheck: Duration = .seconds(60)
     let open = StreamCounts()
     let logger: Logger
 

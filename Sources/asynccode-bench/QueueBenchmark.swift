@@ -25,7 +25,7 @@ enum BenchEntrypoint {
 
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "asynccode-bench", abstract: "Benchmarks that print figures.", subcommands: [QueueBench.self, EndToEndBench.self, ExecutorOverheadBench.self])
+        commandName: "asynccode-bench", abstract: "Benchmarks that print figures.", subcommands: [QueueBench.self, EndToEndBench.self, ExecutorOverheadBench.self, LiveEventsBench.self])
 }
 
 /// A handler that does nothing but count its calls: what is measured is the queue. With `queue`, it also
