@@ -160,6 +160,7 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "PostgresNIO", package: "postgres-nio"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .testTarget(name: "GitHubTests", dependencies: [
             "GitHub", "GitHubSimulator", "GitHubConformance", "TestSupport", "OpenSSLCrypto",
