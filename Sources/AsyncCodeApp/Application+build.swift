@@ -76,7 +76,7 @@ public func buildApplication(
         let hub = EventHub(log: eventLog, url: configuration.databaseURL, pollInterval: configuration.eventPollInterval,
                            logger: eventsLogger, metrics: metrics.factory)
         EventsController(api: api, hub: hub, log: eventLog, heartbeat: configuration.eventHeartbeat,
-                         streamsPerUser: configuration.eventStreamsPerUser, logger: eventsLogger)
+                         streamsPerUser: configuration.eventStreamsPerUser, recheck: configuration.eventAccessRecheck, logger: eventsLogger)
             .addRoutes(to: router)
         workers.append(GatedService(gate: migrated, service: hub))
         workers.append(GatedService(gate: migrated, service: EventPruner(log: eventLog, retention: configuration.eventRetention, logger: eventsLogger)))

@@ -75,6 +75,8 @@ public struct AppConfiguration: Sendable {
     public var eventPollInterval: Duration = .seconds(2)
     /// How long an event stream stays quiet before it sends a comment (proxies close silent connections).
     public var eventHeartbeat: Duration = .seconds(15)
+    /// How often an open event stream reads its user's session and access again (a signed-out user's ends).
+    public var eventAccessRecheck: Duration = .seconds(60)
     /// Event streams one user may hold open at once (`ASYNCCODE_EVENT_STREAMS_PER_USER`, default 20).
     public var eventStreamsPerUser = 20
 

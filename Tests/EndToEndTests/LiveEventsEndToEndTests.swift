@@ -15,6 +15,7 @@ import TestSupport
     static func withEvents(_ body: @Sendable @escaping (EndToEnd, String) async throws -> Void) async throws {
         try await APIEndToEndTests.withSignIn(configure: { configuration in
             configuration.eventHeartbeat = .seconds(1)
+            configuration.eventAccessRecheck = .seconds(1)
         }, body)
     }
 
@@ -81,6 +82,22 @@ import TestSupport
             #expect(bad == 400)
             let anonymous = try await EventStream.with(publicURL + "/api/events") { $0.status }
             #expect(anonymous == 401)
+        }
+    }
+
+    /// Signing out ends the user's open streams (their session is read again every `eventAccessRecheck`).
+    @Test func signingOutEndsTheStream() async throws {
+        try await Self.withEvents { e2e, publicURL in
+            let browser = try await APIEndToEndTests.signIn("alice", e2e, publicURL)
+            let alice = try #require(browser.cookie("asynccode_session"))
+            try await EventStream.with(publicURL + "/api/events", cookie: alice) { stream in
+                #expect(stream.status == 200)
+                try await eventually("a heartbeat", timeout: .seconds(10)) { stream.comments >= 2 }
+                #expect(!stream.ended)
+                let out = try await browser.send(.POST, "/logout", json: nil, origin: publicURL)
+                #expect(out.status == 303)
+                try await eventually("the stream ends", timeout: .seconds(10)) { stream.ended }
+            }
         }
     }
 
