@@ -72,6 +72,16 @@ public struct AgentRunResult: Sendable {
     public var succeeded: Bool { ending == .exited(0) }
 }
 
+/// Which of a program's output streams a chunk came from.
+public enum StandardStream: String, Sendable, Hashable {
+    case stdout, stderr
+}
+
+/// Watches a program's output as it streams: called with each chunk as it is read, on the reading task, so it
+/// must return at once (buffer and signal; never wait on I/O or the database). The bytes are only valid
+/// during the call.
+public typealias OutputObserver = @Sendable (StandardStream, UnsafeRawBufferPointer) -> Void
+
 /// Runs an agent in its own session and process group, with an environment built from an allow-list.
 ///
 /// The agent never inherits the bot's environment: it gets `PATH`, `LANG`, a `HOME` of the task's own,
@@ -105,12 +115,12 @@ public struct AgentRunner: Sendable {
 
     /// Runs `agent` in `workingDirectory` with `prompt` on standard input; stops it (ending `.overBudget`)
     /// once the usage it reports passes `tokenLimit`, and after `timeLimit` when that is shorter than its
-    /// timeout (ending `.overBudget` too).
+    /// timeout (ending `.overBudget` too). `observer` sees the output as it streams.
     ///
     /// - Throws: when the program cannot be started (not found, not executable).
     public func run(
         _ agent: AgentCommand, prompt: String, workingDirectory: String, environment: [String: String],
-        tokenLimit: Int64? = nil, timeLimit: Duration? = nil
+        tokenLimit: Int64? = nil, timeLimit: Duration? = nil, observer: OutputObserver? = nil
     ) async throws -> AgentRunResult {
         guard let program = agent.command.first else {
             throw AgentRunnerError(description: "agent \(agent.name) has no command")
@@ -138,8 +148,9 @@ public struct AgentRunner: Sendable {
                 let execution = try await Subprocess.run(
                     configuration, input: .string(prompt), output: .sequence, error: .sequence
                 ) { execution in
-                    async let errorTail = Self.tail(of: execution.standardError, limit: limit)
-                    let outputTail = try await Self.tail(of: execution.standardOutput, limit: limit, scanner: scanner)
+                    async let errorTail = Self.tail(of: execution.standardError, limit: limit, observer: observer, as: .stderr)
+                    let outputTail = try await Self.tail(of: execution.standardOutput, limit: limit, scanner: scanner,
+                                                         observer: observer, as: .stdout)
                     return (outputTail, try await errorTail)
                 }
                 let ((output, outputCut), (errorOutput, errorCut)) = execution.closureResult
@@ -180,8 +191,12 @@ public struct AgentRunner: Sendable {
         }
     }
 
-    /// Reads `sequence` to its end, keeping the last `limit` bytes; returns them and whether any were dropped.
-    static func tail(of sequence: SubprocessOutputSequence, limit: Int, scanner: UsageScanner? = nil) async throws -> (String, Bool) {
+    /// Reads `sequence` (`stream`) to its end, keeping the last `limit` bytes and showing each chunk to `observer`; returns
+    /// them and whether any were dropped.
+    static func tail(
+        of sequence: SubprocessOutputSequence, limit: Int, scanner: UsageScanner? = nil,
+        observer: OutputObserver? = nil, as stream: StandardStream = .stdout
+    ) async throws -> (String, Bool) {
         var kept: [UInt8] = []
         var dropped = false
         defer { scanner?.finish() }
@@ -189,6 +204,7 @@ public struct AgentRunner: Sendable {
             buffer.withUnsafeBytes {
                 kept.append(contentsOf: $0)
                 scanner?.feed($0)
+                observer?(stream, $0)
             }
             if kept.count > limit * 2 {
                 kept.removeFirst(kept.count - limit)

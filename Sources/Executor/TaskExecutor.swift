@@ -176,7 +176,8 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
         let outcome = await withTaskGroup(of: TaskOutcome?.self) { group in
             group.addTask {
                 var run = TaskRun(record: record, task: task, repo: repo, report: progress.makeReport(record),
-                                  commentID: record.progressCommentID, cancelRequested: cancelRequested, logger: runLogger)
+                                  commentID: record.progressCommentID, cancelRequested: cancelRequested, logger: runLogger,
+                                  liveLog: LiveLog(taskID: task.id, writer: queue, logger: runLogger))
                 return await execute(&run)
             }
             group.addTask {

@@ -26,13 +26,13 @@ struct TaskJail: Sendable {
     }
 
     /// Runs `command` (the agent's own when `nil`) in the jail with `input` on standard input, stopped after
-    /// `timeout` (the agent's when `nil`) or the usage limits.
+    /// `timeout` (the agent's when `nil`) or the usage limits; `observer` sees its output as it streams.
     ///
     /// - Throws: ``StepFailure`` when the user's account files cannot be written; the runner's error when the
     ///   program cannot start; ``CancelledOnRequest`` when the task is cancelled.
     func run(
         _ command: [String]? = nil, input: String, environment: [String: String], timeout: Duration? = nil,
-        tokenLimit: Int64? = nil, timeLimit: Duration? = nil, cancelRequested: Flag
+        tokenLimit: Int64? = nil, timeLimit: Duration? = nil, cancelRequested: Flag, observer: OutputObserver? = nil
     ) async throws -> AgentRunResult {
         var runnable = agent
         if let command { runnable.command = command }
@@ -55,7 +55,7 @@ struct TaskJail: Sendable {
             let checkout = workspace.checkout
             ran = .success(try await cancellable(cancelRequested) { [runner] in
                 try await runner.run(jailed, prompt: input, workingDirectory: checkout, environment: environment,
-                                     tokenLimit: tokenLimit, timeLimit: timeLimit)
+                                     tokenLimit: tokenLimit, timeLimit: timeLimit, observer: observer)
             })
         } catch {
             ran = .failure(error)
@@ -67,9 +67,9 @@ struct TaskJail: Sendable {
 
     /// Runs one shell command of the repository's (`setup` or `checks`) with `sh -c`, its standard error
     /// merged into its output, for at most `timeout`.
-    func shell(_ command: String, timeout: Duration, cancelRequested: Flag) async throws -> AgentRunResult {
+    func shell(_ command: String, timeout: Duration, cancelRequested: Flag, observer: OutputObserver? = nil) async throws -> AgentRunResult {
         let environment = environment(task: ["ASYNCCODE_TASK_ID": String(taskID)])
         return try await run(["/bin/sh", "-c", "exec 2>&1\n" + command], input: "", environment: environment,
-                             timeout: timeout, cancelRequested: cancelRequested)
+                             timeout: timeout, cancelRequested: cancelRequested, observer: observer)
     }
 }

@@ -13,8 +13,8 @@ struct AgentAnswer: Sendable {
 /// Step 7: builds the prompt (the request, the thread and the repository's instructions, and in a fix round
 /// the failing checks, fenced as data), runs the agent in its bubblewrap jail (``TaskJail``), as its own user
 /// when the bot runs as root (the checkout is chowned to it before and back to the bot after, however it
-/// ends), records its redacted output and
-/// classifies its ending (``AgentVerdict``): only a clean exit goes on to the result.
+/// ends), writes its output as it comes (``LiveLog``), records its redacted output and classifies its ending
+/// (``AgentVerdict``): only a clean exit goes on to the result.
 struct RunAgent<API: GitHubAPI>: Sendable {
     let api: API
     let store: TaskStore
@@ -61,8 +61,12 @@ struct RunAgent<API: GitHubAPI>: Sendable {
         let result: AgentRunResult
         do {
             let (tokenLimit, timeLimit) = Self.usageLimits(agent: agent, budget: record.budget)
-            result = try await jail.run(input: prompt, environment: environment, tokenLimit: tokenLimit, timeLimit: timeLimit,
-                                        cancelRequested: run.cancelRequested)
+            let cancelRequested = run.cancelRequested
+            let secrets = RepositoryCommand.secrets(prepared: prepared, agent: agent, settings: settings)
+            result = try await run.liveLog.streaming(.agent, redacting: secrets) { observer in
+                try await jail.run(input: prompt, environment: environment, tokenLimit: tokenLimit, timeLimit: timeLimit,
+                                   cancelRequested: cancelRequested, observer: observer)
+            }
         } catch is CancelledOnRequest {
             throw CancelledOnRequest()
         } catch let failure as StepFailure {

@@ -21,7 +21,8 @@ struct RunChecks<API: GitHubAPI>: Sendable {
             await progress.step(&run, "Running check `\(CheckResult.quoted(check.name))` · round \(round) of \(rounds)")
             do {
                 results.append(try await RepositoryCommand.run(name: check.name, command: check.run, timeout: check.timeout, in: jail,
-                                                      redacting: secrets, cancelRequested: run.cancelRequested))
+                                                      redacting: secrets, cancelRequested: run.cancelRequested,
+                                                      liveLog: run.liveLog, source: .check))
             } catch let stop as CancelledOnRequest {
                 throw stop
             } catch let failure as StepFailure {
@@ -48,10 +49,14 @@ struct RunChecks<API: GitHubAPI>: Sendable {
 
 /// One run of a repository command in the task's jail, as a ``CheckResult``.
 enum RepositoryCommand {
+    /// Runs `command`, writing its output as it comes to `liveLog` as `source`'s.
     static func run(
-        name: String, command: String, timeout: Int, in jail: TaskJail, redacting secrets: [String], cancelRequested: Flag
+        name: String, command: String, timeout: Int, in jail: TaskJail, redacting secrets: [String], cancelRequested: Flag,
+        liveLog: LiveLog, source: LiveLog.Source
     ) async throws -> CheckResult {
-        let result = try await jail.shell(command, timeout: .seconds(timeout), cancelRequested: cancelRequested)
+        let result = try await liveLog.streaming(source, redacting: secrets) { observer in
+            try await jail.shell(command, timeout: .seconds(timeout), cancelRequested: cancelRequested, observer: observer)
+        }
         if result.ending == .cancelled, cancelRequested.isSet { throw CancelledOnRequest() }
         let output = result.output + (result.errorOutput.isEmpty ? "" : "\n" + result.errorOutput)
         return CheckResult(name: name, command: command, passed: result.succeeded,

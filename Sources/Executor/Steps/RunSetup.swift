@@ -20,7 +20,7 @@ struct RunSetup<API: GitHubAPI>: Sendable {
             do {
                 result = try await RepositoryCommand.run(name: "setup", command: command, timeout: timeout, in: jail,
                                                 redacting: RepositoryCommand.secrets(prepared: prepared, agent: agent, settings: settings),
-                                                cancelRequested: run.cancelRequested)
+                                                cancelRequested: run.cancelRequested, liveLog: run.liveLog, source: .setup)
             } catch let stop as CancelledOnRequest {
                 throw stop
             } catch let failure as StepFailure {

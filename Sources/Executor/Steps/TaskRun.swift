@@ -19,6 +19,8 @@ struct TaskRun {
     var commentID: Int64?
     let cancelRequested: Flag
     var logger: Logger
+    /// What the task's runs print, written as it comes (one for the whole task: its 2 MB cap spans them all).
+    let liveLog: LiveLog
     let started = ContinuousClock.now
     var outputTail: String?
     /// Whether the agent ran (its cost is then the agent's to settle, not ours to release).
