@@ -178,6 +178,27 @@ let agentScripts: [String: (script: String, timeout: Int)] = [
         echo "waited" >> README.md
         echo "Waited."
         """, 300),
+    // Prints a marker, a configured secret and a token each split across two writes, then waits for
+    // $AGENT_STATE/release-live (the live output tests).
+    "live": ("""
+        cat > /dev/null
+        echo "live-marker-7f3a: starting"
+        printf 'the secret is e2e-webhook-sec'; sleep 1; printf 'ret-0123456789 and a token ghs_0123456789abcdef'
+        sleep 1
+        printf '0123456789abcdef0123\\n'
+        while [ ! -f "$AGENT_STATE/release-live" ]; do sleep 1; done
+        echo "live" >> README.md
+        echo "Went live."
+        """, 300),
+    // Prints a configured secret, then 20 MB as fast as it can (the live output's cap).
+    "flood": ("""
+        cat > /dev/null
+        echo "the secret is e2e-webhook-secret-0123456789"
+        yes "a noisy agent prints this line over and over 0123456789" | head -c 20000000
+        echo
+        echo "flooded" >> README.md
+        echo "Flooded."
+        """, 300),
     // Holds 63 of its 64 processes (itself, 61 sleeps and the one that polls) until the test lets it go.
     "hog": ("""
         cat > /dev/null
