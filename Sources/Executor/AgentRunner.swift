@@ -191,8 +191,8 @@ public struct AgentRunner: Sendable {
         }
     }
 
-    /// Reads `sequence` (`stream`) to its end, keeping the last `limit` bytes and showing each chunk to `observer`; returns
-    /// them and whether any were dropped.
+    /// Reads `sequence` (`stream`) to its end, keeping the last `limit` bytes and showing each chunk to
+    /// `observer`; returns them and whether any were dropped.
     static func tail(
         of sequence: SubprocessOutputSequence, limit: Int, scanner: UsageScanner? = nil,
         observer: OutputObserver? = nil, as stream: StandardStream = .stdout

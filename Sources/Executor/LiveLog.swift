@@ -142,7 +142,7 @@ public final class LiveLog: Sendable {
             "text": entry.text.replacingOccurrences(of: "\u{0}", with: "\u{FFFD}"),
         ]
         if let dropped = entry.dropped { object["dropped"] = dropped }
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
-        return String(decoding: data, as: UTF8.self)
+        let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+        return data.map { String(decoding: $0, as: UTF8.self) } ?? "{}"
     }
 }

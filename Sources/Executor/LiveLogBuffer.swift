@@ -78,7 +78,8 @@ struct LiveLogBuffer: Sendable {
     mutating func take(at now: ContinuousClock.Instant, all: Bool = false) -> [LiveLogEntry] {
         if all {
             for stream in [StandardStream.stdout, .stderr] {
-                if let rest = partial.removeValue(forKey: stream), !rest.isEmpty { emit(stream, String(decoding: rest, as: UTF8.self), at: now) }
+                guard let rest = partial.removeValue(forKey: stream), !rest.isEmpty else { continue }
+                emit(stream, String(decoding: rest, as: UTF8.self), at: now)
             }
             inKey.removeAll()
         }

@@ -39,6 +39,25 @@ import TestSupport
         }
     }
 
+    @Test func setupCommandsAndChecksShowTheirOutputToo() async throws {
+        let config = """
+            setup:
+              - echo "setup says hello"
+            checks:
+              - name: hello
+                run: echo "check says hello"
+            """
+        try await EndToEnd.with(repositoryFiles: [".github/asynccode.yml": config]) { e2e in
+            let taskID = try await e2e.comment("/asynccode --agent edit fix", on: e2e.issue())
+            try await e2e.waitFor(task: taskID, status: "completed")
+            let sources = try await e2e.string("""
+                SELECT string_agg(data->>'source' || ': ' || (data->>'text'), '' ORDER BY id) FROM task_events
+                WHERE task_id = \(taskID) AND kind = 'task.log'
+                """)
+            #expect(sources == "setup: setup says hello\nagent: Appended a line to the README.\ncheck: check says hello\n")
+        }
+    }
+
     @Test func aFloodIsCappedAt2MBAndTheBotGoesOn() async throws {
         try await EndToEnd.with { e2e in
             let started = ContinuousClock.now
