@@ -59,7 +59,7 @@ extension APIController {
     }
 
     /// Returns the logins of the accounts whose credits the caller may see.
-    private func creditAccounts(_ caller: Caller) async throws -> [String] {
+    func creditAccounts(_ caller: Caller) async throws -> [String] {
         Self.creditLogins(caller.user.login, try await accessible(caller, force: false))
     }
 

@@ -109,7 +109,16 @@ struct APIController: Sendable {
         } catch {
             throw Problem(slug: "body-too-large", title: "The body is too large", status: .contentTooLarge, detail: "at most 16 KB")
         }
-        let task = try Self.newTask(Data(body.readableBytesView))
+        let id = try await start(try Self.newTask(Data(body.readableBytesView)), caller)
+        guard let (created, _) = try await store.task(id: id, accountID: caller.user.accountID) else { throw Problem.notFound() }
+        var response = jsonResponse(.created, created)
+        response.headers[.location] = "/api/tasks/\(id)"
+        return response
+    }
+
+    /// Queues a checked task for the caller (`POST /api/tasks` and the new-task page): 404 for a repository they
+    /// cannot see, 403 without push access, 409 when its installation takes no work. Returns the task's id.
+    func start(_ task: APIStore.NewTask, _ caller: Caller) async throws -> Int64 {
         guard let repository = try await accessible(caller, force: false).first(where: { $0.id == task.repositoryID }) else {
             throw Problem.notFound()
         }
@@ -121,10 +130,7 @@ struct APIController: Sendable {
             throw Problem(slug: "repository-inactive", title: "The repository takes no work", status: .conflict,
                           detail: "\(repository.fullName)'s installation is suspended or removed, or the repository was removed from it")
         }
-        guard let (created, _) = try await store.task(id: id, accountID: caller.user.accountID) else { throw Problem.notFound() }
-        var response = jsonResponse(.created, created)
-        response.headers[.location] = "/api/tasks/\(id)"
-        return response
+        return id
     }
 
     /// Parses and checks the body of `POST /api/tasks`; a problem names the field.
@@ -175,6 +181,12 @@ struct APIController: Sendable {
     private func cancel(_ request: Request, _ id: Int64, _ signIn: SignIn) async throws -> Response {
         let caller = try await session.caller(request, signIn)
         if caller.viaCookie { try session.checkOrigin(request, signIn) }
+        return jsonResponse(.ok, try await cancel(id, caller))
+    }
+
+    /// Asks for the task to be cancelled when it has not ended (`PUT /api/tasks/{id}/cancel` and the task page's
+    /// Cancel button): 404 when the caller cannot see it, 403 without push access. Returns the task as it was.
+    func cancel(_ id: Int64, _ caller: Caller) async throws -> [String: Any] {
         let (task, repositoryID) = try await visibleTask(id, caller)
         guard let repository = try await accessible(caller, force: false).first(where: { $0.id == repositoryID }), repository.canPush else {
             throw Problem(slug: "needs-push-access", title: "Needs push access", status: .forbidden,
@@ -183,11 +195,11 @@ struct APIController: Sendable {
         if ["pending", "running"].contains(task["status"] as? String ?? "") {
             try await store.requestCancel(taskID: id, accountID: caller.user.accountID)
         }
-        return jsonResponse(.ok, task)
+        return task
     }
 
     /// Returns the task when the caller may see it (their access synced first when stale); 404 otherwise.
-    private func visibleTask(_ id: Int64, _ caller: Caller) async throws -> ([String: Any], Int64) {
+    func visibleTask(_ id: Int64, _ caller: Caller) async throws -> ([String: Any], Int64) {
         try await refreshAccess(caller)
         guard let found = try await store.task(id: id, accountID: caller.user.accountID) else { throw Problem.notFound() }
         return found

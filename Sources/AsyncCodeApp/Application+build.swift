@@ -80,6 +80,12 @@ public func buildApplication(
             .addRoutes(to: router)
         workers.append(GatedService(gate: migrated, service: hub))
         workers.append(GatedService(gate: migrated, service: EventPruner(log: eventLog, retention: configuration.eventRetention, logger: eventsLogger)))
+        // The web pages read what the API reads; a page is rendered at the reader's final event id and its script
+        // resumes the stream after it.
+        PagesController(session: session, api: api, agents: configuration.agents, lastEventID: {
+            await hub.waitUntilReady()
+            return hub.cursor
+        }).addRoutes(to: router)
     } else {
         let completion = SetupCompletion()
         SetupWizard(configuration: configuration, secrets: secrets, completion: completion, logger: logger).addRoutes(to: router)

@@ -12,7 +12,7 @@ import SignIn
 ///   authorize page for the App's OAuth client, with PKCE S256.
 /// - `GET /auth/callback`: the state checked against the cookie (missing, reused, expired or mismatched → 400,
 ///   nothing stored), the code exchanged, the user read, the account and its tokens (encrypted) recorded, a
-///   session opened; then back to `/`.
+///   session opened; then back to `/` (the pages, ``PagesController``).
 /// - `POST /logout`: ends the session (from this site only).
 /// - `GET /api/auth/user`, `PUT /api/auth/user` (`{"display_name": …}`): the signed-in user.
 ///
@@ -41,7 +41,6 @@ struct SignInController: Sendable {
         router.get("/login") { _, _ in await self.respond { try await self.login($0) } }
         router.get("/auth/callback") { request, _ in await self.respond { try await self.callback(request, $0) } }
         router.post("/logout") { request, _ in await self.respond { try await self.logout(request, $0) } }
-        router.get("/") { request, _ in await self.respond { try await self.home(request, $0) } }
         router.get("/api/auth/user") { request, context in
             await self.respond(request, context) { signIn in jsonResponse(.ok, Self.userJSON(try await self.user(request, signIn))) }
         }
@@ -87,19 +86,6 @@ struct SignInController: Sendable {
         var response = Response(status: .seeOther, headers: [.location: "/", .cacheControl: "no-store"])
         response.setCookie(cookie(Self.sessionCookie, "", signIn, maxAge: 0, path: "/"))
         return response
-    }
-
-    private func home(_ request: Request, _ signIn: SignIn) async throws -> Response {
-        guard let session = request.cookies[Self.sessionCookie]?.value, let user = try await signIn.sessions.user(cookie: session) else {
-            return SetupWizard.page(.ok, "asynccode", """
-                <p>Coding agents that answer <code>/asynccode</code> commands on GitHub issues with pull requests.</p>
-                <p><a href="/login">Sign in with GitHub</a></p>
-                """)
-        }
-        return SetupWizard.page(.ok, "asynccode", """
-            <p>Signed in as <strong>@\(SetupWizard.escape(user.login))</strong>\(user.displayName.map { " (" + SetupWizard.escape($0) + ")" } ?? "").</p>
-            <form method="post" action="/logout"><button type="submit">Sign out</button></form>
-            """)
     }
 
     private func updateUser(_ request: Request, _ signIn: SignIn) async throws -> Response {

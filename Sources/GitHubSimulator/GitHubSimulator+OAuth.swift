@@ -55,8 +55,8 @@ extension SimulatorAPI {
                     return .redirect(to: redirect, error.parameters + given)
                 }
             }
-            guard let login = query["login"] ?? state.signedInUser else {
-                return .html(200, "Sign in to GitHub to continue to \(app.name).")
+            guard let login = query["login"].flatMap({ $0.isEmpty ? nil : $0 }) ?? state.signedInUser else {
+                return Self.signInForm(appName: app.name, query: query)
             }
             if state.authorizationDenied {
                 return .redirect(to: redirect, OAuthError.accessDenied.parameters + given)
@@ -70,6 +70,30 @@ extension SimulatorAPI {
             state.knownUsers.insert(login)
             return .redirect(to: redirect, [("code", code)] + given)
         }
+    }
+
+    /// The page shown when nobody is signed in to the simulated GitHub: a form that asks for a login and comes back to
+    /// the same authorize URL with `login=` (a browser in a test types the user's name, as on GitHub's sign-in page).
+    static func signInForm(appName: String, query: [String: String]) -> SimResponse {
+        func escape(_ text: String) -> String {
+            text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+                .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
+        }
+        let hidden = query.filter { $0.key != "login" }.sorted { $0.key < $1.key }
+            .map { "<input type=\"hidden\" name=\"\(escape($0.key))\" value=\"\(escape($0.value))\">" }.joined(separator: "\n")
+        let html = """
+            <!doctype html>
+            <html lang="en"><head><meta charset="utf-8"><title>Sign in to GitHub</title></head><body>
+            <p>Sign in to GitHub to continue to \(escape(appName)).</p>
+            <form method="get" action="/login/oauth/authorize">
+            \(hidden)
+            <label for="login_field">Username</label> <input id="login_field" name="login" autocomplete="username">
+            <button type="submit">Sign in</button>
+            </form>
+            </body></html>
+
+            """
+        return SimResponse(status: 200, headers: [("Content-Type", "text/html; charset=utf-8")], body: Array(html.utf8))
     }
 
     /// `POST /login/oauth/access_token`: a code (with its PKCE verifier) or a refresh token for a new user access

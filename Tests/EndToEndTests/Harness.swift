@@ -199,6 +199,15 @@ let agentScripts: [String: (script: String, timeout: Int)] = [
         echo "flooded" >> README.md
         echo "Flooded."
         """, 300),
+    // Prints a marker line, then runs until the test writes $AGENT_STATE/release-marker (issue 21: the page shows
+    // the line while the agent still runs).
+    "marker": ("""
+        cat > /dev/null
+        echo "marker: the agent is at work"
+        while [ ! -f "$AGENT_STATE/release-marker" ]; do sleep 1; done
+        echo "marked" >> README.md
+        echo "Marked."
+        """, 300),
     // Holds 63 of its 64 processes (itself, 61 sleeps and the one that polls) until the test lets it go.
     "hog": ("""
         cat > /dev/null

@@ -151,8 +151,15 @@ final class Browser: @unchecked Sendable {
         try await send(.GET, path, json: nil, origin: nil, cookies: extra, headers: headers)
     }
 
+    /// Posts a form (`application/x-www-form-urlencoded`), as a browser submits one.
+    func post(_ path: String, form: [(String, String)], origin: String?) async throws -> Answer {
+        let allowed = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-._~"))
+        let encoded = form.map { "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: allowed) ?? "")" }.joined(separator: "&")
+        return try await send(.POST, path, json: nil, origin: origin, body: (encoded, "application/x-www-form-urlencoded"))
+    }
+
     func send(_ method: HTTPMethod, _ path: String, json: String?, origin: String?, cookies extra: [String: String] = [:],
-              headers: [String: String] = [:]) async throws -> Answer {
+              headers: [String: String] = [:], body form: (text: String, contentType: String)? = nil) async throws -> Answer {
         let url = path.hasPrefix("http") ? path : base + path
         var request = HTTPClientRequest(url: url)
         request.method = method
@@ -165,6 +172,9 @@ final class Browser: @unchecked Sendable {
         if let json {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(string: json))
+        } else if let form {
+            request.headers.add(name: "Content-Type", value: form.contentType)
+            request.body = .bytes(ByteBuffer(string: form.text))
         }
         let response = try await http.execute(request, timeout: .seconds(30))
         let body = try await response.body.collect(upTo: 1024 * 1024)
