@@ -106,7 +106,6 @@ struct PagesBrowserTests {
                     }
                     try #require(try await browser.text("tr[data-task-id=\"\(id)\"] .task-title")?.contains("#\(id)") == true)
                     try #require(try await browser.elements("#tasks [data-empty]").isEmpty)
-                    try FileManager.default.createDirectory(atPath: e2e.stateDirectory, withIntermediateDirectories: true)
                     try Data().write(to: URL(fileURLWithPath: e2e.stateDirectory + "/release-waiter"))
                     try await browser.waitUntil("the row says Completed", timeout: .seconds(90)) {
                         try await browser.text("tr[data-task-id=\"\(id)\"] [data-status]") == "Completed"
