@@ -26,17 +26,6 @@ struct PagesBrowserTests {
         url.split(separator: "/").last.flatMap { Int64($0) }
     }
 
-    /// Runs `check`; a failure is recorded (with a screenshot) without stopping the test, for parts that depend on
-    /// pieces built elsewhere.
-    static func softly(_ what: String, _ browser: BrowserSession, _ check: () async throws -> Void) async {
-        do {
-            try await check()
-        } catch {
-            Issue.record("\(what): \(error)")
-            await browser.saveArtifacts("\(Test.current?.name.replacingOccurrences(of: "()", with: "") ?? "browser-test")-\(what.replacingOccurrences(of: " ", with: "-"))")
-        }
-    }
-
     /// @alice signs in through GitHub's form, starts a task from /tasks/new, lands on its page, watches the agent's
     /// line appear, and cancels it: the status turns to Cancelled without a reload.
     @Test func startWatchAndCancelATask() async throws {
@@ -66,11 +55,9 @@ struct PagesBrowserTests {
                     let row = try await e2e.string("SELECT agent || ' ' || kind::text || ' ' || source::text FROM tasks WHERE id = \(taskID)")
                     try #require(row == "marker code api")
 
-                    // The agent's line appears in the log while it runs (the live agent output of issue 21).
-                    await Self.softly("the marker line appears live", browser) {
-                        try await browser.waitUntil("the agent's marker line shows in the log", timeout: .seconds(60)) {
-                            try await browser.text("#log")?.contains("marker: the agent is at work") == true
-                        }
+                    // The agent's line appears in the log while it runs.
+                    try await browser.waitUntil("the agent's marker line shows in the log", timeout: .seconds(60)) {
+                        try await browser.text("#log")?.contains("marker: the agent is at work") == true
                     }
 
                     // Cancel: the page stays (no reload) and the status follows.
@@ -111,6 +98,30 @@ struct PagesBrowserTests {
                         try await browser.text("tr[data-task-id=\"\(id)\"] [data-status]") == "Completed"
                     }
                     try #require(try await browser.text("tr[data-task-id=\"\(id)\"] [data-pr]")?.hasPrefix("#") == true)
+                    try #require(try await browser.execute("return window.asynccodeTestMark || null;") as? String == "same page")
+                }
+            }
+        }
+    }
+
+    /// The credits page follows the ledger: a grant shows in the balance and the ledger without a reload.
+    @Test func theCreditsPageFollowsTheLedger() async throws {
+        try await APIEndToEndTests.withSignIn(checksAPIAnswers: false) { e2e, publicURL in
+            e2e.sim.setSignedInUser(nil)
+            try await WebDriver.with { driver in
+                try await driver.withBrowser("alice") { browser in
+                    try await Self.signIn("alice", browser, publicURL)
+                    try await browser.navigate(publicURL + "/credits")
+                    try #require(try await browser.text(".balances")?.contains("100.0000") == true)
+                    try await browser.execute("window.asynccodeTestMark = 'same page'; return true;")
+                    try await e2e.db.client.query("""
+                        INSERT INTO credit_transactions (account_id, type, amount, description)
+                        SELECT id, 'bonus', 25, 'a grant for the test' FROM accounts WHERE login = 'alice'
+                        """, logger: e2e.db.logger)
+                    try await browser.waitUntil("the balance says 125.0000", timeout: .seconds(30)) {
+                        try await browser.text(".balances")?.contains("125.0000") == true
+                    }
+                    try #require(try await browser.text(".ledger")?.contains("a grant for the test") == true)
                     try #require(try await browser.execute("return window.asynccodeTestMark || null;") as? String == "same page")
                 }
             }

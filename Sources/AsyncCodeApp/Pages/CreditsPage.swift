@@ -2,12 +2,14 @@ import Foundation
 import Hummingbird
 
 /// `GET /credits`: the balances and ledgers the user may see, by the rule of `GET /api/credits`: their own account,
-/// and the accounts owning repositories they administer (``APIController/creditAccounts(_:)``).
+/// and the accounts owning repositories they administer (``APIController/creditAccounts(_:)``). A ledger entry
+/// (`credits.updated`) makes the script read the page again and swap in the balances and ledgers.
 extension PagesController {
     /// The ledger entries shown per account (the newest).
     static let ledgerEntries = 100
 
     func creditsPage(_ caller: Caller) async throws -> Response {
+        let after = try await lastEventID()
         var accounts: [[String: Any]] = []
         for login in try await api.creditAccounts(caller) {
             guard let account = try await api.ledger.account(login) else { continue }
@@ -24,7 +26,7 @@ extension PagesController {
                              "entries": entries, "has_entries": !entries.isEmpty])
         }
         return renderer.page(.ok, "credits", title: "Credits", user: caller.user, nav: "credits",
-                             ["accounts": accounts, "has_accounts": !accounts.isEmpty])
+                             ["accounts": accounts, "has_accounts": !accounts.isEmpty, "after": after])
     }
 }
 
@@ -32,6 +34,8 @@ extension PageRenderer {
     static let creditsTemplate = """
         {{<layout}}{{$main}}
         <div class="page-head"><h1>Credits</h1></div>
+        <p class="live-state" data-live-state role="status" hidden></p>
+        <div id="credits" data-live="credits" data-after="{{after}}">
         {{#accounts}}
         <section class="box" aria-labelledby="account-{{login}}">
           <h2 class="box-title" id="account-{{login}}">@{{login}}</h2>
@@ -56,6 +60,7 @@ extension PageRenderer {
         </section>
         {{/accounts}}
         {{^has_accounts}}<section class="blankslate"><p>No credit account yet: one is opened when a task is first charged.</p></section>{{/has_accounts}}
+        </div>
         {{/main}}{{/layout}}
         """
 }

@@ -211,6 +211,7 @@ enum LiveScript {
             function statusChanged(event) {
               const data = event.data || {};
               setStatus(badge, data.status);
+              if (data.status) steps.dataset.status = data.status;
               if (event.kind === 'task.completed' || ENDED.includes(data.status)) removeCancel();
               refresh();
             }
@@ -261,7 +262,32 @@ enum LiveScript {
             });
           }
 
+          // The credits page: a ledger entry reads the page again and swaps in the balances and ledgers.
+          function creditsPage(root) {
+            let pending = null;
+            follow('/api/events', Number(root.dataset.after || 0), {
+              'credits.updated': () => {
+                if (pending) return;
+                pending = setTimeout(() => {
+                  fetch(window.location.pathname, { credentials: 'same-origin', headers: { Accept: 'text/html' } })
+                    .then((response) => (response.ok ? response.text() : null))
+                    .then((html) => {
+                      const next = html && new DOMParser().parseFromString(html, 'text/html').getElementById('credits');
+                      if (!next) return;
+                      const adopted = document.importNode(next, true);
+                      localTimes(adopted);
+                      root.replaceChildren(...adopted.childNodes);
+                    })
+                    .catch(() => {})
+                    .finally(() => { pending = null; });
+                }, 250);
+              },
+            });
+          }
+
           localTimes(document);
+          const credits = document.querySelector('[data-live="credits"]');
+          if (credits) creditsPage(credits);
           const list = document.querySelector('[data-live="list"]');
           if (list) listPage(list);
           const task = document.querySelector('[data-live="task"]');

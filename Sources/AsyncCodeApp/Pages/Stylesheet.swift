@@ -124,6 +124,9 @@ enum Stylesheet {
         .steps li { padding: 4px 0 4px 18px; position: relative; }
         .steps li::before { content: ""; position: absolute; left: 2px; top: 11px; width: 8px; height: 8px; border-radius: 50%; background: var(--border); }
         .steps li:last-child::before { background: var(--accent); }
+        .steps[data-status=completed] li:last-child::before { background: var(--completed-fg); }
+        .steps[data-status=failed] li:last-child::before { background: var(--failed-fg); }
+        .steps[data-status=cancelled] li:last-child::before { background: var(--cancelled-fg); }
         .steps time { color: var(--muted); font-size: 12px; margin-right: 6px; font-variant-numeric: tabular-nums; }
         .step-detail { color: var(--muted); }
         .log { margin: 0; padding: 12px 16px; background: var(--log-bg); color: var(--log-fg); max-height: 420px; min-height: 60px; overflow: auto;
@@ -151,6 +154,7 @@ enum Stylesheet {
           .task-side { order: -1; }
           th, td { padding: 6px 8px; }
           .account .login { display: none; }
+          .nav { order: 3; flex-basis: 100%; }
         }
         """#
 }

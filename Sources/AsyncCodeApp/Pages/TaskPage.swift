@@ -119,7 +119,7 @@ extension PageRenderer {
         </section>
         <section class="box" aria-labelledby="steps-title">
           <h2 id="steps-title" class="box-title">Steps</h2>
-          <ol id="steps" class="steps">
+          <ol id="steps" class="steps" data-status="{{status}}">
           {{#steps}}
             <li data-event-id="{{id}}"><time datetime="{{at}}">{{at_text}}</time> <span class="step-text">{{step}}</span>{{#detail}} <span class="step-detail">{{detail}}</span>{{/detail}}</li>
           {{/steps}}
