@@ -102,13 +102,7 @@ struct APIController: Sendable {
     private func create(_ request: Request, _ signIn: SignIn) async throws -> Response {
         let caller = try await session.caller(request, signIn)
         if caller.viaCookie { try session.checkOrigin(request, signIn) }
-        var request = request
-        let body: ByteBuffer
-        do {
-            body = try await request.collectBody(upTo: 16 * 1024)
-        } catch {
-            throw Problem(slug: "body-too-large", title: "The body is too large", status: .contentTooLarge, detail: "at most 16 KB")
-        }
+        let body = try await request.limitedBody(16 * 1024)
         let id = try await start(try Self.newTask(Data(body.readableBytesView)), caller)
         guard let (created, _) = try await store.task(id: id, accountID: caller.user.accountID) else { throw Problem.notFound() }
         var response = jsonResponse(.created, created)

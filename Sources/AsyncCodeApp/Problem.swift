@@ -41,3 +41,15 @@ func jsonResponse(_ status: HTTPResponse.Status, _ object: Any) -> Response {
     return Response(status: status, headers: [.contentType: "application/json", .cacheControl: "no-store"],
                     body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
 }
+
+extension Request {
+    /// Returns the body, at most `limit` bytes; a larger one is a 413 problem saying so (`what`: "body", "form").
+    func limitedBody(_ limit: Int, what: String = "body") async throws -> ByteBuffer {
+        var request = self
+        do {
+            return try await request.collectBody(upTo: limit)
+        } catch {
+            throw Problem(slug: "body-too-large", title: "The \(what) is too large", status: .contentTooLarge, detail: "at most \(limit / 1024) KB")
+        }
+    }
+}

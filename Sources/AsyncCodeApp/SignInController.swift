@@ -91,13 +91,7 @@ struct SignInController: Sendable {
     private func updateUser(_ request: Request, _ signIn: SignIn) async throws -> Response {
         let user = try await user(request, signIn)
         if request.headers[.authorization] == nil { try checkOrigin(request, signIn) }
-        var request = request
-        let body: ByteBuffer
-        do {
-            body = try await request.collectBody(upTo: 4096)
-        } catch {
-            throw Problem(slug: "body-too-large", title: "The body is too large", status: .contentTooLarge, detail: "at most 4 KB")
-        }
+        let body = try await request.limitedBody(4096)
         guard let object = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any] else {
             throw Problem(slug: "invalid-body", title: "The body is not a JSON object", status: .badRequest)
         }

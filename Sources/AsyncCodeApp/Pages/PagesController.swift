@@ -98,13 +98,7 @@ struct PagesController: Sendable {
     /// Returns the fields of a form (`application/x-www-form-urlencoded`, at most 32 KB); a repeated name keeps
     /// its last value.
     static func form(_ request: Request) async throws -> [String: String] {
-        var request = request
-        let body: ByteBuffer
-        do {
-            body = try await request.collectBody(upTo: 32 * 1024)
-        } catch {
-            throw Problem(slug: "body-too-large", title: "The form is too large", status: .contentTooLarge, detail: "at most 32 KB")
-        }
+        let body = try await request.limitedBody(32 * 1024, what: "form")
         var fields: [String: String] = [:]
         for pair in String(buffer: body).split(separator: "&") {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)

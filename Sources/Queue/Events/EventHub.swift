@@ -165,32 +165,11 @@ public final class EventHub: Service, Sendable {
     }
 
     private func listen() async {
-        var failures = 0
-        while !Task.isCancelled {
-            do {
-                let connection = try await PostgresConnection.connect(
-                    configuration: url.connectionConfiguration(connectTimeout: .seconds(5)), id: 1, logger: logger)
-                do {
-                    try await connection.listen(on: EventLog.channel) { notifications in
-                        failures = 0
-                        connected.store(true, ordering: .relaxed)
-                        // Whatever was written while nobody listened is read now.
-                        wake.yield()
-                        for try await _ in notifications { wake.yield() }
-                    }
-                    try? await connection.close()
-                } catch {
-                    try? await connection.close()
-                    throw error
-                }
-            } catch {
-                connected.store(false, ordering: .relaxed)
-                if Task.isCancelled { return }
-                failures += 1
-                logger.debug("event listener reconnecting", metadata: ["error": "\(DatabaseProbe.reason(error))"])
-                try? await Task.sleep(for: min(.milliseconds(100) * (1 << min(failures, 6)), .seconds(5)))
-            }
-        }
+        await listenContinually(url: url, channel: EventLog.channel, logger: logger, connected: { up in
+            self.connected.store(up, ordering: .relaxed)
+            // Whatever was written while nobody listened is read now.
+            if up { self.wake.yield() }
+        }, notified: { self.wake.yield() })
     }
 
     private func stop() {
