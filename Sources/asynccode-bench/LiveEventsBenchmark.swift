@@ -52,6 +52,8 @@ struct LiveEventsBench: AsyncParsableCommand {
 
         var http = HTTPClient.Configuration()
         http.redirectConfiguration = .disallow
+        // Opening thousands of connections at once queues them in the client's pool: give them time.
+        http.timeout = .init(connect: .seconds(120))
         http.connectionPool = .init(idleTimeout: .seconds(120), concurrentHTTP1ConnectionsPerHostSoftLimit: streams + 16)
         let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: http)
         do {
@@ -180,14 +182,24 @@ struct LiveEventsBench: AsyncParsableCommand {
         let before = residentKilobytes()
         let received = Shared(0)
         let opened = Shared(0)
+        let failure = Shared<String?>(nil)
         let marker = "fan-out-\(UUID().uuidString)"
         try await withThrowingTaskGroup(of: Void.self) { group in
             for _ in 0..<count {
                 group.addTask {
                     var request = HTTPClientRequest(url: botURL + "/api/events")
                     request.headers.add(name: "Cookie", value: "asynccode_session=\(session)")
-                    let response = try await client.execute(request, timeout: .seconds(600))
-                    guard response.status == .ok else { throw ValidationError("a stream was refused: \(response.status.code)") }
+                    let response: HTTPClientResponse
+                    do {
+                        response = try await client.execute(request, timeout: .seconds(600))
+                    } catch {
+                        failure.value.withLock { $0 = $0 ?? "\(error)" }
+                        throw error
+                    }
+                    guard response.status == .ok else {
+                        failure.value.withLock { $0 = $0 ?? "answered \(response.status.code)" }
+                        throw ValidationError("a stream was refused: \(response.status.code)")
+                    }
                     var seen = false
                     for try await buffer in response.body {
                         if !seen, String(buffer: buffer).contains(": connected") { opened.value.withLock { $0 += 1 }; seen = true }
@@ -195,11 +207,14 @@ struct LiveEventsBench: AsyncParsableCommand {
                     }
                 }
             }
-            let deadline = ContinuousClock.now + .seconds(120)
+            let opening = ContinuousClock.now
+            let deadline = opening + .seconds(300)
             while opened.value.withLock { $0 } < count {
+                if let first = failure.value.withLock({ $0 }) { throw ValidationError("a stream could not open: \(first)") }
                 guard ContinuousClock.now < deadline else { throw ValidationError("only \(opened.value.withLock { $0 }) of \(count) streams opened") }
                 try await Task.sleep(for: .milliseconds(20))
             }
+            let openedIn = EndToEndBench.milliseconds(ContinuousClock.now - opening) / 1000
             let held = residentKilobytes()
             let postgres = PostgresClient(configuration: database.clientConfiguration(), backgroundLogger: logger)
             let started = ContinuousClock.now
@@ -218,7 +233,8 @@ struct LiveEventsBench: AsyncParsableCommand {
             let fanOut = EndToEndBench.milliseconds(ContinuousClock.now - started)
             print(String(format: "%d streams held by one process: resident memory %.1f MB before, %.1f MB with them: %.1f KB per stream (server and client in one process: an upper bound)",
                          count, Double(before) / 1024, Double(held) / 1024, Double(held - before) / Double(count)))
-            print(String(format: "one event to all %d streams: %.1f ms", count, fanOut))
+            print(String(format: "one event to all %d streams: %.1f ms; opening them took %.1f s (%.0f a second, each signed in and its access read)",
+                         count, fanOut, openedIn, Double(count) / openedIn))
             group.cancelAll()
         }
     }
