@@ -209,7 +209,7 @@ struct LiveEventsBench: AsyncParsableCommand {
             }
             let opening = ContinuousClock.now
             let deadline = opening + .seconds(300)
-            while opened.value.withLock { $0 } < count {
+            while opened.value.withLock({ $0 }) < count {
                 if let first = failure.value.withLock({ $0 }) { throw ValidationError("a stream could not open: \(first)") }
                 guard ContinuousClock.now < deadline else { throw ValidationError("only \(opened.value.withLock { $0 }) of \(count) streams opened") }
                 try await Task.sleep(for: .milliseconds(20))
@@ -226,7 +226,7 @@ struct LiveEventsBench: AsyncParsableCommand {
                     SELECT max(id), 'task.log', 'log', jsonb_build_object('stream', 'stdout', 'source', 'agent', 'text', \(marker)::text) FROM tasks
                     """, logger: logger)
             }
-            while received.value.withLock { $0 } < count {
+            while received.value.withLock({ $0 }) < count {
                 guard ContinuousClock.now < deadline else { throw ValidationError("only \(received.value.withLock { $0 }) of \(count) streams got the event") }
                 try await Task.sleep(for: .milliseconds(5))
             }
