@@ -21,6 +21,8 @@ import SignIn
 struct SignInController: Sendable {
     static let sessionCookie = "asynccode_session"
     static let stateCookie = "asynccode_oauth_state"
+    /// Where to go back after signing in (a path of this site), kept beside the state.
+    static let returnCookie = "asynccode_return_to"
 
     let signIn: Result<SignIn, ConfigurationError>
     /// Who sees what, synced right at sign-in.
@@ -38,7 +40,7 @@ struct SignInController: Sendable {
     }
 
     func addRoutes<Context: RequestContext>(to router: Router<Context>) {
-        router.get("/login") { _, _ in await self.respond { try await self.login($0) } }
+        router.get("/login") { request, _ in await self.respond { try await self.login(request, $0) } }
         router.get("/auth/callback") { request, _ in await self.respond { try await self.callback(request, $0) } }
         router.post("/logout") { request, _ in await self.respond { try await self.logout(request, $0) } }
         router.get("/api/auth/user") { request, context in
@@ -49,11 +51,27 @@ struct SignInController: Sendable {
 
     // MARK: - Routes
 
-    private func login(_ signIn: SignIn) async throws -> Response {
+    private func login(_ request: Request, _ signIn: SignIn) async throws -> Response {
         let (redirect, state) = try await signIn.begin()
         var response = Response(status: .found, headers: [.location: redirect, .cacheControl: "no-store"])
-        response.setCookie(cookie(Self.stateCookie, state, signIn, maxAge: Int(signIn.settings.stateLifetime.components.seconds), path: "/auth"))
+        let lifetime = Int(signIn.settings.stateLifetime.components.seconds)
+        response.setCookie(cookie(Self.stateCookie, state, signIn, maxAge: lifetime, path: "/auth"))
+        // `?next=/tasks/12`: back there after signing in (a path of this site only, never another site).
+        let next = request.uri.queryParameters["next"].flatMap { Self.returnPath(String($0)) }
+        response.setCookie(cookie(Self.returnCookie, next.map { Self.percentEncoded($0) } ?? "", signIn, maxAge: next == nil ? 0 : lifetime, path: "/auth"))
         return response
+    }
+
+    /// Returns `path` when it is a path of this site (`/…`, not `//…`, no backslash or control character, at most
+    /// 512 bytes); `nil` otherwise.
+    static func returnPath(_ path: String) -> String? {
+        guard path.hasPrefix("/"), !path.hasPrefix("//"), path.utf8.count <= 512,
+              !path.unicodeScalars.contains(where: { $0 == "\\" || $0.properties.generalCategory == .control || $0 == " " }) else { return nil }
+        return path
+    }
+
+    static func percentEncoded(_ text: String) -> String {
+        text.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "/-._~"))) ?? ""
     }
 
     private func callback(_ request: Request, _ signIn: SignIn) async throws -> Response {
@@ -73,9 +91,11 @@ struct SignInController: Sendable {
         } catch {
             logger.warning("cannot read the signed-in user's repositories yet", metadata: ["user.login": "\(user.login)", "error": "\(error)"])
         }
-        var response = Response(status: .found, headers: [.location: "/", .cacheControl: "no-store"])
+        let back = request.cookies[Self.returnCookie]?.value.removingPercentEncoding.flatMap(Self.returnPath) ?? "/"
+        var response = Response(status: .found, headers: [.location: back, .cacheControl: "no-store"])
         response.setCookie(cookie(Self.sessionCookie, session, signIn, maxAge: Int(signIn.settings.sessionLifetime.components.seconds), path: "/"))
         response.setCookie(cookie(Self.stateCookie, "", signIn, maxAge: 0, path: "/auth"))
+        response.setCookie(cookie(Self.returnCookie, "", signIn, maxAge: 0, path: "/auth"))
         logger.debug("session opened", metadata: ["user.login": "\(user.login)"])
         return response
     }

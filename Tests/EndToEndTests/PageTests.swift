@@ -44,13 +44,25 @@ import TestSupport
             let home = try await visitor.get("/")
             #expect(home.status == 200 && home.body.contains("href=\"/login\"") && home.body.contains("Sign in with GitHub"))
             Self.checkPage(home, "landing")
-            for path in ["/tasks/1", "/tasks/new", "/credits", "/tasks/abc"] {
+            for (path, encoded) in [("/tasks/1", "/tasks/1"), ("/tasks/new", "/tasks/new"), ("/credits", "/credits"),
+                                    ("/tasks/abc", "/tasks/abc"), ("/tasks/1?x=1&y=2", "/tasks/1%3Fx%3D1%26y%3D2")] {
                 let answer = try await visitor.get(path)
-                #expect(answer.status == 303 && answer.location == "/login", "\(path): \(answer.status)")
+                #expect(answer.status == 303 && answer.location == "/login?next=" + encoded, "\(path): \(answer.status) \(answer.location ?? "")")
             }
             let post = try await visitor.post("/tasks/new", form: [("prompt", "x")], origin: publicURL)
-            #expect(post.status == 303 && post.location == "/login")
+            #expect(post.status == 303 && post.location == "/login?next=/tasks/new")
             #expect(try await e2e.string("SELECT count(*)::text FROM tasks") == "0")
+            // Signing in from there comes back to the page asked for ("Watch live" from a progress comment) and
+            // never to another site.
+            e2e.sim.setSignedInUser("alice")
+            for (next, back) in [("/tasks/1", "/tasks/1"), ("%2F%3Fstatus%3Drunning", "/?status=running"), ("%2F%2Fevil.example%2Fx", "/"),
+                                 ("https%3A%2F%2Fevil.example", "/"), ("%2F%5Cevil.example", "/"), ("", "/")] {
+                let browser = Browser(base: publicURL)
+                let login = try await browser.get("/login?next=" + next)
+                let approved = try await browser.get(try #require(login.location))
+                let done = try await browser.get(try #require(approved.location))
+                #expect(done.status == 302 && done.location == back, "next=\(next): \(done.location ?? "none")")
+            }
         }
     }
 

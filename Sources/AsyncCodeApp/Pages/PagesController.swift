@@ -73,7 +73,9 @@ struct PagesController: Sendable {
                 do {
                     caller = try await session.caller(request, signIn)
                 } catch let problem as Problem where problem.status == .unauthorized {
-                    return signedOut?() ?? PageRenderer.redirect("/login")
+                    // Back to this page once signed in.
+                    let here = request.uri.path + (request.uri.query.map { "?" + $0 } ?? "")
+                    return signedOut?() ?? PageRenderer.redirect("/login?next=" + SignInController.percentEncoded(here))
                 }
                 user = caller.user
                 return try await body(caller, signIn)
