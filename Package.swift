@@ -84,6 +84,15 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
+        // Agents as Kubernetes Jobs: the API calls the bot needs, the cluster's endpoint, the Job of a task attempt.
+        .target(name: "Kubernetes", dependencies: [
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "Yams", package: "Yams"),
+        ]),
         .target(name: "SignIn", dependencies: [
             "OpenSSLCrypto", "Database",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -163,6 +172,17 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+        // A Kubernetes API stand-in holding what it is sent to Kubernetes' own schema (the agent Jobs' tests).
+        .target(name: "KubernetesSimulator", dependencies: [
+            "APIConformance",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ], path: "Tests/KubernetesSimulator"),
+        .testTarget(name: "KubernetesTests", dependencies: [
+            "Kubernetes", "KubernetesSimulator", "APIConformance", "TestSupport",
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "GitHubTests", dependencies: [
             "GitHub", "GitHubSimulator", "GitHubConformance", "TestSupport", "OpenSSLCrypto",

@@ -61,6 +61,13 @@ public struct APIConformance: @unchecked Sendable {
     }
 
     /// Every operation in the description, by path and then method.
+    /// A validator for the schemas of a JSON Schema document of definitions (`$defs`, such as Kubernetes'); it has
+    /// no operations: use ``validate(_:schema:at:)`` with `["$ref": "#/$defs/<name>"]`.
+    public init(schemaDocument: [String: Any]) {
+        document = schemaDocument
+        templates = []
+    }
+
     public var operations: [(method: String, path: String, operation: [String: Any])] {
         let methods = ["get", "put", "post", "delete", "options", "head", "patch", "trace"]
         let paths = document["paths"] as? [String: Any] ?? [:]
