@@ -39,7 +39,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "Queue", dependencies: [
-            "Models", "Database",
+            "Models", "Database", "OpenSSLCrypto",
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "Logging", package: "swift-log"),

@@ -78,6 +78,8 @@ public func buildApplication(
         EventsController(api: api, hub: hub, log: eventLog, heartbeat: configuration.eventHeartbeat,
                          streamsPerUser: configuration.eventStreamsPerUser, recheck: configuration.eventAccessRecheck, logger: eventsLogger)
             .addRoutes(to: router)
+        // What agents' pods download and upload (agents as Kubernetes Jobs), with their task attempt's tokens.
+        AgentJobController(store: AgentJobStore(client: BoundedClient(client), logger: logger), logger: logger).addRoutes(to: router)
         workers.append(GatedService(gate: migrated, service: hub))
         workers.append(GatedService(gate: migrated, service: EventPruner(log: eventLog, retention: configuration.eventRetention, logger: eventsLogger)))
         // The web pages read what the API reads; a page is rendered at the reader's final event id and its script
