@@ -183,6 +183,8 @@ let package = Package(
         .testTarget(name: "KubernetesTests", dependencies: [
             "Kubernetes", "KubernetesSimulator", "APIConformance", "TestSupport",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "PostgresNIO", package: "postgres-nio"),
+            .product(name: "Yams", package: "Yams"),
         ]),
         .testTarget(name: "GitHubTests", dependencies: [
             "GitHub", "GitHubSimulator", "GitHubConformance", "TestSupport", "OpenSSLCrypto",
