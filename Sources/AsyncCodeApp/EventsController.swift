@@ -47,7 +47,7 @@ struct EventsController: Sendable {
         let accountID = caller.user.accountID
         guard open.admit(accountID, limit: streamsPerUser) else {
             throw Problem(slug: "too-many-streams", title: "Too many open event streams", status: .tooManyRequests,
-                          detail: "at most \(streamsPerUser) at once per user; close one first")
+                          detail: "at most \(streamsPerUser) at once per user; close one first", headers: [.retryAfter: "5"])
         }
         let subscription = await hub.subscribe(after: after, audience: audience)
         let headers: HTTPFields = [

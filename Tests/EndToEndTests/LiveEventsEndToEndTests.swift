@@ -85,6 +85,30 @@ import TestSupport
         }
     }
 
+    /// A user holds at most `eventStreamsPerUser` streams; past it 429 with Retry-After, and a closed stream
+    /// frees its place.
+    @Test func aUserHoldsAtMostTheirStreams() async throws {
+        try await APIEndToEndTests.withSignIn(configure: { configuration in
+            configuration.eventHeartbeat = .seconds(1)
+            configuration.eventStreamsPerUser = 2
+        }) { e2e, publicURL in
+            let alice = try #require(try await APIEndToEndTests.signIn("alice", e2e, publicURL).cookie("asynccode_session"))
+            try await EventStream.with(publicURL + "/api/events", cookie: alice) { first in
+                #expect(first.status == 200)
+                try await EventStream.with(publicURL + "/api/events", cookie: alice) { second in
+                    #expect(second.status == 200)
+                    try await EventStream.with(publicURL + "/api/events", cookie: alice) { third in
+                        #expect(third.status == 429 && third.headers["retry-after"] == "5")
+                    }
+                }
+                // The second stream's place is free once the server notices it closed (at its next write).
+                try await eventually("a stream may open again", timeout: .seconds(10)) {
+                    try await EventStream.with(publicURL + "/api/events", cookie: alice) { $0.status } == 200
+                }
+            }
+        }
+    }
+
     /// Signing out ends the user's open streams (their session is read again every `eventAccessRecheck`).
     @Test func signingOutEndsTheStream() async throws {
         try await Self.withEvents { e2e, publicURL in
