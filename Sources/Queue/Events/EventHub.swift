@@ -48,6 +48,17 @@ public final class EventHub: Service, Sendable {
     /// The highest id this process has read past; every id up to it is final.
     public var cursor: Int64 { state.withLock { $0.cursor } }
 
+    /// Returns the cursor once it has reached `target` (an id already committed), or after `timeout` whatever it is:
+    /// a page rendered then shows every event committed before it was asked for.
+    public func caughtUp(to target: Int64, within timeout: Duration) async -> Int64 {
+        let deadline = ContinuousClock.now + timeout
+        if cursor < target { wake.yield() }
+        while cursor < target, ContinuousClock.now < deadline, !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(2))
+        }
+        return cursor
+    }
+
     /// Subscribes a stream that has seen every event up to `after` (the hub's cursor when `nil`: only what comes
     /// next). Waits until the hub knows where the table ends.
     public func subscribe(after: Int64?, audience: EventAudience) async -> EventSubscription {
