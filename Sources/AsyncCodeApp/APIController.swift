@@ -5,6 +5,7 @@ import GitHub
 import HTTPTypes
 import Hummingbird
 import Logging
+import Models
 import NIOCore
 import SignIn
 
@@ -82,11 +83,10 @@ struct APIController: Sendable {
     private func tasks(_ request: Request, _ signIn: SignIn) async throws -> Response {
         let caller = try await session.caller(request, signIn)
         let query = request.uri.queryParameters
-        let statuses: Set<String> = ["pending", "running", "completed", "failed", "cancelled"]
         let status = query["status"].map(String.init)
-        if let status, !statuses.contains(status) {
+        if let status, !Self.statuses.contains(status) {
             throw Problem(slug: "invalid-parameter", title: "Invalid parameter", status: .badRequest,
-                          detail: "`status` is one of \(statuses.sorted().joined(separator: ", "))")
+                          detail: "`status` is one of \(Self.statuses.sorted().joined(separator: ", "))")
         }
         let repositoryID = try Self.integer(query["repository_id"], "repository_id")
         let cursor = try Self.integer(query["cursor"], "cursor")
@@ -153,7 +153,7 @@ struct APIController: Sendable {
         }
         guard let repositoryID = try integer("repository_id") else { throw invalid("`repository_id` is required") }
         guard let prompt = try text("prompt", max: 8000) else { throw invalid("`prompt` is required") }
-        let kinds = ["code", "ask", "plan", "review", "docs", "debug"]
+        let kinds = TaskKind.allCases.map(\.rawValue)
         let kind = try text("kind", max: 16) ?? "code"
         guard kinds.contains(kind) else { throw invalid("`kind` is one of \(kinds.joined(separator: ", "))") }
         let priorities: [String: Int32] = ["low": 1, "medium": 2, "high": 3]
@@ -214,6 +214,9 @@ struct APIController: Sendable {
         guard let text = context.parameters.get("id"), let id = Int64(text), id > 0 else { throw Problem.notFound() }
         return id
     }
+
+    /// A task's statuses, in the order it goes through them.
+    static let statuses = ["pending", "running", "completed", "failed", "cancelled"]
 
     static func integer(_ value: Substring?, _ name: String, in range: ClosedRange<Int64> = 1...Int64.max) throws -> Int64? {
         guard let value else { return nil }

@@ -73,8 +73,7 @@ public func buildApplication(
         var eventsLogger = logger
         eventsLogger[metadataKey: "component"] = "events"
         let eventLog = EventLog(client: BoundedClient(client), logger: eventsLogger)
-        let hub = EventHub(log: eventLog, url: configuration.databaseURL, pollInterval: configuration.eventPollInterval,
-                           logger: eventsLogger, metrics: metrics.factory)
+        let hub = EventHub(log: eventLog, url: configuration.databaseURL, logger: eventsLogger, metrics: metrics.factory)
         EventsController(api: api, hub: hub, log: eventLog, heartbeat: configuration.eventHeartbeat,
                          streamsPerUser: configuration.eventStreamsPerUser, recheck: configuration.eventAccessRecheck, logger: eventsLogger)
             .addRoutes(to: router)
@@ -84,13 +83,10 @@ public func buildApplication(
         workers.append(GatedService(gate: migrated, service: EventPruner(log: eventLog, retention: configuration.eventRetention, logger: eventsLogger)))
         // The web pages read what the API reads; a page is rendered at the reader's final event id and its script
         // resumes the stream after it.
-        let pagesDatabase = BoundedClient(client)
         PagesController(session: session, api: api, agents: configuration.agents, lastEventID: {
             await hub.waitUntilReady()
             // The reader's final cursor, once it has read what was committed before this request (at most 1 s).
-            let newest = try await pagesDatabase.query("SELECT COALESCE(max(id), 0) FROM task_events", logger: logger)
-                .decode(Int64.self).reduce(0) { max($0, $1) }
-            return await hub.caughtUp(to: newest, within: .seconds(1))
+            return await hub.caughtUp(to: try await eventLog.newest(), within: .seconds(1))
         }).addRoutes(to: router)
     } else {
         let completion = SetupCompletion()

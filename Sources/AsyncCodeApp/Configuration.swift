@@ -71,8 +71,6 @@ public struct AppConfiguration: Sendable {
 
     /// How long task events are kept (`ASYNCCODE_EVENT_RETENTION_DAYS`, default 7); a running task's are kept.
     public var eventRetention: Duration = .seconds(7 * 86_400)
-    /// How often the event reader looks at the table without a notification (a safety net; tests shorten it).
-    public var eventPollInterval: Duration = .seconds(2)
     /// How long an event stream stays quiet before it sends a comment (proxies close silent connections).
     public var eventHeartbeat: Duration = .seconds(15)
     /// How often an open event stream reads its user's session and access again (a signed-out user's ends).

@@ -14,7 +14,6 @@ import Synchronization
 public final class KubernetesClient: Sendable {
     public let endpoint: KubernetesEndpoint
     private let http: HTTPClient
-    private let ownsHTTP: Bool
     private let token: TokenReader
     private let logger: Logger
     /// Attempts of a call that fails transiently.
@@ -38,12 +37,11 @@ public final class KubernetesClient: Sendable {
             configuration.tlsConfiguration = tls
         }
         http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
-        ownsHTTP = true
     }
 
     /// Stops the client's connections.
     public func shutdown() async {
-        if ownsHTTP { try? await http.shutdown() }
+        try? await http.shutdown()
     }
 
     // MARK: - Jobs

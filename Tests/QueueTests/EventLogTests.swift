@@ -2,7 +2,7 @@ import Database
 import Foundation
 import Logging
 import PostgresNIO
-import Queue
+@testable import Queue
 import Testing
 import TestSupport
 
@@ -91,7 +91,7 @@ import TestSupport
         func event(_ id: Int64, repository: Int64 = 1) -> TaskEvent {
             TaskEvent(id: id, kind: "task.step", taskID: 1, repositoryID: repository, accountID: nil, json: "{}")
         }
-        let subscription = EventSubscriptionProbe.make(after: 10, hubCursor: 10, audience: EventAudience(repositories: [1], accounts: []), capacity: 3)
+        let subscription = EventSubscription(after: 10, hubCursor: 10, audience: EventAudience(repositories: [1], accounts: []), capacity: 3)
         #expect(await subscription.next(timeout: .milliseconds(1)) == .idle)
         subscription.offer([event(11), event(12, repository: 2)], through: 12)
         #expect(await subscription.next(timeout: .seconds(5)) == .events([event(11)]))

@@ -1,9 +1,10 @@
 import Foundation
+import Models
 
 /// How the pages write values: times, statuses, links and agent output.
 enum PageFormat {
-    static let statuses = ["pending", "running", "completed", "failed", "cancelled"]
-    static let kinds = ["code", "ask", "plan", "review", "docs", "debug"]
+    static let statuses = APIController.statuses
+    static let kinds = TaskKind.allCases.map(\.rawValue)
 
     /// "Running" for `running`.
     static func statusLabel(_ status: String) -> String {

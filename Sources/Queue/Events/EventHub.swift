@@ -172,7 +172,7 @@ public final class EventHub: Service, Sendable {
             state.cursor = max(state.cursor, horizon)
             return Array(state.subscribers.values)
         }
-        for subscriber in subscribers { subscriber.receive(events, through: horizon) }
+        for subscriber in subscribers { subscriber.offer(events, through: horizon) }
     }
 
     private func listen() async {

@@ -45,6 +45,13 @@ public struct EventLog: Sendable {
         return events
     }
 
+    /// Returns the newest id committed (not necessarily final: a lower one may still be being written).
+    public func newest() async throws -> Int64 {
+        let rows = try await client.query("SELECT COALESCE(max(id), 0) FROM task_events", logger: logger)
+        for try await id in rows.decode(Int64.self) { return id }
+        return 0
+    }
+
     /// Returns the highest id below which every id is final: waits (at most `lockTimeout`) for the transactions
     /// writing events to end, and reads the id sequence while no new one can start.
     public func horizon(lockTimeout: Duration = .seconds(10)) async throws -> Int64 {

@@ -89,7 +89,7 @@ public final class EventSubscription: Sendable {
     }
 
     /// Called by the hub with a batch of final events, all ids up to `horizon` being final.
-    func receive(_ events: [TaskEvent], through horizon: Int64) {
+    func offer(_ events: [TaskEvent], through horizon: Int64) {
         let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
             guard !state.finished else { return nil }
             state.offeredThrough = max(state.offeredThrough, horizon)
@@ -120,8 +120,6 @@ public final class EventSubscription: Sendable {
         waiter?.resume()
     }
 
-    var isFinished: Bool { state.withLock { $0.finished } }
-
     private func wake() {
         let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
             defer { state.waiter = nil }
@@ -131,14 +129,3 @@ public final class EventSubscription: Sendable {
     }
 }
 
-/// Makes subscriptions outside a hub (tests).
-public enum EventSubscriptionProbe {
-    public static func make(after: Int64, hubCursor: Int64, audience: EventAudience, capacity: Int) -> EventSubscription {
-        EventSubscription(after: after, hubCursor: hubCursor, audience: audience, capacity: capacity)
-    }
-}
-
-extension EventSubscription {
-    /// Hands `events` to the subscription as the hub does (tests).
-    public func offer(_ events: [TaskEvent], through horizon: Int64) { receive(events, through: horizon) }
-}

@@ -20,9 +20,6 @@ public struct TaskEvent: Sendable, Hashable {
         self.accountID = accountID
         self.json = json
     }
-
-    /// The kinds the table holds.
-    public static let kinds = ["task.status_updated", "task.step", "task.log", "task.completed", "pr.status_updated", "credits.updated"]
 }
 
 /// What a subscriber may see: events of the repositories it may read and the ledgers of the accounts it may see,
