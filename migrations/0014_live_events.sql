@@ -62,7 +62,8 @@ BEGIN
         SELECT n.id, n.repository_id, 'task.status_updated', 'status:' || n.status::text,
                jsonb_build_object('status', n.status::text, 'credits_used', n.credits_used::text)
         FROM new_rows n ORDER BY n.id;
-    ELSE
+    -- Most updates (leases, heartbeats) change no status: they write nothing, and take no lock.
+    ELSIF EXISTS (SELECT 1 FROM new_rows n JOIN old_rows o ON o.id = n.id WHERE n.status IS DISTINCT FROM o.status) THEN
         INSERT INTO task_events (task_id, repository_id, kind, step, data)
         SELECT n.id, n.repository_id,
                CASE WHEN n.status IN ('completed', 'failed', 'cancelled') THEN 'task.completed' ELSE 'task.status_updated' END,
