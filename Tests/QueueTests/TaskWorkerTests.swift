@@ -105,7 +105,8 @@ func poll(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool
                 let stopping = ContinuousClock.now
                 await group.triggerGracefulShutdown()
                 try await tasks.waitForAll()
-                #expect(ContinuousClock.now - stopping < .seconds(5))
+                // Released after the 300 ms grace, not after the handler's 60 s (a loaded CI machine took 5.1 s).
+                #expect(ContinuousClock.now - stopping < .seconds(30))
             }
             #expect(try await db.count("tasks WHERE status = 'running'") == 0)
             #expect(try await db.count("tasks WHERE status = 'pending' AND attempts = 0") == 3)
