@@ -69,7 +69,7 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .target(name: "Executor", dependencies: [
-            "Models", "Commands", "Queue", "GitHub", "Accounting", "RepositoryConfiguration",
+            "Models", "Commands", "Queue", "GitHub", "Accounting", "RepositoryConfiguration", "Kubernetes",
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Subprocess", package: "swift-subprocess"),
@@ -100,7 +100,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "AsyncCodeApp", dependencies: [
-            "Models", "Commands", "Intake", "Database", "Queue", "GitHub", "Executor", "Recovery", "OpenSSLCrypto", "Accounting", "SignIn",
+            "Models", "Commands", "Intake", "Database", "Queue", "GitHub", "Executor", "Recovery", "OpenSSLCrypto", "Accounting", "SignIn", "Kubernetes",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -150,7 +150,7 @@ let package = Package(
         .testTarget(name: "RepositoryConfigurationTests", dependencies: ["RepositoryConfiguration"]),
         .testTarget(name: "AccountingTests", dependencies: ["Accounting", "TestSupport"]),
         .testTarget(name: "SignInTests", dependencies: ["SignIn", "OpenSSLCrypto", "Database", "TestSupport"]),
-        .testTarget(name: "ExecutorTests", dependencies: ["Executor", "Models", "GitHub", "Accounting", "Commands", "Queue", "TestSupport"]),
+        .testTarget(name: "ExecutorTests", dependencies: ["Executor", "Models", "GitHub", "Accounting", "Commands", "Queue", "TestSupport", "Kubernetes"]),
         .testTarget(name: "QueueTests", dependencies: [
             "Queue", "Models", "Database", "TestSupport", .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
@@ -164,7 +164,7 @@ let package = Package(
         .target(name: "APIConformance", dependencies: [.product(name: "Yams", package: "Yams")], path: "Tests/APIConformance"),
         .testTarget(name: "EndToEndTests", dependencies: [
             "AsyncCodeApp", "Database", "Executor", "GitHub", "GitHubSimulator", "GitHubConformance", "Queue", "Recovery", "TestSupport",
-            "OpenSSLCrypto", "SignIn", "APIConformance",
+            "OpenSSLCrypto", "SignIn", "APIConformance", "KubernetesSimulator",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Subprocess", package: "swift-subprocess"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -176,12 +176,14 @@ let package = Package(
         // A Kubernetes API stand-in holding what it is sent to Kubernetes' own schema (the agent Jobs' tests).
         .target(name: "KubernetesSimulator", dependencies: [
             "APIConformance",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Subprocess", package: "swift-subprocess"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], path: "Tests/KubernetesSimulator"),
         .testTarget(name: "KubernetesTests", dependencies: [
-            "Kubernetes", "KubernetesSimulator", "APIConformance", "TestSupport",
+            "Kubernetes", "KubernetesSimulator", "APIConformance", "TestSupport", "Executor",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "Yams", package: "Yams"),

@@ -51,6 +51,8 @@ public struct AppConfiguration: Sendable {
     public var workers: Int = 2
     /// The agents from the `ASYNCCODE_CONFIG` file.
     public var agents = AgentCatalog(defaultAgent: nil, agents: [:])
+    /// How agents with `runner: kubernetes` reach the cluster and the cluster the bot (`nil`: none do).
+    public var kubernetes: KubernetesSettings?
     /// Where task workspaces are made (`ASYNCCODE_WORKSPACE_DIR`).
     public var workspaceDirectory: String = FileManager.default.temporaryDirectory.path + "/asynccode-workspaces"
     /// Trust roots for GitHub Enterprise Server (`GITHUB_CA_BUNDLE`), for the API and git.
@@ -317,6 +319,7 @@ public struct AppConfiguration: Sendable {
         configuration.signedCommits = fileSettings.signedCommits ?? false
         configuration.workers = workers
         configuration.agents = agents
+        configuration.kubernetes = try KubernetesSettings.load(agents: agents, workers: workers, value: value)
         if let directory = value("ASYNCCODE_WORKSPACE_DIR") { configuration.workspaceDirectory = directory }
         configuration.caBundlePath = caBundlePath
         configuration.leaseDuration = .seconds(leaseSeconds)

@@ -92,10 +92,22 @@ func makeWorkerServices(
         analytics: TaskAnalyticsStore(client: client, logger: workerLogger), limits: configuration.agents.limits)
     // Final progress-comment edits GitHub refused, finished later by `CommentRepair`.
     let pendingComments = PendingCommentStore(client: client, logger: workerLogger)
+    // Agents with `runner: kubernetes` run as Jobs in the cluster (issue 22).
+    var cluster: AgentCluster?
+    var clusterServices: [any Service] = []
+    if let kubernetes = configuration.kubernetes {
+        let kubeClient = try kubernetes.client(logger: workerLogger)
+        var agentCluster = AgentCluster(jobs: kubeClient, store: AgentJobStore(client: BoundedClient(client), logger: workerLogger),
+                                    botURL: kubernetes.agentJobURL.absoluteString, toolsImage: kubernetes.toolsImage)
+        agentCluster.pollInterval = kubernetes.pollInterval
+        agentCluster.startAllowance = kubernetes.startAllowance
+        cluster = agentCluster
+        clusterServices.append(KubernetesClientService(client: kubeClient))
+    }
     let executor = TaskExecutor(
         api: github, store: store, queue: queue, catalog: configuration.agents, settings: settings, accounting: accounting,
-        pendingComments: pendingComments, logger: workerLogger)
-    var services: [any Service] = [
+        pendingComments: pendingComments, cluster: cluster, logger: workerLogger)
+    var services: [any Service] = clusterServices + [
         queueClient,
         WorkListener(url: configuration.databaseURL, signal: signal, logger: workerLogger),
         ModelCatalogSync(store: ModelCatalogStore(client: client, logger: workerLogger), models: configuration.agents.models,
@@ -121,8 +133,15 @@ func makeWorkerServices(
 /// Refuses to start workers whose agents need a jail this machine cannot make; warns about agents that
 /// run without one.
 func checkSandbox(_ catalog: AgentCatalog, logger: Logger) async throws {
-    let jailed = catalog.names.filter { catalog.agents[$0]?.sandbox == .bwrap }
-    let open = catalog.names.filter { catalog.agents[$0]?.sandbox == SandboxMode.none }
+    let local = catalog.names.filter { catalog.agents[$0]?.runner == .local }
+    let jailed = local.filter { catalog.agents[$0]?.sandbox == .bwrap }
+    let open = local.filter { catalog.agents[$0]?.sandbox == SandboxMode.none }
+    // Agents running as Kubernetes Jobs need no jail here, but repositories' `setup` and `checks` still do.
+    let clustered = catalog.names.filter { catalog.agents[$0]?.runner.kubernetes != nil }
+    if !clustered.isEmpty, let problem = await Sandbox.cachedProblem() {
+        logger.warning("agents run as Kubernetes Jobs, but repositories' setup and checks commands cannot run on this worker",
+                       metadata: ["agents": "\(clustered.joined(separator: ", "))", "problem": "\(problem)"])
+    }
     for name in open {
         logger.warning("agent runs without a sandbox (sandbox: none): it can read what the bot's user can read", metadata: ["agent": "\(name)"])
     }

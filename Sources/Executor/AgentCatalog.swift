@@ -66,7 +66,7 @@ public struct AgentCatalog: Sendable {
         var creditsPerAccountPerDay: Decimal?
     }
 
-    private struct Entry: Decodable {
+    struct Entry: Decodable {
         var command: [String]
         var timeout: Double?
         var passEnv: [String]?
@@ -81,18 +81,27 @@ public struct AgentCatalog: Sendable {
         var costPerToken: Decimal?
         var costPerMinute: Decimal?
         var maxTokens: Int?
+        // `runner: kubernetes` (AgentCatalog+Kubernetes.swift).
+        var runner: String?
+        var image: String?
+        var namespace: String?
+        var resources: ResourcesEntry?
+        var serviceAccountName: String?
+        var nodeSelector: [String: String]?
+        var tolerations: [TolerationEntry]?
+        var secretName: String?
     }
 
-    private struct Limits: Decodable {
+    struct Limits: Decodable {
         var memoryMB: Int?
         var processes: Int?
         var fileSizeMB: Int?
     }
 
-    static let entryKeys: Set<String> = [
+    static let entryKeys = Set([
         "command", "timeout", "passEnv", "env", "sandbox", "network", "binds", "limits",
         "displayName", "provider", "description", "costPerToken", "costPerMinute", "maxTokens",
-    ]
+    ] + kubernetesKeys)
     static let limitKeys: Set<String> = ["memoryMB", "processes", "fileSizeMB"]
     static let usageLimitKeys: Set<String> = ["tasksPerRequesterPerHour", "runningTasksPerRepository", "creditsPerAccountPerDay"]
 
@@ -111,6 +120,7 @@ public struct AgentCatalog: Sendable {
             if let limits = entry["limits"] as? [String: Any], let unknown = Set(limits.keys).subtracting(limitKeys).sorted().first {
                 throw AgentCatalogError(problem: "agents.\(name).limits.\(unknown) is not a setting (known: \(limitKeys.sorted().joined(separator: ", ")))")
             }
+            try checkKubernetesKeys(entry, agent: name)
         }
     }
 
@@ -200,6 +210,7 @@ public struct AgentCatalog: Sendable {
             }
             agent.pricing = Pricing(costPerToken: entry.costPerToken ?? 0, costPerMinute: entry.costPerMinute ?? 0,
                                     maxTokens: entry.maxTokens)
+            agent.runner = try placement(entry, agent: name)
             agents[name] = agent
         }
         if let defaultAgent = file.defaultAgent, agents[defaultAgent] == nil {

@@ -33,6 +33,8 @@ public struct AgentCommand: Sendable, Hashable {
     public var summary: String?
     /// What a run costs in credits.
     public var pricing = Pricing()
+    /// Where it runs: in the local jail (the default) or as a Kubernetes Job (`runner: kubernetes`).
+    public var runner: AgentPlacement = .local
 
     public init(name: String, command: [String], timeout: Duration = .seconds(1800),
                 environment: [String: String] = [:], passEnvironment: [String] = []) {

@@ -245,16 +245,19 @@ public struct GitWorkspace: Sendable {
     }
 
     @discardableResult
-    func git(_ arguments: [String], repository: Bool = true, token: String? = nil, name: String) async throws(GitError) -> String {
-        String(decoding: try await gitBytes(arguments, repository: repository, token: token, name: name), as: UTF8.self)
+    func git(
+        _ arguments: [String], repository: Bool = true, token: String? = nil, name: String, environment extra: [String: String] = [:]
+    ) async throws(GitError) -> String {
+        String(decoding: try await gitBytes(arguments, repository: repository, token: token, name: name, environment: extra), as: UTF8.self)
     }
 
     /// Runs git and returns its standard output as bytes (at most `limit`; more fails).
     func gitBytes(
-        _ arguments: [String], repository: Bool = true, token: String? = nil, name: String, limit: Int = 8 * 1024 * 1024
+        _ arguments: [String], repository: Bool = true, token: String? = nil, name: String, limit: Int = 8 * 1024 * 1024,
+        environment extra: [String: String] = [:]
     ) async throws(GitError) -> [UInt8] {
         var keys: [Environment.Key: String] = [:]
-        for (key, value) in environment(token: token, repository: repository) {
+        for (key, value) in environment(token: token, repository: repository).merging(extra, uniquingKeysWith: { $1 }) {
             if let environmentKey = Environment.Key(rawValue: key) { keys[environmentKey] = value }
         }
         var options = PlatformOptions()

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Subprocess
 #if canImport(System)
 import System
@@ -131,6 +132,16 @@ public enum Sandbox {
     /// The trial runs through swift-subprocess and is awaited, never waited for on a thread: Foundation's
     /// `Process.waitUntilExit()` spins a run loop that can miss the child's exit under load, parking a
     /// thread of the concurrency pool for good (two such threads stop everything on a 2-core machine).
+    /// ``problem(timeout:)``, found out once per process.
+    public static func cachedProblem() async -> String? {
+        if let known = probed.withLock({ $0 }) { return known }
+        let found = await problem()
+        probed.withLock { $0 = .some(found) }
+        return found
+    }
+
+    private static let probed = Mutex<String??>(nil)
+
     public static func problem(timeout: Duration = .seconds(20)) async -> String? {
         guard FileManager.default.isExecutableFile(atPath: bwrapPath) else {
             return "\(bwrapPath) is missing (install the Debian package bubblewrap)"

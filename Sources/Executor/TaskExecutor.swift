@@ -38,11 +38,12 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
     let settle: Settle<API>
 
     /// Creates an executor; without `accounting` tasks run free and unlimited; without `pendingComments` a
-    /// final comment edit GitHub refuses is not repaired later.
+    /// final comment edit GitHub refuses is not repaired later; without `cluster` no agent may say `runner: kubernetes`.
     public init(
         api: API, store: TaskStore, queue: TaskQueue, catalog: AgentCatalog, settings: ExecutorSettings,
         runner: AgentRunner = AgentRunner(), prompts: PromptBuilder = PromptBuilder(),
-        accounting: ExecutorAccounting? = nil, pendingComments: PendingCommentStore? = nil, logger: Logger
+        accounting: ExecutorAccounting? = nil, pendingComments: PendingCommentStore? = nil, cluster: AgentCluster? = nil,
+        logger: Logger
     ) {
         self.api = api
         self.store = store
@@ -63,7 +64,8 @@ public struct TaskExecutor<API: GitHubAPI>: TaskHandling, CustomStringConvertibl
         planWork = PlanWork(api: api, store: store)
         prepareWorkspace = PrepareWorkspace(api: api, settings: settings, progress: progress)
         runSetup = RunSetup(runner: runner, settings: settings, progress: progress)
-        let runAgent = RunAgent(api: api, store: store, runner: runner, prompts: prompts, settings: settings, progress: progress)
+        let runAgent = RunAgent(api: api, store: store, runner: runner, prompts: prompts, settings: settings, progress: progress,
+                                cluster: cluster)
         self.runAgent = runAgent
         verifyLoop = VerifyLoop(runAgent: runAgent, runChecks: RunChecks(runner: runner, settings: settings, progress: progress))
         reply = Reply(api: api, store: store, progress: progress)

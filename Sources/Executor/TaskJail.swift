@@ -34,6 +34,11 @@ struct TaskJail: Sendable {
         _ command: [String]? = nil, input: String, environment: [String: String], timeout: Duration? = nil,
         tokenLimit: Int64? = nil, timeLimit: Duration? = nil, cancelRequested: Flag, observer: OutputObserver? = nil
     ) async throws -> AgentRunResult {
+        // An agent that runs as a Kubernetes Job leaves the repository's `setup` and `checks` to the worker's jail.
+        if isJailed, agent.runner.kubernetes != nil, let problem = await Sandbox.cachedProblem() {
+            throw StepFailure(reason: "the repository's `setup` and `checks` commands run in the worker's bubblewrap jail, which this worker cannot make (\(problem)); give the worker the relaxations deploy/Dockerfile describes, or remove them from `.github/asynccode.yml`",
+                              retryable: false)
+        }
         var runnable = agent
         if let command { runnable.command = command }
         if let timeout { runnable.timeout = timeout }

@@ -69,6 +69,9 @@ public struct AgentJob: Sendable {
         self.reportToken = reportToken
     }
 
+    /// The branch of the bundle the pod is given: the checkout as the agent starts on it.
+    public static let bundleBranch = "asynccode-agent"
+
     /// `ac-<task>-<attempt>`: at most 63 characters for any task and attempt (a DNS label).
     public static func name(taskID: Int64, attempt: Int) -> String { "ac-\(taskID)-\(attempt)" }
 
@@ -112,8 +115,9 @@ public struct AgentJob: Sendable {
         let report: [String: Any] = [
             "name": "report", "image": toolsImage, "command": ["sh", "-c", Self.reportScript],
             "env": [["name": "ASYNCCODE_JOB_URL", "value": base], ["name": "ASYNCCODE_REPORT_TOKEN", "value": reportToken]],
+            // A scratch folder of its own: the agent wrote in `tmp` (a link planted there must lead nowhere).
             "volumeMounts": [["name": "work", "mountPath": "/work"], ["name": "base", "mountPath": "/base"],
-                             ["name": "tmp", "mountPath": "/tmp"]],
+                             ["name": "scratch", "mountPath": "/tmp"]],
             "securityContext": locked, "terminationMessagePolicy": "File",
         ]
         var pod: [String: Any] = [
@@ -121,7 +125,7 @@ public struct AgentJob: Sendable {
             "securityContext": ["runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532,
                                 "seccompProfile": ["type": "RuntimeDefault"]],
             "initContainers": [fetch, agent], "containers": [report],
-            "volumes": ["work", "base", "home", "tmp"].map { ["name": $0, "emptyDir": [String: Any]()] },
+            "volumes": ["work", "base", "home", "tmp", "scratch"].map { ["name": $0, "emptyDir": [String: Any]()] },
         ]
         if let serviceAccountName { pod["serviceAccountName"] = serviceAccountName }
         if !nodeSelector.isEmpty { pod["nodeSelector"] = nodeSelector }
@@ -152,8 +156,8 @@ public struct AgentJob: Sendable {
         set -eu
         curl -fsS --max-time 300 -H "Authorization: Bearer $ASYNCCODE_FETCH_TOKEN" -o /base/checkout.bundle "$ASYNCCODE_JOB_URL/bundle"
         curl -fsS --max-time 60 -H "Authorization: Bearer $ASYNCCODE_FETCH_TOKEN" -o /work/prompt "$ASYNCCODE_JOB_URL/prompt"
-        git clone -q --bare /base/checkout.bundle /base/repo.git
-        git clone -q /base/checkout.bundle /work/checkout
+        git clone -q --bare --branch asynccode-agent /base/checkout.bundle /base/repo.git
+        git clone -q --branch asynccode-agent /base/checkout.bundle /work/checkout
         rm -f /base/checkout.bundle
         """
 
@@ -171,7 +175,8 @@ public struct AgentJob: Sendable {
         $git add -A
         $git diff --cached --binary HEAD > /tmp/change.patch
         tail -c 65536 /work/agent.out > /tmp/output.tail 2>/dev/null || : > /tmp/output.tail
-        exit_status=$(cat /work/agent.exit 2>/dev/null || echo -1)
+        exit_status=$(head -c 12 /work/agent.exit 2>/dev/null | tr -cd '0-9')
+        [ -n "$exit_status" ] || exit_status=-1
         curl -fsS --max-time 300 -X PUT -H "Authorization: Bearer $ASYNCCODE_REPORT_TOKEN" --data-binary @/tmp/change.patch "$ASYNCCODE_JOB_URL/patch"
         curl -fsS --max-time 60 -X PUT -H "Authorization: Bearer $ASYNCCODE_REPORT_TOKEN" --data-binary @/tmp/output.tail "$ASYNCCODE_JOB_URL/output"
         printf '{"size":%s,"sha256":"%s","exit":%s}' "$(wc -c < /tmp/change.patch | tr -d ' ')" \\

@@ -45,6 +45,8 @@ public struct PodState: Sendable, Hashable {
         public var message: String?
         /// `ImagePullBackOff`, `ErrImagePull`… while waiting.
         public var waitingReason: String?
+        /// What the kubelet says of the wait (which image, which Secret).
+        public var waitingMessage: String?
     }
 
     public var name: String
@@ -64,7 +66,7 @@ public struct PodState: Sendable, Hashable {
                 let waiting = state["waiting"] as? [String: Any]
                 return Container(name: entry["name"] as? String ?? "", exitCode: terminated?["exitCode"] as? Int,
                                  terminatedReason: terminated?["reason"] as? String, message: terminated?["message"] as? String,
-                                 waitingReason: waiting?["reason"] as? String)
+                                 waitingReason: waiting?["reason"] as? String, waitingMessage: waiting?["message"] as? String)
             }
         }
         initContainers = containers("initContainerStatuses")

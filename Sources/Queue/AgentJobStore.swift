@@ -80,3 +80,51 @@ public struct AgentJobStore: Sendable {
         try await client.query("DELETE FROM agent_job_files WHERE task_id = \(taskID) AND attempt = \(attempt)", logger: logger)
     }
 }
+
+/// The Jobs of a task's agent runs (`agent_jobs`): which one is open, so a worker taking the task over adopts it.
+extension AgentJobStore {
+    /// A Job the bot started and has not seen the end of.
+    public struct OpenJob: Sendable, Hashable {
+        public var attempt: Int
+        public var namespace: String
+        public var name: String
+        /// The commit the pod was given.
+        public var snapshot: String
+    }
+
+    /// Returns the task's open Job, if any.
+    public func openJob(taskID: Int64) async throws -> OpenJob? {
+        let rows = try await client.query("""
+            SELECT attempt, namespace, name, snapshot FROM agent_jobs WHERE task_id = \(taskID) AND finished_at IS NULL
+            """, logger: logger)
+        for try await (attempt, namespace, name, snapshot) in rows.decode((Int, String, String, String).self) {
+            return OpenJob(attempt: attempt, namespace: namespace, name: name, snapshot: snapshot)
+        }
+        return nil
+    }
+
+    /// Records a new Job of the task (the next attempt, named by `name(attempt)`); returns it.
+    public func startJob(
+        taskID: Int64, namespace: String, snapshot: String, name: @Sendable (Int) -> String
+    ) async throws -> OpenJob {
+        let rows = try await client.query("""
+            SELECT coalesce(max(attempt), 0) + 1 FROM agent_jobs WHERE task_id = \(taskID)
+            """, logger: logger)
+        var attempt = 1
+        for try await next in rows.decode(Int.self) { attempt = next }
+        let job = OpenJob(attempt: attempt, namespace: namespace, name: name(attempt), snapshot: snapshot)
+        try await client.query("""
+            INSERT INTO agent_jobs (task_id, attempt, namespace, name, snapshot)
+            VALUES (\(taskID), \(attempt), \(namespace), \(job.name), \(snapshot))
+            """, logger: logger)
+        return job
+    }
+
+    /// Marks the attempt's Job ended and forgets its tokens and files.
+    public func finishJob(taskID: Int64, attempt: Int) async throws {
+        try await client.query("""
+            UPDATE agent_jobs SET finished_at = now() WHERE task_id = \(taskID) AND attempt = \(attempt) AND finished_at IS NULL
+            """, logger: logger)
+        try await forget(taskID: taskID, attempt: attempt)
+    }
+}

@@ -39,6 +39,39 @@ struct FailingStore: DeliveryRecording {
         return try AppConfiguration.load(environment: environment, dotEnvPath: nil)
     }
 
+    @Test func agentsAsJobsNeedTheAddressTheirPodsReachTheBotAt() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("k8s-\(UUID().uuidString).yml").path
+        try "agents:\n  a:\n    command: [a]\n    runner: kubernetes\n    image: a:1\n".write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        func problem(_ overrides: [String: String?]) -> String? {
+            do {
+                _ = try load(overrides)
+                return nil
+            } catch {
+                return error.description
+            }
+        }
+        #expect(problem(["ASYNCCODE_CONFIG": path])?.hasPrefix("ASYNCCODE_AGENT_JOB_URL: is not set, and agents a run as Kubernetes Jobs") == true)
+        #expect(problem(["ASYNCCODE_CONFIG": path, "ASYNCCODE_AGENT_JOB_URL": "ftp://bot"])?.contains("must be an http(s) URL") == true)
+        #expect(problem(["ASYNCCODE_CONFIG": path, "ASYNCCODE_AGENT_JOB_URL": "http://bot:3000",
+                         "ASYNCCODE_KUBECONFIG": "/nonexistent"])?.contains("cannot read /nonexistent") == true)
+        #expect(problem(["ASYNCCODE_CONFIG": path, "ASYNCCODE_AGENT_JOB_URL": "http://bot:3000",
+                         "ASYNCCODE_KUBERNETES_POLL_SECONDS": "0"])?.contains("from 0.05 to 60") == true)
+        // `serve` without workers starts no Job: it answers the pods without the cluster's settings.
+        #expect(try load(["ASYNCCODE_CONFIG": path, "ASYNCCODE_WORKERS": "0"]).kubernetes == nil)
+        let settings = try #require(try load(["ASYNCCODE_CONFIG": path, "ASYNCCODE_AGENT_JOB_URL": "http://asynccode-serve.asynccode.svc:3000/",
+                                              "ASYNCCODE_KUBERNETES_TOOLS_IMAGE": "registry.example/asynccode:1.2",
+                                              "ASYNCCODE_KUBERNETES_POLL_SECONDS": "0.5"]).kubernetes)
+        #expect(settings.agentJobURL.absoluteString == "http://asynccode-serve.asynccode.svc:3000")
+        #expect(settings.toolsImage == "registry.example/asynccode:1.2")
+        #expect(settings.pollInterval == .milliseconds(500))
+        #expect(settings.kubeconfigPath == nil)
+        // In the cluster, its service account; here there is none, and the worker says so.
+        #expect(throws: ConfigurationError.self) { try settings.client(logger: Logger(label: "t")) }
+        // No agent in a cluster: none of this is read.
+        #expect(try load(["ASYNCCODE_AGENT_JOB_URL": "not a url"]).kubernetes == nil)
+    }
+
     @Test func defaults() throws {
         let configuration = try load([:])
         #expect(configuration.host == "127.0.0.1")

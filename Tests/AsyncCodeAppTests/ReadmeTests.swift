@@ -65,7 +65,9 @@ import TestSupport
     }
 
     @Test func everySettingTheCodeReadsIsDocumented() throws {
-        let source = try String(contentsOf: Self.root.appendingPathComponent("Sources/AsyncCodeApp/Configuration.swift"), encoding: .utf8)
+        let source = try ["Configuration.swift", "KubernetesSettings.swift"].map {
+            try String(contentsOf: Self.root.appendingPathComponent("Sources/AsyncCodeApp/\($0)"), encoding: .utf8)
+        }.joined(separator: "\n")
         let pattern = try NSRegularExpression(pattern: #"(?:value|number|httpURL)\("([A-Z][A-Z0-9_]+)"|values\["([A-Z][A-Z0-9_]+)"\]"#)
         var names = Set<String>()
         for match in pattern.matches(in: source, range: NSRange(source.startIndex..., in: source)) {

@@ -81,6 +81,28 @@ let agentScripts: [String: (script: String, timeout: Int)] = [
         } > snoop.txt 2>&1
         cat snoop.txt
         """, 120),
+    // Waits for `$AGENT_STATE/go-<task>` (at most 60 s), then appends a line (agents as Kubernetes Jobs).
+    "pause": ("""
+        cat > /dev/null
+        i=0
+        while [ ! -e "$AGENT_STATE/go-$ASYNCCODE_TASK_ID" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+        echo "edited after a pause" >> README.md
+        echo "Paused, then appended a line."
+        """, 120),
+    // Looks around its pod and poisons its own `.git` (agents as Kubernetes Jobs).
+    "podsnoop": ("""
+        cat > /dev/null
+        {
+          echo "== env"; env | sort
+          echo "== base"; ls /base 2>&1 || echo "base: absent"
+          echo "== user $(id -u)"
+        } > pod-report.txt 2>&1
+        printf '[core]\n\thooksPath = /tmp\n[alias]\n\tadd = !touch /tmp/pwned\n' >> .git/config
+        mkdir -p .git/hooks
+        printf '#!/bin/sh\ntouch /tmp/hooked\n' > .git/hooks/pre-commit
+        chmod +x .git/hooks/pre-commit
+        echo "probed the pod"
+        """, 120),
     "hostile": ("""
         cat > /dev/null
         out=report.txt
@@ -327,6 +349,7 @@ struct EndToEnd: Sendable {
     static func with(
         workers: Int = 2, leaseSeconds: Int = 60, limitsYAML: String = noLimitsYAML,
         repositoryFiles: [String: String] = [:],
+        extraAgentsYAML: @Sendable (_ agentsDirectory: String, _ stateDirectory: String) -> String = { _, _ in "" },
         configure: @Sendable (inout AppConfiguration, SimulatedSetup) throws -> Void = { _, _ in },
         _ body: @Sendable (EndToEnd) async throws -> Void
     ) async throws {
@@ -360,6 +383,7 @@ struct EndToEnd: Sendable {
             yaml += "  \(name):\n    command: [\"\(path)\"]\n    timeout: \(agent.timeout)\n    env: {\(envYAML)}\n"
             yaml += "    binds: [\"\(agentsDirectory)\", \"\(stateDirectory)\"]\n" + (extraAgentSettings[name] ?? "")
         }
+        yaml += extraAgentsYAML(agentsDirectory, stateDirectory)
         let configPath = privateDirectory + "/asynccode.yml"
         // What a bot's own folder holds: the App key and a .env with the database URL.
         try "-----BEGIN RSA PRIVATE KEY-----\nnot-a-real-key\n-----END RSA PRIVATE KEY-----\n"
@@ -382,6 +406,8 @@ struct EndToEnd: Sendable {
                 configuration.workers = workers
                 configuration.agents = try AppConfiguration.load(
                     environment: ["DATABASE_URL": "postgres://x@127.0.0.1/x", "ASYNCCODE_CONFIG": configPath,
+                                  // Agents with `runner: kubernetes` need it; their tests set the real one.
+                                  "ASYNCCODE_AGENT_JOB_URL": "http://127.0.0.1:9",
                                   "ASYNCCODE_MIGRATIONS_DIR": TestEnvironment.migrationsDirectory.path],
                     dotEnvPath: nil, requireWebhookSecret: false).agents
                 configuration.workspaceDirectory = workspaceDirectory

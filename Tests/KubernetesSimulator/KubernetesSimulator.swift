@@ -26,15 +26,24 @@ public final class KubernetesSimulator: Sendable {
         var tokens: Set<String> = []
         var faults: [Int] = []
         var requests: [Recorded] = []
+        /// Running pods as local processes (``runPods(hostPaths:secrets:)``).
+        var podRunning: PodRunning?
+        var deleted: Set<String> = []
+        var pullErrors: Set<String> = []
+        var oomContainers: Set<String> = []
+        var started: [String] = []
     }
 
-    private let state = Mutex(State())
+    let state = Mutex(State())
     private let schema: APIConformance
     public let url: String
 
-    init(url: String, schema: APIConformance) {
+    let launch: AsyncStream<PodLaunch>.Continuation
+
+    init(url: String, schema: APIConformance, launch: AsyncStream<PodLaunch>.Continuation) {
         self.url = url
         self.schema = schema
+        self.launch = launch
     }
 
     /// The strict definitions the tests hold objects to.
@@ -61,6 +70,7 @@ public final class KubernetesSimulator: Sendable {
             var request = request
             return box.withLock { $0 }!.answer(request, body: try await request.collectBody(upTo: 4 << 20))
         }
+        let (launches, launch) = AsyncStream<PodLaunch>.makeStream()
         var logger = Logger(label: "kubernetes-simulator")
         logger.logLevel = .error
         let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
@@ -69,10 +79,19 @@ public final class KubernetesSimulator: Sendable {
         return try await withThrowingTaskGroup(of: T?.self) { tasks in
             tasks.addTask { try await group.run(); return nil }
             while port.withLock({ $0 }) == nil { try await Task.sleep(for: .milliseconds(5)) }
-            let simulator = KubernetesSimulator(url: "http://127.0.0.1:\(port.withLock { $0 }!)", schema: schema)
+            let simulator = KubernetesSimulator(url: "http://127.0.0.1:\(port.withLock { $0 }!)", schema: schema, launch: launch)
             box.withLock { $0 = simulator }
+            // The kubelet: each Job's pod runs as local processes (when tests ask for it) until the end of `body`.
+            tasks.addTask {
+                await withDiscardingTaskGroup { pods in
+                    for await pod in launches { pods.addTask { await simulator.run(pod) } }
+                }
+                return nil
+            }
             let result: Result<T, any Error>
             do { result = .success(try await body(simulator)) } catch { result = .failure(error) }
+            simulator.stopPods()
+            launch.finish()
             await group.triggerGracefulShutdown()
             while let _ = try await tasks.next() {}
             return try result.get()
@@ -151,6 +170,7 @@ public final class KubernetesSimulator: Sendable {
                     return (404, Self.status(404, "NotFound", "jobs.batch \"\(segments[6])\" not found"))
                 }
                 state.pods[key] = nil
+                state.deleted.insert(key)
                 return (200, ["kind": "Status", "apiVersion": "v1", "status": "Success", "details": ["name": segments[6], "kind": "jobs"]])
             case ("GET", 5) where segments[0...1] == ["api", "v1"] && segments[4] == "pods":
                 let selector = request.uri.queryParameters["labelSelector"].map(String.init) ?? ""
@@ -199,6 +219,11 @@ public final class KubernetesSimulator: Sendable {
                                                "labels": ["job-name": name]],
                                   "status": ["phase": "Pending"]]
         state.pods[key] = [pod["metadata"].flatMap { ($0 as? [String: Any])?["name"] as? String } ?? name: (try? JSONSerialization.data(withJSONObject: pod)) ?? Data()]
+        state.deleted.remove(key)
+        if state.podRunning != nil, let data = state.jobs[key] {
+            state.started.append(key)
+            launch.yield(PodLaunch(key: key, job: data))
+        }
         return (201, job)
     }
 

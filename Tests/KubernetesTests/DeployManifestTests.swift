@@ -1,4 +1,5 @@
 import APIConformance
+import Executor
 import Foundation
 import Kubernetes
 import KubernetesSimulator
@@ -103,6 +104,25 @@ import Yams
         #expect((Self.value(agents, "spec.podSelector.matchLabels") as? [String: String] ?? ["": ""]).allSatisfy { podLabels[$0.key] == $0.value })
         #expect((Self.value(agents, "spec.egress.2.to.0.ipBlock.except") as? [String] ?? []).contains("169.254.0.0/16"))
         #expect(Self.value(agents, "spec.ingress") as? [Any] != nil && (Self.value(agents, "spec.ingress") as? [Any])?.isEmpty == true)
+
+        // The agents the ConfigMap configures run as Jobs where the Role, the policy and the example Secret are.
+        let config = try #require(Self.find(objects, "ConfigMap", "asynccode-config"))
+        let catalog = try AgentCatalog.parse(yaml: try #require((Self.value(config, "data") as? [String: String])?["asynccode.yml"]))
+        let secret = try #require(Self.find(try Self.objects("base", extra: ["secrets.example.yaml"]), "Secret", "asynccode-agent-env"))
+        for agent in catalog.agents.values {
+            let placement = try #require(agent.runner.kubernetes, "\(agent.name) does not run as a Job")
+            #expect(placement.namespace == Self.value(binding, "metadata.namespace") as? String)
+            #expect(placement.namespace == Self.value(agents, "metadata.namespace") as? String)
+            #expect(placement.secretName == Self.value(secret, "metadata.name") as? String)
+            #expect(Set(agent.passEnvironment).isSubset(of: Set((Self.value(secret, "stringData") as? [String: String] ?? [:]).keys)))
+        }
+        // The workers tell the pods the Service's address.
+        let environment = Self.value(worker, "spec.template.spec.containers.0.env") as? [[String: Any]] ?? []
+        let url = try #require(environment.first { $0["name"] as? String == "ASYNCCODE_AGENT_JOB_URL" }?["value"] as? String)
+        #expect(url == "http://\(Self.value(service, "metadata.name") ?? "").\(Self.value(service, "metadata.namespace") ?? "").svc")
+        #expect(Self.value(service, "spec.ports.0.port") as? Int == 80)
+        // The worker's token is mounted (it calls the API server); the agents' pods get none.
+        #expect(Self.value(Self.find(objects, "ServiceAccount", "asynccode-worker"), "automountServiceAccountToken") as? Bool != false)
     }
 
     /// KEDA scales the worker Deployment on a query that runs against the real schema.

@@ -11,7 +11,8 @@ struct AgentAnswer: Sendable {
 }
 
 /// Step 7: builds the prompt (the request, the thread and the repository's instructions, and in a fix round
-/// the failing checks, fenced as data), runs the agent in its bubblewrap jail (``TaskJail``), as its own user
+/// the failing checks, fenced as data), runs the agent as a Kubernetes Job when it says `runner: kubernetes`
+/// (``ClusterJail``: its change comes back as a checked patch), otherwise in its bubblewrap jail (``TaskJail``), as its own user
 /// when the bot runs as root (the checkout is chowned to it before and back to the bot after, however it
 /// ends), writes its output as it comes (``LiveLog``), records its redacted output and classifies its ending
 /// (``AgentVerdict``): only a clean exit goes on to the result.
@@ -22,6 +23,8 @@ struct RunAgent<API: GitHubAPI>: Sendable {
     let prompts: PromptBuilder
     let settings: ExecutorSettings
     let progress: TaskProgress<API>
+    /// Where agents with `runner: kubernetes` run (``ClusterJail``).
+    let cluster: AgentCluster?
 
     /// Runs the agent's round `round`; `failing`: the checks that failed after the previous round, added to
     /// the prompt as data.
@@ -51,28 +54,47 @@ struct RunAgent<API: GitHubAPI>: Sendable {
             issueTitle: issueTitle, issueBody: issueBody,
             conversation: conversation.map { ($0.author ?? $0.role, $0.content) }, baseBranch: plan.baseBranch,
             repositoryInstructions: run.config.instructions)) + feedback
-        let jail = TaskJail(runner: runner, agent: agent, workspace: workspace, taskID: record.id)
         let again = round > 1 ? " again with the failing checks (round \(round) of \(rounds))" : ""
-        await progress.step(&run, jail.isJailed
-            ? "Running agent `\(agent.name)`\(again) in a bubblewrap jail (network: \(agent.network.rawValue))"
-            : "Running agent `\(agent.name)`\(again), ⚠️ not sandboxed (`sandbox: none`)")
-        let environment = jail.environment(
-            task: ["ASYNCCODE_PROMPT": prompt, "ASYNCCODE_TASK_ID": String(record.id), "ASYNCCODE_TASK_KIND": record.kind.rawValue])
+        let task = ["ASYNCCODE_PROMPT": prompt, "ASYNCCODE_TASK_ID": String(record.id), "ASYNCCODE_TASK_KIND": record.kind.rawValue]
         let result: AgentRunResult
         do {
             let (tokenLimit, timeLimit) = Self.usageLimits(agent: agent, budget: record.budget)
             let cancelRequested = run.cancelRequested
             let secrets = RepositoryCommand.secrets(prepared: prepared, agent: agent, settings: settings)
-            result = try await run.liveLog.streaming(.agent, redacting: secrets) { observer in
-                try await jail.run(input: prompt, environment: environment, tokenLimit: tokenLimit, timeLimit: timeLimit,
-                                   cancelRequested: cancelRequested, observer: observer)
+            if let placement = agent.runner.kubernetes {
+                guard let cluster else {
+                    throw StepFailure(reason: "agent `\(agent.name)` runs as a Kubernetes Job, but this worker has no cluster settings", retryable: false)
+                }
+                await progress.step(&run, "Running agent `\(agent.name)`\(again) as a Kubernetes Job in `\(placement.namespace)` (image `\(placement.image)`)")
+                let jail = ClusterJail(cluster: cluster, agent: agent, placement: placement, workspace: workspace, taskID: record.id,
+                                       logger: run.logger)
+                let timeout = min(agent.timeout, timeLimit ?? agent.timeout)
+                result = try await run.liveLog.streaming(.agent, redacting: secrets) { observer in
+                    try await jail.run(prompt: prompt, environment: ClusterJail.podEnvironment(agent: agent, task: task), timeout: timeout,
+                                       cancelRequested: cancelRequested, observer: observer)
+                }
+            } else {
+                let jail = TaskJail(runner: runner, agent: agent, workspace: workspace, taskID: record.id)
+                await progress.step(&run, jail.isJailed
+                    ? "Running agent `\(agent.name)`\(again) in a bubblewrap jail (network: \(agent.network.rawValue))"
+                    : "Running agent `\(agent.name)`\(again), ⚠️ not sandboxed (`sandbox: none`)")
+                let environment = jail.environment(task: task)
+                result = try await run.liveLog.streaming(.agent, redacting: secrets) { observer in
+                    try await jail.run(input: prompt, environment: environment, tokenLimit: tokenLimit, timeLimit: timeLimit,
+                                       cancelRequested: cancelRequested, observer: observer)
+                }
             }
         } catch is CancelledOnRequest {
             throw CancelledOnRequest()
         } catch let failure as StepFailure {
             throw failure
+        } catch is CancellationError {
+            throw CancellationError()
         } catch {
-            throw StepFailure(reason: "agent `\(agent.name)` could not start: \(error)", retryable: false)
+            // A cluster run fails this way on the database or the cluster's API: its next attempt adopts the Job.
+            let clustered = agent.runner.kubernetes != nil
+            throw StepFailure(reason: clustered ? "agent `\(agent.name)`'s Kubernetes run failed: \(error)" : "agent `\(agent.name)` could not start: \(error)",
+                              retryable: clustered)
         }
         run.agentRounds = round
         return try await conclude(&run, agent: agent, result: result, token: prepared.token, issueTitle: issueTitle)
