@@ -51,6 +51,10 @@ public struct AppConfiguration: Sendable {
     public var workers: Int = 2
     /// The agents from the `ASYNCCODE_CONFIG` file.
     public var agents = AgentCatalog(defaultAgent: nil, agents: [:])
+    /// Where the repository cache's mirrors are (`ASYNCCODE_REPO_CACHE_DIR`; `nil`: `repo-cache` in the workspace
+    /// folder) and how big they may grow (`ASYNCCODE_REPO_CACHE_MB`; 0: no cache, every task clones).
+    public var repositoryCacheDirectory: String?
+    public var repositoryCacheBytes: Int64 = 10_240 << 20
     /// How agents with `runner: kubernetes` reach the cluster and the cluster the bot (`nil`: none do).
     public var kubernetes: KubernetesSettings?
     /// Where task workspaces are made (`ASYNCCODE_WORKSPACE_DIR`).
@@ -321,6 +325,8 @@ public struct AppConfiguration: Sendable {
         configuration.agents = agents
         configuration.kubernetes = try KubernetesSettings.load(agents: agents, workers: workers, value: value)
         if let directory = value("ASYNCCODE_WORKSPACE_DIR") { configuration.workspaceDirectory = directory }
+        configuration.repositoryCacheDirectory = value("ASYNCCODE_REPO_CACHE_DIR")
+        configuration.repositoryCacheBytes = Int64(try number("ASYNCCODE_REPO_CACHE_MB", in: 0...100_000_000, default: 10_240)) << 20
         configuration.caBundlePath = caBundlePath
         configuration.leaseDuration = .seconds(leaseSeconds)
         configuration.runAhead = runAhead

@@ -85,6 +85,14 @@ func makeWorkerServices(
     let environment = ProcessInfo.processInfo.environment
     let passed = configuration.agents.agents.values.flatMap(\.passEnvironment).compactMap { environment[$0] }.filter { $0.count >= 8 }
     settings.metrics = metrics
+    var cacheServices: [any Service] = []
+    if configuration.repositoryCacheBytes > 0 {
+        let cache = RepositoryCache(
+            root: configuration.repositoryCacheDirectory ?? configuration.workspaceDirectory + "/repo-cache",
+            maxBytes: configuration.repositoryCacheBytes, caBundlePath: configuration.caBundlePath, metrics: metrics, logger: workerLogger)
+        settings.repositoryCache = cache
+        cacheServices.append(RepositoryCachePruner(cache: cache, repositories: store, logger: workerLogger))
+    }
     settings.secretValues = SecretValues(
         configuration.webhookSecrets + [configuration.databaseURL.password].compactMap { $0 } + passed)
     let accounting = ExecutorAccounting(
@@ -107,7 +115,7 @@ func makeWorkerServices(
     let executor = TaskExecutor(
         api: github, store: store, queue: queue, catalog: configuration.agents, settings: settings, accounting: accounting,
         pendingComments: pendingComments, cluster: cluster, logger: workerLogger)
-    var services: [any Service] = clusterServices + [
+    var services: [any Service] = clusterServices + cacheServices + [
         queueClient,
         WorkListener(url: configuration.databaseURL, signal: signal, logger: workerLogger),
         ModelCatalogSync(store: ModelCatalogStore(client: client, logger: workerLogger), models: configuration.agents.models,

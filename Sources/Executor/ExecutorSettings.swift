@@ -29,6 +29,8 @@ public struct ExecutorSettings: Sendable {
     public var retryBaseDelay: Duration = .seconds(10)
     /// Values never to show in comments or store (the webhook secret, the database password…).
     public var secretValues = SecretValues([])
+    /// Warm mirrors of the repositories, from which checkouts are made (`nil`: every task clones from GitHub).
+    public var repositoryCache: RepositoryCache?
     /// Where agent exits are counted (`asynccode_agent_exits_total`).
     public var metrics: any MetricsFactory = NOOPMetricsHandler.instance
 

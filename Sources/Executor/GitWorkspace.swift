@@ -199,7 +199,7 @@ public struct GitWorkspace: Sendable {
 
     // MARK: - Running git
 
-    private func checkURL(_ url: String) throws(GitError) {
+    func checkURL(_ url: String) throws(GitError) {
         guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased(),
               scheme == "https" || scheme == "http", components.host != nil, components.user == nil, components.password == nil
         else {

@@ -432,3 +432,17 @@ extension TaskStore {
         return nil
     }
 }
+
+extension TaskStore {
+    /// GitHub's ids of the repositories tasks may still run on: active, in an installation not deleted (the
+    /// repository cache keeps mirrors of these only).
+    public func activeRepositoryIDs() async throws -> Set<Int64> {
+        let rows = try await client.query("""
+            SELECT r.github_id FROM repositories r JOIN installations i ON i.id = r.installation_id
+            WHERE r.is_active AND i.deleted_at IS NULL
+            """, logger: logger)
+        var ids: Set<Int64> = []
+        for try await id in rows.decode(Int64.self) { ids.insert(id) }
+        return ids
+    }
+}

@@ -11,21 +11,29 @@ import PostgresNIO
 import Synchronization
 
 /// What the executor adds around an agent: a task's time from claim to completion less the agent's own
-/// run, on a repository of many files, beside the same git commands run by hand (clone, branch, add,
-/// commit, push) with the same token.
+/// run, and from claim to the agent's start, on a large repository: without the repository cache (every task
+/// clones), with it cold (the first task) and warm (the others), beside a raw `git clone` of the same repository
+/// and the same git commands run by hand (clone, branch, add, commit, push) with the same token.
 struct ExecutorOverheadBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "executor",
-        abstract: "Executor overhead per task (all but the agent) on a large repository, beside the raw git commands.")
+        abstract: "Executor overhead per task (all but the agent) on a large repository, with and without the repository cache.")
 
     @Option(help: "Files in the repository.") var files = 10_000
-    @Option(help: "Tasks run one at a time (and as many raw git runs).") var tasks = 10
+    @Option(help: "Kilobytes of (incompressible) content per file.") var fileKB = 10
+    @Option(help: "Tasks run one at a time in each configuration (and as many raw git runs).") var tasks = 10
     @Flag(help: "Run the agent without the bubblewrap jail.") var noSandbox = false
 
     func run() async throws {
         try await EndToEndBench.withScratchDatabase(prefix: "bench_exec") { database, migrations, logger in
             try await measure(database: database, migrations: migrations, logger: logger)
         }
+    }
+
+    /// One task's figures (ms).
+    struct Figures {
+        var overhead: Double
+        var toAgentStart: Double
     }
 
     private func measure(database: DatabaseURL, migrations: URL, logger: Logger) async throws {
@@ -37,6 +45,7 @@ struct ExecutorOverheadBench: AsyncParsableCommand {
         try """
             #!/bin/sh
             start=$(date +%s%N)
+            echo "agent-start-ns: $start"
             cat > /dev/null
             echo "edited $ASYNCCODE_TASK_ID" >> README.md
             end=$(date +%s%N)
@@ -49,94 +58,131 @@ struct ExecutorOverheadBench: AsyncParsableCommand {
         agent.binds = [folder + "/agents"]
         agent.sandbox = noSandbox ? .none : .bwrap
 
+        // Random content (base64 of random bytes) so that git cannot compress it away.
         var tree = ["README.md": "# Widgets\n"]
+        var generator = SystemRandomNumberGenerator()
         for index in 0..<(files - 1) {
-            tree["src/module\(index / 100)/file\(index).swift"] = "let value\(index) = \(index)\n"
+            let bytes = (0..<(fileKB * 768)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            tree["src/module\(index / 100)/file\(index).txt"] = Data(bytes).base64EncodedString(options: .lineLength76Characters) + "\n"
         }
         try await withGitHubSimulator { sim in
             let setup = try await sim.setUpAppWithRepository(owner: "acme", name: "widgets", files: tree)
+            tree = [:]
             sim.setCollaborator("alice", role: "write", onRepositoryID: setup.repository.id)
-            let secret = "bench-secret"
-            var configuration = AppConfiguration(
-                databaseURL: database, webhookSecrets: [secret], appID: String(setup.app.id),
-                privateKeyPEM: setup.app.privateKeyPEM, githubAPIURL: URL(string: sim.apiURL)!, port: 0,
-                migrationsDirectory: migrations)
-            configuration.workers = 1
-            configuration.agents = AgentCatalog(defaultAgent: "edit", agents: ["edit": agent])
-            configuration.agents.limits = .none
-            configuration.workspaceDirectory = folder + "/workspaces"
-            let port = Mutex<Int?>(nil)
-            let app = try await buildApplication(configuration: configuration, logger: logger) { bound in port.withLock { $0 = bound } }
-            let client = PostgresClient(configuration: database.clientConfiguration(), backgroundLogger: logger)
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await app.runService() }
-                group.addTask { await client.run() }
-                defer { group.cancelAll() }
-                while port.withLock({ $0 }) == nil { try await Task.sleep(for: .milliseconds(5)) }
-                sim.configureWebhook(url: "http://127.0.0.1:\(port.withLock { $0 }!)/webhooks/github", secret: secret)
+            let packBytes = Self.size(of: setup.repository.gitDirectory + "/objects")
 
-                // The executor: one task at a time; the overhead is claim-to-completion less the agent.
-                var overheads: [Double] = []
-                for index in 0..<tasks {
-                    let issue = sim.createIssue(repositoryID: setup.repository.id, title: "Task \(index)", author: "alice")
-                    _ = try await sim.postUserComment(
-                        repositoryID: setup.repository.id, issueNumber: issue, body: "/asynccode fix task \(index)", author: "alice")
-                    let deadline = ContinuousClock.now + .seconds(300)
-                    var measured: Double?
-                    while measured == nil, ContinuousClock.now < deadline {
-                        measured = try await Self.overhead(client: client, issue: issue, logger: logger)
-                        if measured == nil { try await Task.sleep(for: .milliseconds(20)) }
+            var issues = 0
+            func runTasks(cacheBytes: Int64, label: String) async throws -> [Figures] {
+                let secret = "bench-secret"
+                var configuration = AppConfiguration(
+                    databaseURL: database, webhookSecrets: [secret], appID: String(setup.app.id),
+                    privateKeyPEM: setup.app.privateKeyPEM, githubAPIURL: URL(string: sim.apiURL)!, port: 0,
+                    migrationsDirectory: migrations)
+                configuration.workers = 1
+                configuration.agents = AgentCatalog(defaultAgent: "edit", agents: ["edit": agent])
+                configuration.agents.limits = .none
+                configuration.workspaceDirectory = folder + "/workspaces-\(label)"
+                configuration.repositoryCacheBytes = cacheBytes
+                let port = Mutex<Int?>(nil)
+                let app = try await buildApplication(configuration: configuration, logger: logger) { bound in port.withLock { $0 = bound } }
+                let client = PostgresClient(configuration: database.clientConfiguration(), backgroundLogger: logger)
+                return try await withThrowingTaskGroup(of: [Figures]?.self) { group in
+                    group.addTask { try await app.runService(); return nil }
+                    group.addTask { await client.run(); return nil }
+                    defer { group.cancelAll() }
+                    while port.withLock({ $0 }) == nil { try await Task.sleep(for: .milliseconds(5)) }
+                    sim.configureWebhook(url: "http://127.0.0.1:\(port.withLock { $0 }!)/webhooks/github", secret: secret)
+                    var figures: [Figures] = []
+                    for index in 0..<tasks {
+                        issues += 1
+                        let issue = sim.createIssue(repositoryID: setup.repository.id, title: "Task \(label) \(index)", author: "alice")
+                        _ = try await sim.postUserComment(
+                            repositoryID: setup.repository.id, issueNumber: issue, body: "/asynccode fix task \(index)", author: "alice")
+                        let deadline = ContinuousClock.now + .seconds(600)
+                        var measured: Figures?
+                        while measured == nil, ContinuousClock.now < deadline {
+                            measured = try await Self.figures(client: client, issue: issue, logger: logger)
+                            if measured == nil { try await Task.sleep(for: .milliseconds(20)) }
+                        }
+                        guard let measured else { throw ValidationError("task \(index) did not complete within 600 s") }
+                        figures.append(measured)
                     }
-                    guard let measured else { throw ValidationError("task \(index) did not complete within 300 s") }
-                    overheads.append(measured)
+                    return figures
                 }
-
-                // By hand: the same git commands with the same token, nothing else.
-                let github = try GitHubClient(
-                    configuration: .init(apiURL: sim.apiURL),
-                    signer: try AppJWTSigner(issuer: String(setup.app.id), privateKeyPEM: setup.app.privateKeyPEM))
-                let repo = RepositoryRef(owner: "acme", name: "widgets", id: setup.repository.id, installationID: setup.installationID)
-                let token = try await github.installationToken(for: repo)
-                try await github.shutdown()
-                let cloneURL = setup.repository.cloneURL
-                var raws: [Double] = []
-                for index in 0..<tasks {
-                    let started = ContinuousClock.now
-                    let workspace = try GitWorkspace.create(in: folder + "/raw", taskID: Int64(index))
-                    try await workspace.clone(url: cloneURL, branch: "main", token: token)
-                    try await workspace.createBranch("raw/\(index)")
-                    try "edited by hand \(index)\n".write(toFile: workspace.checkout + "/README.md", atomically: true, encoding: .utf8)
-                    _ = try await workspace.stageAll()
-                    _ = try await workspace.commit(message: "Raw \(index)", authorName: "bench", authorEmail: "bench@example.com")
-                    try await workspace.push(url: cloneURL, branch: "raw/\(index)", token: token, force: false)
-                    await workspace.remove()
-                    raws.append(EndToEndBench.milliseconds(ContinuousClock.now - started))
-                }
-                let executor = EndToEndBench.percentile(overheads, 0.5)
-                let byHand = EndToEndBench.percentile(raws, 0.5)
-                let jail = noSandbox ? "agent without a sandbox" : "agent in a bubblewrap jail"
-                print("== executor overhead: \(files) files, \(tasks) tasks one at a time, \(jail), \(ProcessInfo.processInfo.activeProcessorCount) cores ==")
-                print(String(format: "executor, claim to completion less the agent: p50 %.0f ms, p90 %.0f ms", executor, EndToEndBench.percentile(overheads, 0.9)))
-                print(String(format: "git by hand (clone, branch, add, commit, push):  p50 %.0f ms, p90 %.0f ms", byHand, EndToEndBench.percentile(raws, 0.9)))
-                print(String(format: "ratio (p50): %.2fx", executor / max(byHand, 0.001)))
             }
+            let uncached = try await runTasks(cacheBytes: 0, label: "nocache")
+            let cached = try await runTasks(cacheBytes: 100 << 30, label: "cache")
+
+            // By hand: a raw clone, and the same git commands with the same token, nothing else.
+            let github = try GitHubClient(
+                configuration: .init(apiURL: sim.apiURL),
+                signer: try AppJWTSigner(issuer: String(setup.app.id), privateKeyPEM: setup.app.privateKeyPEM))
+            let repo = RepositoryRef(owner: "acme", name: "widgets", id: setup.repository.id, installationID: setup.installationID)
+            let token = try await github.installationToken(for: repo)
+            try await github.shutdown()
+            let cloneURL = setup.repository.cloneURL
+            var clones: [Double] = []
+            var raws: [Double] = []
+            for index in 0..<tasks {
+                let started = ContinuousClock.now
+                let workspace = try GitWorkspace.create(in: folder + "/raw", taskID: Int64(index))
+                try await workspace.clone(url: cloneURL, branch: "main", token: token)
+                clones.append(EndToEndBench.milliseconds(ContinuousClock.now - started))
+                try await workspace.createBranch("raw/\(index)")
+                try "edited by hand \(index)\n".write(toFile: workspace.checkout + "/README.md", atomically: true, encoding: .utf8)
+                _ = try await workspace.stageAll()
+                _ = try await workspace.commit(message: "Raw \(index)", authorName: "bench", authorEmail: "bench@example.com")
+                try await workspace.push(url: cloneURL, branch: "raw/\(index)", token: token, force: false)
+                await workspace.remove()
+                raws.append(EndToEndBench.milliseconds(ContinuousClock.now - started))
+            }
+            let jail = noSandbox ? "agent without a sandbox" : "agent in a bubblewrap jail"
+            print("== executor overhead: \(files) files, \(packBytes >> 20) MB of objects, \(tasks) tasks one at a time per row, \(jail), \(ProcessInfo.processInfo.activeProcessorCount) cores ==")
+            func p(_ values: [Double], _ fraction: Double) -> Double { EndToEndBench.percentile(values, fraction) }
+            func row(_ label: String, _ figures: [Figures]) {
+                let overhead = figures.map(\.overhead)
+                let start = figures.map(\.toAgentStart)
+                print(String(format: "%@ claim→agent start p50 %6.0f ms p99 %6.0f ms · overhead (all but the agent) p50 %6.0f ms p99 %6.0f ms",
+                             label.padding(toLength: 34, withPad: " ", startingAt: 0), p(start, 0.5), p(start, 0.99), p(overhead, 0.5), p(overhead, 0.99)))
+            }
+            row("no cache (every task clones)", uncached)
+            row("cache, cold (first task)", Array(cached.prefix(1)))
+            row("cache, warm (tasks 2…\(tasks))", Array(cached.dropFirst()))
+            print(String(format: "%@ p50 %6.0f ms p99 %6.0f ms", "raw git clone --depth 1".padding(toLength: 34, withPad: " ", startingAt: 0), p(clones, 0.5), p(clones, 0.99)))
+            print(String(format: "%@ p50 %6.0f ms p99 %6.0f ms", "git by hand (clone … push)".padding(toLength: 34, withPad: " ", startingAt: 0), p(raws, 0.5), p(raws, 0.99)))
+            let warm = Array(cached.dropFirst()).map(\.overhead)
+            print(String(format: "warm overhead / no-cache overhead (p50): %.2fx", p(warm, 0.5) / max(p(uncached.map(\.overhead), 0.5), 0.001)))
         }
     }
 
-    /// Returns the completed task's claim-to-completion time less its agent's run (ms), or `nil` while it runs.
-    static func overhead(client: PostgresClient, issue: Int, logger: Logger) async throws -> Double? {
+    /// Returns the completed task's figures, or `nil` while it runs.
+    static func figures(client: PostgresClient, issue: Int, logger: Logger) async throws -> Figures? {
         let rows = try await client.query("""
             SELECT t.status::text, (extract(epoch FROM t.completed_at - t.started_at) * 1000)::float8,
+                   (extract(epoch FROM t.started_at) * 1e9)::float8,
                    (SELECT r.content FROM task_results r WHERE r.task_id = t.id AND r.kind = 'agent' ORDER BY r.id DESC LIMIT 1)
             FROM tasks t WHERE t.issue_number = \(Int64(issue))
             """, logger: logger)
-        for try await (status, total, content) in rows.decode((String, Double?, String?).self) {
+        for try await (status, total, startedNanoseconds, content) in rows.decode((String, Double?, Double?, String?).self) {
             if status == "failed" || status == "cancelled" { throw ValidationError("a task ended \(status)") }
-            guard status == "completed", let total, let content,
-                  let range = content.range(of: #"agent-ns: [0-9]+"#, options: .regularExpression),
-                  let nanoseconds = Double(content[range].dropFirst("agent-ns: ".count)) else { return nil }
-            return total - nanoseconds / 1e6
+            guard status == "completed", let total, let startedNanoseconds, let content,
+                  let agent = number(after: "agent-ns: ", in: content), let agentStart = number(after: "agent-start-ns: ", in: content) else { return nil }
+            return Figures(overhead: total - agent / 1e6, toAgentStart: (agentStart - startedNanoseconds) / 1e6)
         }
         return nil
+    }
+
+    static func number(after prefix: String, in text: String) -> Double? {
+        guard let range = text.range(of: prefix + "[0-9]+", options: .regularExpression) else { return nil }
+        return Double(text[range].dropFirst(prefix.count))
+    }
+
+    static func size(of path: String) -> Int64 {
+        let enumerator = FileManager.default.enumerator(atPath: path)
+        var total: Int64 = 0
+        while let file = enumerator?.nextObject() as? String {
+            total += (try? FileManager.default.attributesOfItem(atPath: path + "/" + file)[.size] as? Int64) ?? 0
+        }
+        return total
     }
 }

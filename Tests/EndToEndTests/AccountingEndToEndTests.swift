@@ -63,8 +63,21 @@ import TestSupport
                 }
                 try await group.waitForAll()
             }
-            try await eventually("50 tasks end", timeout: .seconds(240)) {
-                try await e2e.db.count("tasks WHERE status IN ('completed', 'failed', 'cancelled')") == 50
+            do {
+                try await eventually("50 tasks end", timeout: .seconds(240)) {
+                    try await e2e.db.count("tasks WHERE status IN ('completed', 'failed', 'cancelled')") == 50
+                }
+            } catch {
+                // Where they stand, for the next time this happens.
+                let states = try await e2e.string("""
+                    SELECT string_agg(status::text || ' ×' || n || coalesce(' (' || note || ')', ''), '; ') FROM (
+                      SELECT status, count(*) AS n, left(max(error), 160) AS note FROM tasks GROUP BY status) s
+                    """) ?? ""
+                let steps = try await e2e.string("""
+                    SELECT string_agg(kind || ' ×' || n, '; ') FROM (SELECT kind, count(*) AS n FROM task_events GROUP BY kind) k
+                    """) ?? ""
+                Issue.record("tasks: \(states) · events: \(steps)")
+                throw error
             }
             #expect(try await e2e.db.count("tasks WHERE status = 'completed'") == 50)
             let (balance, ledger) = try await balance(e2e)

@@ -144,7 +144,9 @@ struct PrivateCluster {
                     let recovery = DeliveryRecovery(log: github, client: client, logger: logger)
                     var redelivered = 0
                     var complete = false
-                    let deadline = ContinuousClock.now + .seconds(60)
+                    // A bound, not a target: alone it takes seconds; beside the whole suite on 2 cores, a refused
+                    // delivery was seen back after 60 s.
+                    let deadline = ContinuousClock.now + .seconds(180)
                     while ContinuousClock.now < deadline {
                         let after = try await guids(client, logger)
                         if sent.allSatisfy({ after.contains($0.guid) }) {
@@ -155,7 +157,7 @@ struct PrivateCluster {
                         try await Task.sleep(for: .milliseconds(500))
                     }
                     try await github.shutdown()
-                    #expect(complete, "a refused delivery was not brought back within 60 s")
+                    #expect(complete, "a refused delivery was not brought back within 180 s")
                     // Only refused deliveries are asked for again (one refused after its commit landed is not).
                     #expect(redelivered <= refused.count)
                     #expect(refused.isEmpty || redelivered > 0)

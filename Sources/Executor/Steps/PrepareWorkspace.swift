@@ -9,8 +9,9 @@ struct PreparedWorkspace: Sendable {
 }
 
 /// Step 6: gets an installation token, makes the workspace, clones into the bot's own git directory (never
-/// shown in the jail), creates the work branch and gives the agent its copy of the repository; then runs
-/// the rest of the task in it and removes it on every way out, whether or not the task was cancelled.
+/// shown in the jail; from the worker's ``RepositoryCache`` when there is one), creates the work branch and
+/// gives the agent its copy of the repository; then runs the rest of the task in it and removes it on every way
+/// out, whether or not the task was cancelled.
 struct PrepareWorkspace<API: GitHubAPI>: Sendable {
     let api: API
     let settings: ExecutorSettings
@@ -42,8 +43,21 @@ struct PrepareWorkspace<API: GitHubAPI>: Sendable {
     private func clone(_ run: inout TaskRun, into workspace: GitWorkspace, plan: WorkPlan, token: String) async throws {
         let kind = run.record.kind
         await progress.step(&run, "Cloning `\(plan.cloneBranch)`")
+        let cache = settings.repositoryCache
+        let repositoryID = run.repo.id
         try await cancellable(run.cancelRequested) {
-            try await workspace.clone(url: plan.cloneURL, branch: plan.cloneBranch, token: token)
+            if let cache {
+                // From the warm mirror: only what changed since the last task on this repository is fetched.
+                do {
+                    try await cache.prepare(workspace, repositoryID: repositoryID, url: plan.cloneURL, branch: plan.cloneBranch, token: token)
+                } catch let error as GitError {
+                    throw error
+                } catch {
+                    throw StepFailure(reason: "the repository cache failed: \(error)", retryable: true)
+                }
+            } else {
+                try await workspace.clone(url: plan.cloneURL, branch: plan.cloneBranch, token: token)
+            }
             if kind == .review, plan.baseBranch != plan.cloneBranch {
                 try await workspace.fetch(url: plan.cloneURL, branch: plan.baseBranch, token: token)
             }

@@ -1,0 +1,256 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Logging
+import Metrics
+
+/// A warm copy of each repository on this worker (issue 23): a bare, shallow mirror per repository under
+/// `ASYNCCODE_REPO_CACHE_DIR`, so a task fetches only what changed since the last task on that repository.
+///
+/// - The mirror is updated with the task's own narrowed token (a `--depth 1` fetch of the branch the task needs),
+///   one fetch at a time per repository: a file lock (`flock`) for every process of the machine; within a process,
+///   a task that waited while another fetched that branch (a fetch that ended after it asked) does not fetch again.
+/// - The task's repository is made from it by hard links to its (immutable) object files and a copy of its branch
+///   heads, under the lock; the files are checked out after it. The bot's git directory holds only this
+///   repository's objects; the agent gets a copy of it, never the mirror, which nothing outside this type writes.
+/// - A mirror is checked with `git fsck --connectivity-only` the first time a process uses it; one that fails it,
+///   or whose fetch or copy fails for a reason of its own, is removed and rebuilt once (not again in that task).
+/// - Past `maxBytes`, the least recently used mirrors are removed (never one in use); ``prune(keeping:)`` removes
+///   the mirrors of repositories the App no longer has.
+public actor RepositoryCache {
+    public nonisolated let root: String
+    public nonisolated let maxBytes: Int64
+    let caBundlePath: String?
+    let metrics: any MetricsFactory
+    let logger: Logger
+    /// When this process last finished fetching each repository's branches.
+    private var fetchFinished: [Int64: [String: ContinuousClock.Instant]] = [:]
+    /// Mirrors this process checked with fsck.
+    private var verified: Set<Int64> = []
+    /// Tests fetch from `file://` repositories; the bot only from http(s).
+    var allowsLocalSources = false
+
+    func allowLocalSources() { allowsLocalSources = true }
+
+    /// What one preparation did.
+    public struct Use: Sendable, Hashable {
+        /// The mirror existed and was sound.
+        public var hit = true
+        public var fetched = false
+        public var fetchedBytes: Int64 = 0
+        public var rebuilt = false
+    }
+
+    public init(root: String, maxBytes: Int64, caBundlePath: String? = nil, metrics: any MetricsFactory = NOOPMetricsHandler.instance,
+                logger: Logger) {
+        self.root = root
+        self.maxBytes = maxBytes
+        self.caBundlePath = caBundlePath
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    nonisolated func directory(_ repositoryID: Int64) -> String { "\(root)/\(repositoryID)" }
+    nonisolated func mirror(_ repositoryID: Int64) -> String { directory(repositoryID) + "/mirror.git" }
+
+    /// Makes `workspace`'s repository and checkout of `branch` from the mirror of `repositoryID`, fetching the
+    /// branch from `url` with `token` first (unless another task of this process just did).
+    ///
+    /// - Throws: ``GitError`` when the branch cannot be fetched or the checkout made, even from a rebuilt mirror.
+    @discardableResult
+    public func prepare(_ workspace: GitWorkspace, repositoryID: Int64, url: String, branch: String, token: String) async throws -> Use {
+        let asked = ContinuousClock.now
+        var use = Use()
+        var checkoutRetried = false
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        while true {
+            let current = use
+            use = try await locked(repositoryID) {
+                try await fill(workspace, repositoryID: repositoryID, url: url, branch: branch, token: token, asked: asked, use: current)
+            }
+            // The files are written outside the lock: other tasks of the repository need not wait for them.
+            let failure: GitError?
+            do {
+                try await workspace.checkOutHead()
+                failure = nil
+            } catch {
+                failure = error
+            }
+            guard let failure else { break }
+            guard !checkoutRetried, Self.isMirrorsFault(failure) else { throw failure }
+            // Objects the mirror lacks: check it again (fsck; rebuilt if it fails) before a second try.
+            checkoutRetried = true
+            verified.remove(repositoryID)
+            await workspace.removeRepository()
+            logger.warning("a checkout from the repository cache failed; checking the cache", metadata: [
+                "repo.id": "\(repositoryID)", "error": "\(failure)",
+            ])
+        }
+        Counter(label: use.hit ? "asynccode_repo_cache_hits_total" : "asynccode_repo_cache_misses_total", factory: metrics).increment()
+        await evict(keeping: repositoryID)
+        return use
+    }
+
+    /// Updates the mirror and makes the workspace's repository from it (the caller holds the lock), rebuilding the
+    /// mirror once when it fails for a reason of its own.
+    private func fill(
+        _ workspace: GitWorkspace, repositoryID: Int64, url: String, branch: String, token: String, asked: ContinuousClock.Instant,
+        use start: Use
+    ) async throws -> Use {
+        var use = start
+        while true {
+            do {
+                use = try await update(repositoryID, url: url, branch: branch, token: token, asked: asked, use: use)
+                try await workspace.linkRepository(from: mirror(repositoryID), branch: branch)
+                break
+            } catch let error as GitError where !use.rebuilt && Self.isMirrorsFault(error) {
+                logger.warning("the repository cache failed; rebuilding it once", metadata: [
+                    "repo.id": "\(repositoryID)", "error": "\(error)",
+                ])
+                use.rebuilt = true
+                use.hit = false
+                await discard(repositoryID)
+                await workspace.removeRepository()
+            }
+        }
+        touch(repositoryID)
+        return use
+    }
+
+    /// Fetches into the mirror (creating it first), unless a fetch of the branch started after `asked`.
+    private func update(_ id: Int64, url: String, branch: String, token: String, asked: ContinuousClock.Instant, use start: Use) async throws -> Use {
+        var use = start
+        let mirror = mirror(id)
+        let git = GitWorkspace(root: directory(id), caBundlePath: caBundlePath)
+        if !FileManager.default.fileExists(atPath: mirror + "/HEAD") {
+            use.hit = false
+            fetchFinished[id] = nil
+            try FileManager.default.createDirectory(atPath: directory(id), withIntermediateDirectories: true)
+            try await git.git(["init", "--quiet", "--bare", "--template=", mirror], repository: false, name: "init")
+            verified.insert(id)
+        } else if !verified.contains(id) {
+            try await git.git(["--git-dir=\(mirror)", "fsck", "--connectivity-only", "--no-dangling", "--no-progress"],
+                              repository: false, name: "fsck")
+            verified.insert(id)
+        }
+        // A fetch that ended after this task asked (one it waited for) is as fresh as its own would be.
+        if let finished = fetchFinished[id]?[branch], finished >= asked { return use }
+        if !allowsLocalSources { try git.checkURL(url) }
+        let before = Self.size(of: mirror)
+        let started = ContinuousClock.now
+        try await git.git(["--git-dir=\(mirror)", "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--depth", "1", "--", url,
+                               "+refs/heads/\(branch):refs/heads/\(branch)"], repository: false, token: token, name: "fetch",
+                           environment: allowsLocalSources ? ["GIT_ALLOW_PROTOCOL": "file"] : [:])
+        fetchFinished[id, default: [:]][branch] = ContinuousClock.now
+        use.fetched = true
+        use.fetchedBytes = max(0, Self.size(of: mirror) - before)
+        Timer(label: "asynccode_repo_cache_fetch_seconds", factory: metrics).record(duration: ContinuousClock.now - started)
+        Counter(label: "asynccode_repo_cache_fetched_bytes_total", factory: metrics).increment(by: use.fetchedBytes)
+        // Every fetch adds a pack; many packs slow every later read.
+        let packs = (try? FileManager.default.contentsOfDirectory(atPath: mirror + "/objects/pack"))?.filter { $0.hasSuffix(".pack") }.count ?? 0
+        if packs > 32 {
+            try await git.git(["--git-dir=\(mirror)", "repack", "-a", "-d", "-q"], repository: false, name: "repack")
+        }
+        return use
+    }
+
+    /// Whether a failure may be the mirror's (worth rebuilding it once), not the remote's answer.
+    static func isMirrorsFault(_ error: GitError) -> Bool {
+        let message = error.message.lowercased()
+        let remote = ["couldn't find remote ref", "authentication failed", "403", "401", "repository not found", "could not resolve host",
+                      "connection refused", "took longer than", "stopped"]
+        return !remote.contains { message.contains($0) }
+    }
+
+    /// Removes the mirror (the caller holds its lock).
+    private func discard(_ id: Int64) async {
+        fetchFinished[id] = nil
+        verified.remove(id)
+        let directory = directory(id)
+        await BlockingPool.run { try? FileTree.remove(directory) }
+    }
+
+    private nonisolated func touch(_ id: Int64) {
+        let stamp = directory(id) + "/last-used"
+        if !FileManager.default.createFile(atPath: stamp, contents: nil) {
+            logger.debug("cannot mark the mirror used", metadata: ["repo.id": "\(id)"])
+        }
+    }
+
+    // MARK: - Locks
+
+    /// Runs `body` holding the repository's lock (a `flock` on `<root>/<id>.lock`, shared by every process).
+    private func locked<T: Sendable>(_ id: Int64, _ body: () async throws -> T) async throws -> T {
+        let descriptor = open("\(root)/\(id).lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw GitError(command: "cache", message: "cannot open the repository cache's lock in \(root)") }
+        defer { close(descriptor) }
+        while flock(descriptor, LOCK_EX | LOCK_NB) != 0 {
+            guard !Task.isCancelled else { throw GitError(command: "cache", message: "stopped") }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return try await body()
+    }
+
+    /// Runs `body` if the repository's lock is free now; returns whether it ran.
+    func ifUnlocked(_ id: Int64, _ body: () async -> Void) async -> Bool {
+        let descriptor = open("\(root)/\(id).lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { return false }
+        defer { close(descriptor) }
+        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else { return false }
+        await body()
+        return true
+    }
+
+    // MARK: - Bounds
+
+    /// The mirrors present: repository id, size in bytes, last use.
+    func mirrors() async -> [(id: Int64, bytes: Int64, used: Date)] {
+        let root = root
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
+        return await BlockingPool.run {
+            names.compactMap { name -> (Int64, Int64, Date)? in
+                guard let id = Int64(name) else { return nil }
+                let used = (try? FileManager.default.attributesOfItem(atPath: "\(root)/\(name)/last-used"))?[.modificationDate] as? Date
+                return (id, Self.size(of: "\(root)/\(name)"), used ?? .distantPast)
+            }
+        }
+    }
+
+    /// Removes the least recently used mirrors (never `current`, never one in use) until they fit in `maxBytes`.
+    func evict(keeping current: Int64) async {
+        var present = await mirrors()
+        var total = present.reduce(0) { $0 + $1.bytes }
+        present.sort { $0.used < $1.used }
+        for entry in present where total > maxBytes && entry.id != current {
+            if await ifUnlocked(entry.id, { await discard(entry.id) }) {
+                total -= entry.bytes
+                Counter(label: "asynccode_repo_cache_evictions_total", factory: metrics).increment()
+                logger.info("evicted a repository from the cache", metadata: ["repo.id": "\(entry.id)", "cache.bytes": "\(entry.bytes)"])
+            }
+        }
+    }
+
+    /// Removes the mirrors of repositories not in `keeping` (the App's active repositories); returns how many.
+    @discardableResult
+    public func prune(keeping: Set<Int64>) async -> Int {
+        var removed = 0
+        for entry in await mirrors() where !keeping.contains(entry.id) {
+            if await ifUnlocked(entry.id, { await discard(entry.id) }) {
+                removed += 1
+                try? FileManager.default.removeItem(atPath: "\(root)/\(entry.id).lock")
+            }
+        }
+        return removed
+    }
+
+    /// Bytes of the files under `path` (links not followed).
+    static func size(of path: String) -> Int64 {
+        var total: Int64 = 0
+        try? FileTree.walk(path) { _, _, _, info in
+            if (info.st_mode & S_IFMT) == S_IFREG { total += Int64(info.st_size) }
+            return .descend
+        }
+        return total
+    }
+}
