@@ -23,6 +23,8 @@ struct ExecutorOverheadBench: AsyncParsableCommand {
     @Option(help: "Kilobytes of (incompressible) content per file.") var fileKB = 10
     @Option(help: "Tasks run one at a time in each configuration (and as many raw git runs).") var tasks = 10
     @Flag(help: "Run the agent without the bubblewrap jail.") var noSandbox = false
+    @Option(help: "Also run both configurations with workspaces (and the cache) in this folder, such as a tmpfs (/dev/shm).")
+    var alsoIn: String?
 
     func run() async throws {
         try await EndToEndBench.withScratchDatabase(prefix: "bench_exec") { database, migrations, logger in
@@ -72,7 +74,7 @@ struct ExecutorOverheadBench: AsyncParsableCommand {
             let packBytes = Self.size(of: setup.repository.gitDirectory + "/objects")
 
             var issues = 0
-            func runTasks(cacheBytes: Int64, label: String) async throws -> [Figures] {
+            func runTasks(cacheBytes: Int64, label: String, in parent: String = folder) async throws -> [Figures] {
                 let secret = "bench-secret"
                 var configuration = AppConfiguration(
                     databaseURL: database, webhookSecrets: [secret], appID: String(setup.app.id),
@@ -81,7 +83,7 @@ struct ExecutorOverheadBench: AsyncParsableCommand {
                 configuration.workers = 1
                 configuration.agents = AgentCatalog(defaultAgent: "edit", agents: ["edit": agent])
                 configuration.agents.limits = .none
-                configuration.workspaceDirectory = folder + "/workspaces-\(label)"
+                configuration.workspaceDirectory = parent + "/workspaces-\(label)"
                 configuration.repositoryCacheBytes = cacheBytes
                 let port = Mutex<Int?>(nil)
                 let app = try await buildApplication(configuration: configuration, logger: logger) { bound in port.withLock { $0 = bound } }
@@ -106,12 +108,20 @@ struct ExecutorOverheadBench: AsyncParsableCommand {
                         }
                         guard let measured else { throw ValidationError("task \(index) did not complete within 600 s") }
                         figures.append(measured)
+                        if index == tasks - 1 { try await Self.printSteps(client: client, issue: issue, label: label, logger: logger) }
                     }
                     return figures
                 }
             }
             let uncached = try await runTasks(cacheBytes: 0, label: "nocache")
             let cached = try await runTasks(cacheBytes: 100 << 30, label: "cache")
+            var elsewhere: (uncached: [Figures], cached: [Figures])?
+            if let alsoIn {
+                let parent = alsoIn + "/bench-exec-\(UUID().uuidString)"
+                defer { try? FileManager.default.removeItem(atPath: parent) }
+                elsewhere = (try await runTasks(cacheBytes: 0, label: "nocache-elsewhere", in: parent),
+                             try await runTasks(cacheBytes: 100 << 30, label: "cache-elsewhere", in: parent))
+            }
 
             // By hand: a raw clone, and the same git commands with the same token, nothing else.
             let github = try GitHubClient(
@@ -148,10 +158,20 @@ struct ExecutorOverheadBench: AsyncParsableCommand {
             row("no cache (every task clones)", uncached)
             row("cache, cold (first task)", Array(cached.prefix(1)))
             row("cache, warm (tasks 2…\(tasks))", Array(cached.dropFirst()))
+            if let elsewhere, let alsoIn {
+                row("in \(alsoIn): no cache", elsewhere.uncached)
+                row("in \(alsoIn): cache, cold", Array(elsewhere.cached.prefix(1)))
+                row("in \(alsoIn): cache, warm", Array(elsewhere.cached.dropFirst()))
+            }
             print(String(format: "%@ p50 %6.0f ms p99 %6.0f ms", "raw git clone --depth 1".padding(toLength: 34, withPad: " ", startingAt: 0), p(clones, 0.5), p(clones, 0.99)))
             print(String(format: "%@ p50 %6.0f ms p99 %6.0f ms", "git by hand (clone … push)".padding(toLength: 34, withPad: " ", startingAt: 0), p(raws, 0.5), p(raws, 0.99)))
             let warm = Array(cached.dropFirst()).map(\.overhead)
             print(String(format: "warm overhead / no-cache overhead (p50): %.2fx", p(warm, 0.5) / max(p(uncached.map(\.overhead), 0.5), 0.001)))
+            if let elsewhere, let alsoIn {
+                let warmElsewhere = Array(elsewhere.cached.dropFirst()).map(\.overhead)
+                print(String(format: "in %@: warm overhead / no-cache overhead on the first folder (p50): %.2fx", alsoIn,
+                             p(warmElsewhere, 0.5) / max(p(uncached.map(\.overhead), 0.5), 0.001)))
+            }
         }
     }
 
@@ -170,6 +190,21 @@ struct ExecutorOverheadBench: AsyncParsableCommand {
             return Figures(overhead: total - agent / 1e6, toAgentStart: (agentStart - startedNanoseconds) / 1e6)
         }
         return nil
+    }
+
+    /// Prints when each step of the task on `issue` began, from its claim (where the time goes).
+    static func printSteps(client: PostgresClient, issue: Int, label: String, logger: Logger) async throws {
+        let rows = try await client.query("""
+            SELECT e.step, left(e.detail, 70), (extract(epoch FROM e.created_at - t.started_at) * 1000)::float8
+            FROM task_events e JOIN tasks t ON t.id = e.task_id
+            WHERE t.issue_number = \(Int64(issue)) AND e.kind IN ('task.step', 'task.status_updated', 'task.completed')
+            ORDER BY e.id
+            """, logger: logger)
+        var lines: [String] = []
+        for try await (step, detail, at) in rows.decode((String, String, Double).self) {
+            lines.append(String(format: "  %7.0f ms  %@ %@", at, step, detail))
+        }
+        print("-- steps of the last task (\(label)), from its claim --\n" + lines.joined(separator: "\n"))
     }
 
     static func number(after prefix: String, in text: String) -> Double? {
