@@ -2,9 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import HTTPTypes
 import Hummingbird
-import Logging
 import NIOCore
-import ServiceLifecycle
 import Synchronization
 
 /// The network between an agent's pod and the bot, for tests: forwards every request to the bot once it is known
@@ -54,7 +52,6 @@ public final class ForwardingProxy: Sendable {
 
     /// Runs `body` with a proxy listening on 127.0.0.1.
     public static func with<T: Sendable>(_ body: @Sendable (ForwardingProxy) async throws -> T) async throws -> T {
-        let port = Mutex<Int?>(nil)
         let box = Mutex<ForwardingProxy?>(nil)
         let router = Router()
         for method in [HTTPRequest.Method.get, .put] {
@@ -64,21 +61,10 @@ public final class ForwardingProxy: Sendable {
                 return try await box.withLock { $0 }!.relay(request, body: body)
             }
         }
-        var logger = Logger(label: "forwarding-proxy")
-        logger.logLevel = .error
-        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-                              onServerRunning: { channel in port.withLock { $0 = channel.localAddress?.port } }, logger: logger)
-        let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
-        return try await withThrowingTaskGroup(of: T?.self) { tasks in
-            tasks.addTask { try await group.run(); return nil }
-            while port.withLock({ $0 }) == nil { try await Task.sleep(for: .milliseconds(5)) }
-            let proxy = ForwardingProxy(url: "http://127.0.0.1:\(port.withLock { $0 }!)")
+        return try await withLocalServer(router, label: "forwarding-proxy") { url in
+            let proxy = ForwardingProxy(url: url)
             box.withLock { $0 = proxy }
-            let result: Result<T, any Error>
-            do { result = .success(try await body(proxy)) } catch { result = .failure(error) }
-            await group.triggerGracefulShutdown()
-            while let _ = try await tasks.next() {}
-            return try result.get()
+            return try await body(proxy)
         }
     }
 }

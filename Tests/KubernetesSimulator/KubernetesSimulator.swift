@@ -58,7 +58,6 @@ public final class KubernetesSimulator: Sendable {
     /// Runs `body` with a simulator listening on 127.0.0.1.
     public static func with<T: Sendable>(_ body: @Sendable (KubernetesSimulator) async throws -> T) async throws -> T {
         let schema = try loadSchema()
-        let port = Mutex<Int?>(nil)
         let box = Mutex<KubernetesSimulator?>(nil)
         let router = Router()
         router.on("**", method: .get) { request, _ in box.withLock { $0 }!.answer(request, body: nil) }
@@ -71,30 +70,24 @@ public final class KubernetesSimulator: Sendable {
             return box.withLock { $0 }!.answer(request, body: try await request.collectBody(upTo: 4 << 20))
         }
         let (launches, launch) = AsyncStream<PodLaunch>.makeStream()
-        var logger = Logger(label: "kubernetes-simulator")
-        logger.logLevel = .error
-        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-                              onServerRunning: { channel in port.withLock { $0 = channel.localAddress?.port } }, logger: logger)
-        let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
-        return try await withThrowingTaskGroup(of: T?.self) { tasks in
-            tasks.addTask { try await group.run(); return nil }
-            while port.withLock({ $0 }) == nil { try await Task.sleep(for: .milliseconds(5)) }
-            let simulator = KubernetesSimulator(url: "http://127.0.0.1:\(port.withLock { $0 }!)", schema: schema, launch: launch)
+        return try await withLocalServer(router, label: "kubernetes-simulator") { url in
+            let simulator = KubernetesSimulator(url: url, schema: schema, launch: launch)
             box.withLock { $0 = simulator }
-            // The kubelet: each Job's pod runs as local processes (when tests ask for it) until the end of `body`.
-            tasks.addTask {
-                await withDiscardingTaskGroup { pods in
-                    for await pod in launches { pods.addTask { await simulator.run(pod) } }
+            return try await withThrowingTaskGroup(of: T?.self) { tasks in
+                // The kubelet: each Job's pod runs as local processes (when tests ask for it) until the end of `body`.
+                tasks.addTask {
+                    await withDiscardingTaskGroup { pods in
+                        for await pod in launches { pods.addTask { await simulator.run(pod) } }
+                    }
+                    return nil
                 }
-                return nil
+                let result: Result<T, any Error>
+                do { result = .success(try await body(simulator)) } catch { result = .failure(error) }
+                simulator.stopPods()
+                launch.finish()
+                while let _ = try await tasks.next() {}
+                return try result.get()
             }
-            let result: Result<T, any Error>
-            do { result = .success(try await body(simulator)) } catch { result = .failure(error) }
-            simulator.stopPods()
-            launch.finish()
-            await group.triggerGracefulShutdown()
-            while let _ = try await tasks.next() {}
-            return try result.get()
         }
     }
 
