@@ -97,11 +97,12 @@ struct ClusterJail: Sendable {
             throw StepFailure(reason: "cannot bundle the checkout for the agent's pod: \(error)", retryable: true)
         }
         let store = cluster.store
-        var job: AgentJobStore.OpenJob
-        if let open = try await store.openJob(taskID: taskID), open.snapshot == snapshot, open.namespace == placement.namespace {
+        let job: AgentJobStore.OpenJob
+        let open = try await store.openJob(taskID: taskID)
+        if let open, open.snapshot == snapshot, open.namespace == placement.namespace {
             job = open
         } else {
-            if let stale = try await store.openJob(taskID: taskID) {
+            if let stale = open {
                 // Started for another checkout (the base branch moved): it can only give a change that does not apply.
                 _ = try? await cluster.jobs.deleteJob(stale.name, namespace: stale.namespace)
                 try await store.finishJob(taskID: taskID, attempt: stale.attempt)

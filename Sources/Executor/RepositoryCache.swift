@@ -28,6 +28,8 @@ public actor RepositoryCache {
     private var fetchFinished: [Int64: [String: ContinuousClock.Instant]] = [:]
     /// Mirrors this process checked with fsck.
     private var verified: Set<Int64> = []
+    /// The mirrors' sizes as last measured (each walked once per process, then again only after it changes).
+    private var sizes: [Int64: Int64] = [:]
     /// Tests fetch from `file://` repositories; the bot only from http(s).
     var allowsLocalSources = false
 
@@ -137,21 +139,26 @@ public actor RepositoryCache {
         // A fetch that ended after this task asked (one it waited for) is as fresh as its own would be.
         if let finished = fetchFinished[id]?[branch], finished >= asked { return use }
         if !allowsLocalSources { try git.checkURL(url) }
-        let before = Self.size(of: mirror)
+        let before = sizes[id] ?? Self.size(of: mirror)
         let started = ContinuousClock.now
         try await git.git(["--git-dir=\(mirror)", "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--depth", "1", "--", url,
-                               "+refs/heads/\(branch):refs/heads/\(branch)"], repository: false, token: token, name: "fetch",
-                           environment: allowsLocalSources ? ["GIT_ALLOW_PROTOCOL": "file"] : [:])
+                           "+refs/heads/\(branch):refs/heads/\(branch)"], repository: false, token: token, name: "fetch",
+                          environment: allowsLocalSources ? ["GIT_ALLOW_PROTOCOL": "file"] : [:])
         fetchFinished[id, default: [:]][branch] = ContinuousClock.now
+        var after = Self.size(of: mirror)
         use.fetched = true
-        use.fetchedBytes = max(0, Self.size(of: mirror) - before)
+        use.fetchedBytes = max(0, after - before)
         Timer(label: "asynccode_repo_cache_fetch_seconds", factory: metrics).record(duration: ContinuousClock.now - started)
         Counter(label: "asynccode_repo_cache_fetched_bytes_total", factory: metrics).increment(by: use.fetchedBytes)
-        // Every fetch adds a pack; many packs slow every later read.
+        // Every fetch adds a pack, or loose objects when it brings fewer than 100: many of either slow every later read.
         let packs = (try? FileManager.default.contentsOfDirectory(atPath: mirror + "/objects/pack"))?.filter { $0.hasSuffix(".pack") }.count ?? 0
-        if packs > 32 {
+        let counted = try await git.git(["--git-dir=\(mirror)", "count-objects"], repository: false, name: "count-objects")
+        let loose = Int(counted.split(separator: " ").first ?? "") ?? 0
+        if packs > 32 || loose > 2_000 {
             try await git.git(["--git-dir=\(mirror)", "repack", "-a", "-d", "-q"], repository: false, name: "repack")
+            after = Self.size(of: mirror)
         }
+        sizes[id] = after
         return use
     }
 
@@ -167,6 +174,7 @@ public actor RepositoryCache {
     private func discard(_ id: Int64) async {
         fetchFinished[id] = nil
         verified.remove(id)
+        sizes[id] = nil
         let directory = directory(id)
         await BlockingPool.run { try? FileTree.remove(directory) }
     }
@@ -204,17 +212,19 @@ public actor RepositoryCache {
 
     // MARK: - Bounds
 
-    /// The mirrors present: repository id, size in bytes, last use.
+    /// The mirrors present: repository id, size in bytes (walked only for mirrors not measured yet), last use.
     func mirrors() async -> [(id: Int64, bytes: Int64, used: Date)] {
         let root = root
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
-        return await BlockingPool.run {
-            names.compactMap { name -> (Int64, Int64, Date)? in
-                guard let id = Int64(name) else { return nil }
-                let used = (try? FileManager.default.attributesOfItem(atPath: "\(root)/\(name)/last-used"))?[.modificationDate] as? Date
-                return (id, Self.size(of: "\(root)/\(name)"), used ?? .distantPast)
+        let ids = ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).compactMap { Int64($0) }
+        let known = sizes
+        let found = await BlockingPool.run {
+            ids.map { id -> (id: Int64, bytes: Int64, used: Date) in
+                let used = (try? FileManager.default.attributesOfItem(atPath: "\(root)/\(id)/last-used"))?[.modificationDate] as? Date
+                return (id, known[id] ?? Self.size(of: "\(root)/\(id)"), used ?? .distantPast)
             }
         }
+        for entry in found { sizes[entry.id] = entry.bytes }
+        return found
     }
 
     /// Removes the least recently used mirrors (never `current`, never one in use) until they fit in `maxBytes`.
