@@ -165,9 +165,11 @@ public actor RepositoryCache {
     /// Whether a failure may be the mirror's (worth rebuilding it once), not the remote's answer.
     static func isMirrorsFault(_ error: GitError) -> Bool {
         let message = error.message.lowercased()
-        let remote = ["couldn't find remote ref", "authentication failed", "403", "401", "repository not found", "could not resolve host",
-                      "connection refused", "took longer than", "stopped"]
-        return !remote.contains { message.contains($0) }
+        // Whole phrases only: a bare "403" also stands in object ids and pack names.
+        let remote = ["couldn't find remote ref", "authentication failed", "returned error: 401", "returned error: 403",
+                      "returned error: 404", "repository not found", "could not resolve host", "connection refused",
+                      "took longer than", "could not run git"]
+        return message != "stopped" && !remote.contains { message.contains($0) }
     }
 
     /// Removes the mirror (the caller holds its lock).

@@ -140,6 +140,17 @@ import TestSupport
         }
     }
 
+    @Test func onlyTheMirrorsOwnFailuresRebuildIt() {
+        func fault(_ message: String) -> Bool { RepositoryCache.isMirrorsFault(GitError(command: "fetch", message: message)) }
+        // An object id or pack name may hold "403": it is still the mirror's fault.
+        #expect(fault("error: index file /c/7/mirror.git/objects/pack/pack-cdc0575b9f89a3271635538f2fc80eda94031981.idx is too small"))
+        #expect(fault("fatal: bad object 2c81de6f911330d2c536294fccf587127c45d149"))
+        #expect(!fault("fatal: unable to access 'https://github.com/acme/widgets.git/': The requested URL returned error: 403"))
+        #expect(!fault("fatal: couldn't find remote ref refs/heads/nosuch"))
+        #expect(!fault("fatal: Authentication failed for 'https://github.com/acme/widgets.git/'"))
+        #expect(!fault("stopped"))
+    }
+
     @Test func overItsBoundTheLeastRecentlyUsedRepositoryGoesAndNothingCrossesRepositories() async throws {
         try await withScene { scene in
             var urls: [Int64: String] = [:]
