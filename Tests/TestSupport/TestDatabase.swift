@@ -150,6 +150,7 @@ actor TemplateDatabase {
 
     func name(admin: DatabaseURL) async throws -> String {
         if let created { return created }
+        await Self.dropAbandoned(admin: admin)
         let name = "tpl_\(getpid())_" + UUID().uuidString.prefix(8).lowercased()
         try await Admin.execute("CREATE DATABASE \(name)", admin: admin, retries: 2)
         let url = admin.with(database: name)
@@ -166,5 +167,24 @@ actor TemplateDatabase {
             """, admin: admin, retries: 0)
         created = name
         return name
+    }
+
+    /// Drops the templates of test processes that have ended (each process leaves its own behind, since nothing
+    /// runs when it exits): without this a local cluster grows by one migrated database per test run.
+    static func dropAbandoned(admin: DatabaseURL) async {
+        guard let connection = try? await PostgresConnection.connect(
+            configuration: admin.connectionConfiguration(), id: 1, logger: TestEnvironment.logger) else { return }
+        var abandoned: [String] = []
+        if let rows = try? await connection.query("SELECT datname FROM pg_database WHERE datname LIKE 'tpl\\_%'", logger: TestEnvironment.logger),
+           let names = try? await rows.collect() {
+            for row in names {
+                guard let name = try? row.decode(String.self), let pid = Int32(name.split(separator: "_").dropFirst().first ?? "") else { continue }
+                if kill(pid, 0) != 0, errno == ESRCH { abandoned.append(name) }
+            }
+        }
+        try? await connection.close()
+        for name in abandoned where name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) {
+            try? await Admin.execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)", admin: admin, retries: 0)
+        }
     }
 }
