@@ -55,6 +55,9 @@ public struct AppConfiguration: Sendable {
     /// folder) and how big they may grow (`ASYNCCODE_REPO_CACHE_MB`; 0: no cache, every task clones).
     public var repositoryCacheDirectory: String?
     public var repositoryCacheBytes: Int64 = 10_240 << 20
+    /// Whether the cache keeps a checkout of each repository ready for its next task (`ASYNCCODE_REPO_CACHE_READY`,
+    /// `1` or `0`).
+    public var repositoryCacheReadyCheckouts = true
     /// How agents with `runner: kubernetes` reach the cluster and the cluster the bot (`nil`: none do).
     public var kubernetes: KubernetesSettings?
     /// Where task workspaces are made (`ASYNCCODE_WORKSPACE_DIR`).
@@ -327,6 +330,7 @@ public struct AppConfiguration: Sendable {
         if let directory = value("ASYNCCODE_WORKSPACE_DIR") { configuration.workspaceDirectory = directory }
         configuration.repositoryCacheDirectory = value("ASYNCCODE_REPO_CACHE_DIR")
         configuration.repositoryCacheBytes = Int64(try number("ASYNCCODE_REPO_CACHE_MB", in: 0...100_000_000, default: 10_240)) << 20
+        configuration.repositoryCacheReadyCheckouts = try number("ASYNCCODE_REPO_CACHE_READY", in: 0...1, default: 1) == 1
         configuration.caBundlePath = caBundlePath
         configuration.leaseDuration = .seconds(leaseSeconds)
         configuration.runAhead = runAhead

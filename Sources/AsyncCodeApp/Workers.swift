@@ -89,9 +89,11 @@ func makeWorkerServices(
     if configuration.repositoryCacheBytes > 0 {
         let cache = RepositoryCache(
             root: configuration.repositoryCacheDirectory ?? configuration.workspaceDirectory + "/repo-cache",
-            maxBytes: configuration.repositoryCacheBytes, caBundlePath: configuration.caBundlePath, metrics: metrics, logger: workerLogger)
+            maxBytes: configuration.repositoryCacheBytes, caBundlePath: configuration.caBundlePath,
+            keepsReadyCheckouts: configuration.repositoryCacheReadyCheckouts, metrics: metrics, logger: workerLogger)
         settings.repositoryCache = cache
         cacheServices.append(RepositoryCachePruner(cache: cache, repositories: store, logger: workerLogger))
+        if cache.keepsReadyCheckouts { cacheServices.append(ReadyCheckoutService(cache: cache)) }
     }
     settings.secretValues = SecretValues(
         configuration.webhookSecrets + [configuration.databaseURL.password].compactMap { $0 } + passed)

@@ -42,6 +42,9 @@ public struct GitWorkspace: Sendable {
     public var caBundlePath: String?
     /// The longest a single git command may run.
     public var commandTimeout: Duration = .seconds(600)
+    /// Work done ahead of time (a ready checkout of the cache): git runs at the lowest CPU priority (`nice -n 19`),
+    /// so the tasks running meanwhile come first; alone on the machine it runs as fast as any.
+    var background = false
 
     public var checkout: String { root + "/repo" }
     public var agentHome: String { root + "/home" }
@@ -116,10 +119,18 @@ public struct GitWorkspace: Sendable {
 
     /// Gives the agent a repository of its own in the checkout: a copy of the bot's git directory as `.git`
     /// (the clone left a `.git` file pointing at the bot's). Whatever the agent does to it, the bot never reads it.
-    public func giveAgentItsRepository() async throws(GitError) {
+    ///
+    /// `refreshing`: the checkout came from a ready checkout of the cache, whose `.git` is already such a copy,
+    /// made by the bot and never shown to an agent; only what differs is copied again (object files, named by their
+    /// content, are kept when present with the same size; everything else is copied anew).
+    public func giveAgentItsRepository(refreshing: Bool = false) async throws(GitError) {
         let (source, target) = (gitDirectory, checkout + "/.git")
         let copied = await BlockingPool.run { () -> Bool in
-            unlink(target)
+            var info = stat()
+            if refreshing, lstat(target, &info) == 0, info.st_mode & S_IFMT == S_IFDIR {
+                return Self.refreshCopy(of: source, at: target)
+            }
+            try? FileTree.remove(target)
             do {
                 try FileManager.default.copyItem(atPath: source, toPath: target)
                 return true
@@ -128,6 +139,47 @@ public struct GitWorkspace: Sendable {
             }
         }
         guard copied else { throw GitError(command: "copy", message: "cannot copy the repository for the agent") }
+    }
+
+    /// Makes `target` a copy of `source` again, copying only what may differ (see ``giveAgentItsRepository(refreshing:)``).
+    private static func refreshCopy(of source: String, at target: String) -> Bool {
+        var wanted: Set<String> = []
+        var failed = false
+        do throws(FileTree.WalkError) {
+            try FileTree.walk(source) { _, _, relative, info in
+                wanted.insert(relative)
+                let to = target + "/" + relative
+                var existing = stat()
+                let present = lstat(to, &existing) == 0
+                switch info.st_mode & S_IFMT {
+                case S_IFDIR:
+                    if present, existing.st_mode & S_IFMT != S_IFDIR { try? FileTree.remove(to) }
+                    if !present || existing.st_mode & S_IFMT != S_IFDIR { mkdir(to, 0o755) }
+                    return .descend
+                case S_IFREG:
+                    let immutable = relative.hasPrefix("objects/") && !relative.hasPrefix("objects/info/")
+                    if immutable, present, existing.st_mode & S_IFMT == S_IFREG, existing.st_size == info.st_size { return .skip }
+                    if present { try? FileTree.remove(to) }
+                    if (try? FileManager.default.copyItem(atPath: source + "/" + relative, toPath: to)) == nil { failed = true }
+                    return .skip
+                default:
+                    return .skip
+                }
+            }
+            // What the copy has and the bot's directory no longer has.
+            var extra: [String] = []
+            try FileTree.walk(target) { _, _, relative, _ in
+                guard wanted.contains(relative) else {
+                    extra.append(relative)
+                    return .skip
+                }
+                return .descend
+            }
+            for relative in extra { try FileTree.remove(target + "/" + relative) }
+        } catch {
+            return false
+        }
+        return !failed
     }
 
     /// Removes every `.git` the agent left in the checkout (its copy of the repository, nested repositories,
@@ -267,7 +319,8 @@ public struct GitWorkspace: Sendable {
         options.createSession = true
         options.teardownSequence = [.gracefulShutDown(toProcessGroup: true, allowedDurationToNextStep: .seconds(2))]
         let configuration = Configuration(
-            executable: .name("git"), arguments: Arguments(arguments), environment: .custom(keys),
+            executable: .name(background ? "nice" : "git"), arguments: Arguments(background ? ["-n", "19", "git"] + arguments : arguments),
+            environment: .custom(keys),
             workingDirectory: FilePath(repository ? checkout : root), platformOptions: options)
         let timeout = commandTimeout
         enum Outcome: Sendable { case finished(TerminationStatus, [UInt8], String), timedOut }

@@ -18,6 +18,9 @@ import Metrics
 ///   or whose fetch or copy fails for a reason of its own, is removed and rebuilt once (not again in that task).
 /// - Past `maxBytes`, the least recently used mirrors are removed (never one in use); ``prune(keeping:)`` removes
 ///   the mirrors of repositories the App no longer has.
+/// - With `keepsReadyCheckouts`, a checkout of the repository is kept ready for its next task (made from the mirror
+///   off the task's path by ``ReadyCheckoutService``, see `RepositoryCache+Ready.swift`): the next task takes it and
+///   git rewrites only the files that changed since.
 public actor RepositoryCache {
     public nonisolated let root: String
     public nonisolated let maxBytes: Int64
@@ -32,6 +35,17 @@ public actor RepositoryCache {
     private var sizes: [Int64: Int64] = [:]
     /// Tests fetch from `file://` repositories; the bot only from http(s).
     var allowsLocalSources = false
+    /// Whether a checkout of each repository is kept ready for its next task.
+    public nonisolated let keepsReadyCheckouts: Bool
+    /// Ready checkouts asked for, made one at a time by ``makeReadyCheckouts()``.
+    nonisolated let readyRequests: AsyncStream<ReadyRequest>
+    let readyRequester: AsyncStream<ReadyRequest>.Continuation
+    /// Repositories whose ready checkout is being made, with the tasks waiting for it.
+    var readyMaking: [Int64: [CheckedContinuation<Void, Never>]] = [:]
+    /// The ready checkouts' own bytes (their object files are the mirror's), as measured when made.
+    var readyBytes: [Int64: Int64] = [:]
+    /// Set when a ready checkout could not be moved into a workspace (another file system): none are made again.
+    var readyUnsupported = false
 
     func allowLocalSources() { allowsLocalSources = true }
 
@@ -39,14 +53,18 @@ public actor RepositoryCache {
     public struct Use: Sendable, Hashable {
         /// The mirror existed and was sound.
         public var hit = true
+        /// The checkout came from a ready checkout (only the files changed since were written).
+        public var ready = false
         public var fetched = false
         public var fetchedBytes: Int64 = 0
         public var rebuilt = false
     }
 
-    public init(root: String, maxBytes: Int64, caBundlePath: String? = nil, metrics: any MetricsFactory = NOOPMetricsHandler.instance,
-                logger: Logger) {
+    public init(root: String, maxBytes: Int64, caBundlePath: String? = nil, keepsReadyCheckouts: Bool = true,
+                metrics: any MetricsFactory = NOOPMetricsHandler.instance, logger: Logger) {
         self.root = root
+        self.keepsReadyCheckouts = keepsReadyCheckouts
+        (readyRequests, readyRequester) = AsyncStream.makeStream(of: ReadyRequest.self, bufferingPolicy: .bufferingNewest(64))
         self.maxBytes = maxBytes
         self.caBundlePath = caBundlePath
         self.metrics = metrics
@@ -66,6 +84,8 @@ public actor RepositoryCache {
         var use = Use()
         var checkoutRetried = false
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        // A ready checkout being made is nearer done than a new one would be.
+        await waitForReadyCheckout(repositoryID)
         while true {
             let current = use
             use = try await locked(repositoryID) {
@@ -81,6 +101,7 @@ public actor RepositoryCache {
             }
             guard let failure else { break }
             guard !checkoutRetried, Self.isMirrorsFault(failure) else { throw failure }
+            use.ready = false
             // Objects the mirror lacks: check it again (fsck; rebuilt if it fails) before a second try.
             checkoutRetried = true
             verified.remove(repositoryID)
@@ -90,6 +111,9 @@ public actor RepositoryCache {
             ])
         }
         Counter(label: use.hit ? "asynccode_repo_cache_hits_total" : "asynccode_repo_cache_misses_total", factory: metrics).increment()
+        if use.ready { Counter(label: "asynccode_repo_cache_ready_checkouts_used_total", factory: metrics).increment() }
+        // The next task of the repository finds a checkout ready.
+        askForReadyCheckout(repositoryID, branch: branch)
         await evict(keeping: repositoryID)
         return use
     }
@@ -104,7 +128,13 @@ public actor RepositoryCache {
         while true {
             do {
                 use = try await update(repositoryID, url: url, branch: branch, token: token, asked: asked, use: use)
-                try await workspace.linkRepository(from: mirror(repositoryID), branch: branch)
+                // A ready checkout when there is one (not after a rebuild or a failed checkout: made from the old mirror).
+                if !use.rebuilt, !use.ready, use.hit, adoptReadyCheckout(repositoryID, into: workspace) {
+                    use.ready = true
+                    try await workspace.refreshRepository(from: mirror(repositoryID), branch: branch)
+                } else {
+                    try await workspace.linkRepository(from: mirror(repositoryID), branch: branch)
+                }
                 break
             } catch let error as GitError where !use.rebuilt && Self.isMirrorsFault(error) {
                 logger.warning("the repository cache failed; rebuilding it once", metadata: [
@@ -175,6 +205,7 @@ public actor RepositoryCache {
     /// Removes the mirror (the caller holds its lock).
     private func discard(_ id: Int64) async {
         fetchFinished[id] = nil
+        readyBytes[id] = nil
         verified.remove(id)
         sizes[id] = nil
         let directory = directory(id)
@@ -191,7 +222,7 @@ public actor RepositoryCache {
     // MARK: - Locks
 
     /// Runs `body` holding the repository's lock (a `flock` on `<root>/<id>.lock`, shared by every process).
-    private func locked<T: Sendable>(_ id: Int64, _ body: () async throws -> T) async throws -> T {
+    func locked<T: Sendable>(_ id: Int64, _ body: () async throws -> T) async throws -> T {
         let descriptor = open("\(root)/\(id).lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw GitError(command: "cache", message: "cannot open the repository cache's lock in \(root)") }
         defer { close(descriptor) }
@@ -214,19 +245,25 @@ public actor RepositoryCache {
 
     // MARK: - Bounds
 
-    /// The mirrors present: repository id, size in bytes (walked only for mirrors not measured yet), last use.
+    /// The mirrors present: repository id, size in bytes (the mirror and its ready checkout, each walked only when
+    /// not measured yet), last use.
     func mirrors() async -> [(id: Int64, bytes: Int64, used: Date)] {
         let root = root
         let ids = ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).compactMap { Int64($0) }
-        let known = sizes
+        let (knownMirrors, knownReady) = (sizes, readyBytes)
         let found = await BlockingPool.run {
-            ids.map { id -> (id: Int64, bytes: Int64, used: Date) in
+            ids.map { id -> (id: Int64, mirror: Int64, ready: Int64, used: Date) in
                 let used = (try? FileManager.default.attributesOfItem(atPath: "\(root)/\(id)/last-used"))?[.modificationDate] as? Date
-                return (id, known[id] ?? Self.size(of: "\(root)/\(id)"), used ?? .distantPast)
+                let mirror = knownMirrors[id] ?? Self.size(of: "\(root)/\(id)/mirror.git")
+                let ready = knownReady[id] ?? Self.size(of: "\(root)/\(id)/ready", skippingLinked: true)
+                return (id, mirror, ready, used ?? .distantPast)
             }
         }
-        for entry in found { sizes[entry.id] = entry.bytes }
-        return found
+        for entry in found {
+            sizes[entry.id] = entry.mirror
+            readyBytes[entry.id] = entry.ready
+        }
+        return found.map { ($0.id, $0.mirror + $0.ready, $0.used) }
     }
 
     /// Removes the least recently used mirrors (never `current`, never one in use) until they fit in `maxBytes`.
@@ -256,11 +293,17 @@ public actor RepositoryCache {
         return removed
     }
 
-    /// Bytes of the files under `path` (links not followed).
-    static func size(of path: String) -> Int64 {
+    /// Bytes of the files under `path` (links not followed; a file hard-linked twice counted once), without the
+    /// files also linked elsewhere when `skippingLinked` (a ready checkout's objects, which are the mirror's).
+    static func size(of path: String, skippingLinked: Bool = false) -> Int64 {
         var total: Int64 = 0
+        var seen: Set<UInt64> = []
         try? FileTree.walk(path) { _, _, _, info in
-            if (info.st_mode & S_IFMT) == S_IFREG { total += Int64(info.st_size) }
+            guard (info.st_mode & S_IFMT) == S_IFREG else { return .descend }
+            if info.st_nlink > 1 {
+                guard !skippingLinked, seen.insert(UInt64(info.st_ino)).inserted else { return .descend }
+            }
+            total += Int64(info.st_size)
             return .descend
         }
         return total

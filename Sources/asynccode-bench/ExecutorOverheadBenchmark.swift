@@ -23,6 +23,7 @@ struct ExecutorOverheadBench: AsyncParsableCommand {
     @Option(help: "Kilobytes of (incompressible) content per file.") var fileKB = 10
     @Option(help: "Tasks run one at a time in each configuration (and as many raw git runs).") var tasks = 10
     @Flag(help: "Run the agent without the bubblewrap jail.") var noSandbox = false
+    @Option(help: "Seconds each agent runs (sleeping; not counted in the overhead). 0: tasks back to back.") var agentSeconds = 0
     @Option(help: "Also run both configurations with workspaces (and the cache) in this folder, such as a tmpfs (/dev/shm).")
     var alsoIn: String?
 
@@ -49,6 +50,7 @@ struct ExecutorOverheadBench: AsyncParsableCommand {
             start=$(date +%s%N)
             echo "agent-start-ns: $start"
             cat > /dev/null
+            sleep \(agentSeconds)
             echo "edited $ASYNCCODE_TASK_ID" >> README.md
             end=$(date +%s%N)
             echo "agent-ns: $((end - start))"
@@ -74,7 +76,7 @@ struct ExecutorOverheadBench: AsyncParsableCommand {
             let packBytes = Self.size(of: setup.repository.gitDirectory + "/objects")
 
             var issues = 0
-            func runTasks(cacheBytes: Int64, label: String, in parent: String = folder) async throws -> [Figures] {
+            func runTasks(cacheBytes: Int64, label: String, in parent: String = folder, ready: Bool = true) async throws -> [Figures] {
                 let secret = "bench-secret"
                 var configuration = AppConfiguration(
                     databaseURL: database, webhookSecrets: [secret], appID: String(setup.app.id),
@@ -85,6 +87,7 @@ struct ExecutorOverheadBench: AsyncParsableCommand {
                 configuration.agents.limits = .none
                 configuration.workspaceDirectory = parent + "/workspaces-\(label)"
                 configuration.repositoryCacheBytes = cacheBytes
+                configuration.repositoryCacheReadyCheckouts = ready
                 let port = Mutex<Int?>(nil)
                 let app = try await buildApplication(configuration: configuration, logger: logger) { bound in port.withLock { $0 = bound } }
                 let client = PostgresClient(configuration: database.clientConfiguration(), backgroundLogger: logger)
@@ -114,12 +117,14 @@ struct ExecutorOverheadBench: AsyncParsableCommand {
                 }
             }
             let uncached = try await runTasks(cacheBytes: 0, label: "nocache")
+            let mirrorOnly = try await runTasks(cacheBytes: 100 << 30, label: "cache-no-ready", ready: false)
             let cached = try await runTasks(cacheBytes: 100 << 30, label: "cache")
-            var elsewhere: (uncached: [Figures], cached: [Figures])?
+            var elsewhere: (uncached: [Figures], mirrorOnly: [Figures], cached: [Figures])?
             if let alsoIn {
                 let parent = alsoIn + "/bench-exec-\(UUID().uuidString)"
                 defer { try? FileManager.default.removeItem(atPath: parent) }
                 elsewhere = (try await runTasks(cacheBytes: 0, label: "nocache-elsewhere", in: parent),
+                             try await runTasks(cacheBytes: 100 << 30, label: "cache-no-ready-elsewhere", in: parent, ready: false),
                              try await runTasks(cacheBytes: 100 << 30, label: "cache-elsewhere", in: parent))
             }
 
@@ -147,7 +152,7 @@ struct ExecutorOverheadBench: AsyncParsableCommand {
                 raws.append(EndToEndBench.milliseconds(ContinuousClock.now - started))
             }
             let jail = noSandbox ? "agent without a sandbox" : "agent in a bubblewrap jail"
-            print("== executor overhead: \(files) files, \(packBytes >> 20) MB of objects, \(tasks) tasks one at a time per row, \(jail), \(ProcessInfo.processInfo.activeProcessorCount) cores ==")
+            print("== executor overhead: \(files) files, \(packBytes >> 20) MB of objects, \(tasks) tasks one at a time per row, each agent running \(agentSeconds) s, \(jail), \(ProcessInfo.processInfo.activeProcessorCount) cores ==")
             func p(_ values: [Double], _ fraction: Double) -> Double { EndToEndBench.percentile(values, fraction) }
             func row(_ label: String, _ figures: [Figures]) {
                 let overhead = figures.map(\.overhead)
@@ -157,9 +162,11 @@ struct ExecutorOverheadBench: AsyncParsableCommand {
             }
             row("no cache (every task clones)", uncached)
             row("cache, cold (first task)", Array(cached.prefix(1)))
+            row("cache, warm, no ready checkout", Array(mirrorOnly.dropFirst()))
             row("cache, warm (tasks 2…\(tasks))", Array(cached.dropFirst()))
             if let elsewhere, let alsoIn {
                 row("in \(alsoIn): no cache", elsewhere.uncached)
+                row("in \(alsoIn): warm, no ready checkout", Array(elsewhere.mirrorOnly.dropFirst()))
                 row("in \(alsoIn): cache, cold", Array(elsewhere.cached.prefix(1)))
                 row("in \(alsoIn): cache, warm", Array(elsewhere.cached.dropFirst()))
             }

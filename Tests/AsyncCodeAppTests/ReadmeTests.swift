@@ -99,4 +99,21 @@ import TestSupport
             #expect(example.names.contains { $0.hasPrefix(agent) }, "no \(agent) recipe in agents/asynccode.yml.example")
         }
     }
+
+    /// Each section appears once and each fenced block is closed: an edit that pasted a region twice (it happened)
+    /// shows up here rather than on GitHub.
+    @Test func eachSectionAppearsOnce() {
+        let lines = Self.readme.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        var inFence = false
+        var headings: [String: Int] = [:]
+        for line in lines {
+            if line.trimmingCharacters(in: .whitespaces).hasPrefix("```") { inFence.toggle(); continue }
+            if !inFence, line.hasPrefix("## ") { headings[line, default: 0] += 1 }
+        }
+        #expect(!inFence, "a fenced block is never closed")
+        #expect(headings.count > 10)
+        for (heading, count) in headings where count > 1 { Issue.record("\(heading) appears \(count) times") }
+        let paragraphs = Self.readme.components(separatedBy: "\n\n").filter { $0.count > 200 }
+        #expect(Set(paragraphs).count == paragraphs.count, "a paragraph appears twice")
+    }
 }

@@ -27,9 +27,15 @@ import TestSupport
             #expect((e2e.sample("asynccode_repo_cache_fetched_bytes_total", in: metrics) ?? 0) > 0)
 
             // A later task fetches again (the branch may have moved), once.
-            let third = try await e2e.comment("/asynccode fix the readme again", on: e2e.issue("Three"))
+            let thirdIssue = e2e.issue("Three")
+            let third = try await e2e.comment("/asynccode fix the readme again", on: thirdIssue)
             try await e2e.waitFor(task: third, status: "completed")
             #expect(fetches(e2e) == 2)
+            // It found its checkout ready (made from the mirror after the first two), not one they had used.
+            let later = try await e2e.metrics()
+            #expect(e2e.sample("asynccode_repo_cache_ready_checkouts_used_total", in: later) == 1)
+            let pull = try #require(e2e.sim.pullRequests(repositoryID: e2e.repositoryID).first { $0.head.hasPrefix("asynccode/\(thirdIssue)-") })
+            #expect(try await e2e.file("README.md", on: pull.head) == "# Widgets\nedited by the agent\n")
         }
     }
 

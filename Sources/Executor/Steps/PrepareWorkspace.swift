@@ -45,11 +45,12 @@ struct PrepareWorkspace<API: GitHubAPI>: Sendable {
         await progress.step(&run, "Cloning `\(plan.cloneBranch)`")
         let cache = settings.repositoryCache
         let repositoryID = run.repo.id
-        try await cancellable(run.cancelRequested) {
+        let fromReadyCheckout = try await cancellable(run.cancelRequested) { () async throws -> Bool in
+            var ready = false
             if let cache {
                 // From the warm mirror: only what changed since the last task on this repository is fetched.
                 do {
-                    try await cache.prepare(workspace, repositoryID: repositoryID, url: plan.cloneURL, branch: plan.cloneBranch, token: token)
+                    ready = try await cache.prepare(workspace, repositoryID: repositoryID, url: plan.cloneURL, branch: plan.cloneBranch, token: token).ready
                 } catch let error as GitError {
                     throw error
                 } catch {
@@ -61,9 +62,10 @@ struct PrepareWorkspace<API: GitHubAPI>: Sendable {
             if kind == .review, plan.baseBranch != plan.cloneBranch {
                 try await workspace.fetch(url: plan.cloneURL, branch: plan.baseBranch, token: token)
             }
+            return ready
         }
         if plan.pushes, !plan.followUp { try await workspace.createBranch(plan.workBranch) }
         // The agent works on a copy of the repository; the bot's own stays outside the jail.
-        try await workspace.giveAgentItsRepository()
+        try await workspace.giveAgentItsRepository(refreshing: fromReadyCheckout)
     }
 }
