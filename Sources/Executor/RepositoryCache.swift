@@ -84,6 +84,8 @@ public actor RepositoryCache {
         var use = Use()
         var checkoutRetried = false
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        // Private repositories' files: the bot's user only, as for the workspaces.
+        chmod(root, 0o700)
         // A ready checkout being made is nearer done than a new one would be.
         await waitForReadyCheckout(repositoryID)
         while true {

@@ -76,7 +76,11 @@ private let widgets = RepositoryRef(owner: "acme", name: "widgets", id: 31, inst
             #expect(try await db.scalar("SELECT attempts FROM pending_comment_edits", as: Int32.self) == 1)
 
             let repair = CommentRepair(editor: github, store: pending, logger: db.logger)
-            // Not due yet: nothing is tried.
+            // Rescheduled a backoff after its tries (1–2 s), not due at once; the test then holds it in the future,
+            // as a loaded machine may take longer than that to get here: not due, nothing is tried.
+            #expect(try await db.scalar(
+                "SELECT next_attempt_at >= created_at + interval '1 second' FROM pending_comment_edits", as: Bool.self) == true)
+            try await db.client.query("UPDATE pending_comment_edits SET next_attempt_at = now() + interval '1 hour'", logger: db.logger)
             #expect(try await repair.repairOnce() == CommentRepairReport())
             try await makeDue(db)
             #expect(try await repair.repairOnce() == CommentRepairReport(failed: 1))

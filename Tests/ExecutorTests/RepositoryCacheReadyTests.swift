@@ -49,6 +49,9 @@ import TestSupport
             let ready = cache.readyCheckout(7)
             #expect(FileManager.default.fileExists(atPath: ready.checkout + "/a.txt"))
             #expect(try await ready.git(["status", "--porcelain"], name: "status").isEmpty)
+            // Private repositories' files: the bot's user only.
+            var folder = stat()
+            #expect(stat(scene.cacheRoot, &folder) == 0 && folder.st_mode & 0o777 == 0o700)
 
             // main moves on: a file changed, one removed, one added.
             try await TestSupport.run(["git", "-C", "\(scene.folder)/sources/widgets", "rm", "-q", "b.txt"])
