@@ -46,7 +46,7 @@ extension RepositoryCache {
     func makeReadyCheckout(_ repositoryID: Int64, branch: String) async -> Bool {
         let ready = readyCheckout(repositoryID)
         guard keepsReadyCheckouts, !readyUnsupported, readyMaking[repositoryID] == nil else { return false }
-        guard !FileManager.default.fileExists(atPath: ready.checkout) else { return true }
+        guard !FileManager.default.fileExists(atPath: ready.checkout) || !FileManager.default.fileExists(atPath: ready.gitDirectory) else { return true }
         readyMaking[repositoryID] = []
         defer {
             for waiting in readyMaking.removeValue(forKey: repositoryID) ?? [] { waiting.resume() }
@@ -85,8 +85,11 @@ extension RepositoryCache {
             try await making.giveAgentItsRepository()
             let placed = try await locked(repositoryID) { () -> Bool in
                 // The mirror may have been evicted or rebuilt meanwhile: then this checkout goes too.
-                guard FileManager.default.fileExists(atPath: mirror + "/HEAD"), !FileManager.default.fileExists(atPath: ready.root) else {
-                    return false
+                guard FileManager.default.fileExists(atPath: mirror + "/HEAD") else { return false }
+                if FileManager.default.fileExists(atPath: ready.root) {
+                    // Another process's, whole; or what a process that stopped while taking one left.
+                    if FileManager.default.fileExists(atPath: ready.checkout), FileManager.default.fileExists(atPath: ready.gitDirectory) { return false }
+                    try? FileTree.remove(ready.root)
                 }
                 return rename(making.root, ready.root) == 0
             }

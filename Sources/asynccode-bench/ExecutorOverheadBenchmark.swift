@@ -158,7 +158,7 @@ struct ExecutorOverheadBench: AsyncParsableCommand {
                 let overhead = figures.map(\.overhead)
                 let start = figures.map(\.toAgentStart)
                 print(String(format: "%@ claim→agent start p50 %6.0f ms p99 %6.0f ms · overhead (all but the agent) p50 %6.0f ms p99 %6.0f ms",
-                             label.padding(toLength: 34, withPad: " ", startingAt: 0), p(start, 0.5), p(start, 0.99), p(overhead, 0.5), p(overhead, 0.99)))
+                             label.padding(toLength: 40, withPad: " ", startingAt: 0), p(start, 0.5), p(start, 0.99), p(overhead, 0.5), p(overhead, 0.99)))
             }
             row("no cache (every task clones)", uncached)
             row("cache, cold (first task)", Array(cached.prefix(1)))
@@ -170,8 +170,8 @@ struct ExecutorOverheadBench: AsyncParsableCommand {
                 row("in \(alsoIn): cache, cold", Array(elsewhere.cached.prefix(1)))
                 row("in \(alsoIn): cache, warm", Array(elsewhere.cached.dropFirst()))
             }
-            print(String(format: "%@ p50 %6.0f ms p99 %6.0f ms", "raw git clone --depth 1".padding(toLength: 34, withPad: " ", startingAt: 0), p(clones, 0.5), p(clones, 0.99)))
-            print(String(format: "%@ p50 %6.0f ms p99 %6.0f ms", "git by hand (clone … push)".padding(toLength: 34, withPad: " ", startingAt: 0), p(raws, 0.5), p(raws, 0.99)))
+            print(String(format: "%@ p50 %6.0f ms p99 %6.0f ms", "raw git clone --depth 1".padding(toLength: 40, withPad: " ", startingAt: 0), p(clones, 0.5), p(clones, 0.99)))
+            print(String(format: "%@ p50 %6.0f ms p99 %6.0f ms", "git by hand (clone … push)".padding(toLength: 40, withPad: " ", startingAt: 0), p(raws, 0.5), p(raws, 0.99)))
             let warm = Array(cached.dropFirst()).map(\.overhead)
             print(String(format: "warm overhead / no-cache overhead (p50): %.2fx", p(warm, 0.5) / max(p(uncached.map(\.overhead), 0.5), 0.001)))
             if let elsewhere, let alsoIn {

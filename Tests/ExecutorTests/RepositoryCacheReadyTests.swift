@@ -193,4 +193,25 @@ import TestSupport
             #expect(!FileManager.default.fileExists(atPath: off.readyCheckout(7).root))
         }
     }
+
+    @Test func whatAStoppedProcessLeftIsReplaced() async throws {
+        try await withScene { scene in
+            let url = try await scene.repository("widgets", files: ["README.md": "# Widgets\n"])
+            let cache = await scene.cache()
+            try await cache.prepare(try scene.workspace(1), repositoryID: 7, url: url, branch: "main", token: token)
+            // A process stopped halfway through taking one (its git directory gone, its files left) and another while
+            // making one (a process id that is not running).
+            let ready = cache.readyCheckout(7)
+            try FileManager.default.createDirectory(atPath: ready.checkout, withIntermediateDirectories: true)
+            try "stale\n".write(toFile: ready.checkout + "/README.md", atomically: true, encoding: .utf8)
+            let leftover = cache.directory(7) + "/making-999999999"
+            try FileManager.default.createDirectory(atPath: leftover + "/repo", withIntermediateDirectories: true)
+            #expect(await cache.makeReadyCheckout(7, branch: "main"))
+            #expect(!FileManager.default.fileExists(atPath: leftover))
+            #expect(FileManager.default.fileExists(atPath: ready.gitDirectory))
+            let third = try scene.workspace(3)
+            #expect(try await cache.prepare(third, repositoryID: 7, url: url, branch: "main", token: token).ready)
+            #expect(try files(in: third) == ["README.md": "# Widgets\n"])
+        }
+    }
 }
