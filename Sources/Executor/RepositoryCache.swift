@@ -262,8 +262,9 @@ public actor RepositoryCache {
             }
         }
         for entry in found {
-            sizes[entry.id] = entry.mirror
-            readyBytes[entry.id] = entry.ready
+            if sizes[entry.id] == nil { sizes[entry.id] = entry.mirror }
+            // Made or taken meanwhile: the newer figure stands.
+            if knownReady[entry.id] == nil, readyBytes[entry.id] == nil { readyBytes[entry.id] = entry.ready }
         }
         return found.map { ($0.id, $0.mirror + $0.ready, $0.used) }
     }

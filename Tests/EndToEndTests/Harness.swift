@@ -103,6 +103,15 @@ let agentScripts: [String: (script: String, timeout: Int)] = [
         chmod +x .git/hooks/pre-commit
         echo "probed the pod"
         """, 120),
+    // Overwrites every file of its `.git` in place (object files included) and points git at its own hooks
+    // (issue 23: nothing of it may reach the repository cache or a later task).
+    "gitpoison": ("""
+        cat > /dev/null
+        find .git -type f | while read -r f; do chmod u+w "$f"; printf 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' | dd of="$f" conv=notrunc 2>/dev/null; done
+        printf '[core]\n\thooksPath = /tmp\n' >> .git/config
+        echo "poisoned" >> README.md
+        echo "Poisoned its repository."
+        """, 120),
     "hostile": ("""
         cat > /dev/null
         out=report.txt

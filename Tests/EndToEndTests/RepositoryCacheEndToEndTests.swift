@@ -31,9 +31,11 @@ import TestSupport
             let third = try await e2e.comment("/asynccode fix the readme again", on: thirdIssue)
             try await e2e.waitFor(task: third, status: "completed")
             #expect(fetches(e2e) == 2)
-            // It found its checkout ready (made from the mirror after the first two), not one they had used.
+            // It found its checkout ready (made from the mirror after the first two), not one they had used. (The
+            // second of the two may have found one too, made once the first had its checkout.)
             let later = try await e2e.metrics()
-            #expect(e2e.sample("asynccode_repo_cache_ready_checkouts_used_total", in: later) == 1)
+            let used = e2e.sample("asynccode_repo_cache_ready_checkouts_used_total", in: later) ?? 0
+            #expect(used >= 1 && used <= 2, "\(used)")
             let pull = try #require(e2e.sim.pullRequests(repositoryID: e2e.repositoryID).first { $0.head.hasPrefix("asynccode/\(thirdIssue)-") })
             #expect(try await e2e.file("README.md", on: pull.head) == "# Widgets\nedited by the agent\n")
         }
@@ -71,6 +73,24 @@ import TestSupport
             #expect(e2e.sim.pullRequests(repositoryID: e2e.repositoryID).count == 3)
             #expect(e2e.logs.lines.contains { $0.contains("repository cache") && $0.contains("rebuilding it once") || $0.contains("checking the cache") })
             #expect(e2e.sample("asynccode_repo_cache_misses_total", in: try await e2e.metrics()) == 2)
+        }
+    }
+
+    @Test func anAgentThatPoisonsItsRepositoryReachesNoLaterTask() async throws {
+        try await EndToEnd.with { e2e in
+            let first = try await e2e.comment("/asynccode --agent gitpoison fix the readme", on: e2e.issue("One"))
+            try await e2e.waitFor(task: first, status: "completed")
+            // The next task takes the checkout made ready from the mirror while the first agent ran.
+            let issue = e2e.issue("Two")
+            let second = try await e2e.comment("/asynccode fix the readme", on: issue)
+            try await e2e.waitFor(task: second, status: "completed")
+            let metrics = try await e2e.metrics()
+            #expect(e2e.sample("asynccode_repo_cache_ready_checkouts_used_total", in: metrics) == 1)
+            let pull = try #require(e2e.sim.pullRequests(repositoryID: e2e.repositoryID).first { $0.head.hasPrefix("asynccode/\(issue)-") })
+            #expect(try await e2e.file("README.md", on: pull.head) == "# Widgets\nedited by the agent\n")
+            let mirror = "\(e2e.workspaceDirectory)/repo-cache/\(e2e.repositoryID)/mirror.git"
+            let check = try await TestSupport.run(["git", "--git-dir=\(mirror)", "fsck", "--no-progress", "--no-dangling"])
+            #expect(check.status == 0, "\(check.output)")
         }
     }
 }
