@@ -51,9 +51,11 @@ extension RepositoryCache {
         defer {
             for waiting in readyMaking.removeValue(forKey: repositoryID) ?? [] { waiting.resume() }
         }
-        // Made beside the mirror under a name of this process's own, then renamed into place.
+        // Made beside the mirror under a name of its own (processes in other containers may share the folder and a
+        // process id), then renamed into place.
         let making = {
-            var making = GitWorkspace(root: directory(repositoryID) + "/making-\(getpid())", caBundlePath: caBundlePath)
+            let name = "making-\(getpid())-\(UUID().uuidString.prefix(8))"
+            var making = GitWorkspace(root: directory(repositoryID) + "/" + name, caBundlePath: caBundlePath)
             making.background = true
             return making
         }()
@@ -68,12 +70,7 @@ extension RepositoryCache {
             let mirror = mirror(repositoryID)
             let linked = try await locked(repositoryID) { () async throws -> Bool in
                 guard FileManager.default.fileExists(atPath: mirror + "/HEAD") else { return false }
-                // What a worker process that ended left while making one.
-                for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasPrefix("making-") {
-                    if let pid = Int32(name.dropFirst("making-".count)), pid != getpid(), kill(pid, 0) != 0, errno == ESRCH {
-                        try? FileTree.remove(directory + "/" + name)
-                    }
-                }
+                Self.removeAbandonedMakings(in: directory)
                 try await making.linkRepository(from: mirror, branch: branch)
                 return true
             }
@@ -109,6 +106,19 @@ extension RepositoryCache {
             ])
             await BlockingPool.run { try? FileTree.remove(making.root) }
             return false
+        }
+    }
+
+    /// Removes what worker processes that ended left while making a ready checkout: folders of a process not running
+    /// here, untouched for 10 minutes (in another container, a process of the same id may still be making one).
+    nonisolated static func removeAbandonedMakings(in directory: String) {
+        let now = Date()
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasPrefix("making-") {
+            let path = directory + "/" + name
+            guard let pid = Int32(name.dropFirst("making-".count).prefix { $0 != "-" }), pid != getpid() else { continue }
+            guard kill(pid, 0) != 0, errno == ESRCH else { continue }
+            let modified = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date ?? now
+            if now.timeIntervalSince(modified) > 600 { try? FileTree.remove(path) }
         }
     }
 

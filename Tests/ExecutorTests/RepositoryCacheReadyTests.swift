@@ -204,10 +204,14 @@ import TestSupport
             let ready = cache.readyCheckout(7)
             try FileManager.default.createDirectory(atPath: ready.checkout, withIntermediateDirectories: true)
             try "stale\n".write(toFile: ready.checkout + "/README.md", atomically: true, encoding: .utf8)
-            let leftover = cache.directory(7) + "/making-999999999"
-            try FileManager.default.createDirectory(atPath: leftover + "/repo", withIntermediateDirectories: true)
+            let leftover = cache.directory(7) + "/making-999999999-0badc0de"
+            let recent = cache.directory(7) + "/making-999999998-0badc0de"
+            for folder in [leftover, recent] { try FileManager.default.createDirectory(atPath: folder + "/repo", withIntermediateDirectories: true) }
+            try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -3600)], ofItemAtPath: leftover)
             #expect(await cache.makeReadyCheckout(7, branch: "main"))
             #expect(!FileManager.default.fileExists(atPath: leftover))
+            // Another container's process of that id may be making one now: left until it has been idle 10 minutes.
+            #expect(FileManager.default.fileExists(atPath: recent))
             #expect(FileManager.default.fileExists(atPath: ready.gitDirectory))
             let third = try scene.workspace(3)
             #expect(try await cache.prepare(third, repositoryID: 7, url: url, branch: "main", token: token).ready)
