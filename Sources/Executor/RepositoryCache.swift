@@ -131,7 +131,7 @@ public actor RepositoryCache {
             do {
                 use = try await update(repositoryID, url: url, branch: branch, token: token, asked: asked, use: use)
                 // A ready checkout when there is one (not after a rebuild or a failed checkout: made from the old mirror).
-                if !use.rebuilt, !use.ready, use.hit, adoptReadyCheckout(repositoryID, into: workspace) {
+                if !use.rebuilt, use.hit, adoptReadyCheckout(repositoryID, into: workspace) {
                     use.ready = true
                     try await workspace.refreshRepository(from: mirror(repositoryID), branch: branch)
                 } else {
@@ -144,6 +144,7 @@ public actor RepositoryCache {
                 ])
                 use.rebuilt = true
                 use.hit = false
+                use.ready = false
                 await discard(repositoryID)
                 await workspace.removeRepository()
             }
