@@ -218,4 +218,31 @@ import TestSupport
             #expect(try files(in: third) == ["README.md": "# Widgets\n"])
         }
     }
+
+    /// Whether `/dev/shm` and the temporary folder are different file systems (a rename between them fails).
+    static let twoFileSystems: Bool = {
+        var (shm, temporary) = (stat(), stat())
+        return stat("/dev/shm", &shm) == 0 && stat(FileManager.default.temporaryDirectory.path, &temporary) == 0 && shm.st_dev != temporary.st_dev
+    }()
+
+    @Test(.enabled(if: twoFileSystems, "needs /dev/shm on another file system than the temporary folder"))
+    func aCacheOnAnotherFileSystemThanTheWorkspacesStopsMakingThem() async throws {
+        try await withScene { scene in
+            let url = try await scene.repository("widgets", files: ["README.md": "# Widgets\n"])
+            let root = "/dev/shm/asynccode-test-\(UUID().uuidString)"
+            defer { try? FileManager.default.removeItem(atPath: root) }
+            let cache = RepositoryCache(root: root, maxBytes: 1 << 30, logger: .init(label: "test"))
+            await cache.allowLocalSources()
+            try await cache.prepare(try scene.workspace(1), repositoryID: 7, url: url, branch: "main", token: token)
+            #expect(await cache.makeReadyCheckout(7, branch: "main"))
+            // It cannot be moved into a workspace on the other file system: the task makes its own (objects copied).
+            let second = try scene.workspace(2)
+            #expect(try await cache.prepare(second, repositoryID: 7, url: url, branch: "main", token: token).ready == false)
+            #expect(try files(in: second) == ["README.md": "# Widgets\n"])
+            #expect(try await second.git(["status", "--porcelain"], name: "status").isEmpty)
+            #expect(!FileManager.default.fileExists(atPath: cache.readyCheckout(7).root))
+            #expect(await cache.readyUnsupported)
+            #expect(await cache.makeReadyCheckout(7, branch: "main") == false)
+        }
+    }
 }
