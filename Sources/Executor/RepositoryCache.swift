@@ -226,7 +226,7 @@ public actor RepositoryCache {
 
     /// Runs `body` holding the repository's lock (a `flock` on `<root>/<id>.lock`, shared by every process).
     func locked<T: Sendable>(_ id: Int64, _ body: () async throws -> T) async throws -> T {
-        let descriptor = open("\(root)/\(id).lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
+        let descriptor = openLock(id)
         guard descriptor >= 0 else { throw GitError(command: "cache", message: "cannot open the repository cache's lock in \(root)") }
         defer { close(descriptor) }
         while flock(descriptor, LOCK_EX | LOCK_NB) != 0 {
@@ -236,9 +236,14 @@ public actor RepositoryCache {
         return try await body()
     }
 
+    /// Opens the repository's lock file (creating it); a negative descriptor when it cannot.
+    private nonisolated func openLock(_ id: Int64) -> Int32 {
+        open("\(root)/\(id).lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
+    }
+
     /// Runs `body` if the repository's lock is free now; returns whether it ran.
     func ifUnlocked(_ id: Int64, _ body: () async -> Void) async -> Bool {
-        let descriptor = open("\(root)/\(id).lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
+        let descriptor = openLock(id)
         guard descriptor >= 0 else { return false }
         defer { close(descriptor) }
         guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else { return false }
@@ -299,7 +304,7 @@ public actor RepositoryCache {
 
     /// Bytes of the files under `path` (links not followed; a file hard-linked twice counted once), without the
     /// files also linked elsewhere when `skippingLinked` (a ready checkout's objects, which are the mirror's).
-    static func size(of path: String, skippingLinked: Bool = false) -> Int64 {
+    public static func size(of path: String, skippingLinked: Bool = false) -> Int64 {
         var total: Int64 = 0
         var seen: Set<UInt64> = []
         try? FileTree.walk(path) { _, _, _, info in

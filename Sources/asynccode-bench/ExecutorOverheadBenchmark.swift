@@ -73,9 +73,8 @@ struct ExecutorOverheadBench: AsyncParsableCommand {
             let setup = try await sim.setUpAppWithRepository(owner: "acme", name: "widgets", files: tree)
             tree = [:]
             sim.setCollaborator("alice", role: "write", onRepositoryID: setup.repository.id)
-            let packBytes = Self.size(of: setup.repository.gitDirectory + "/objects")
+            let packBytes = RepositoryCache.size(of: setup.repository.gitDirectory + "/objects")
 
-            var issues = 0
             func runTasks(cacheBytes: Int64, label: String, in parent: String = folder, ready: Bool = true) async throws -> [Figures] {
                 let secret = "bench-secret"
                 var configuration = AppConfiguration(
@@ -99,7 +98,6 @@ struct ExecutorOverheadBench: AsyncParsableCommand {
                     sim.configureWebhook(url: "http://127.0.0.1:\(port.withLock { $0 }!)/webhooks/github", secret: secret)
                     var figures: [Figures] = []
                     for index in 0..<tasks {
-                        issues += 1
                         let issue = sim.createIssue(repositoryID: setup.repository.id, title: "Task \(label) \(index)", author: "alice")
                         _ = try await sim.postUserComment(
                             repositoryID: setup.repository.id, issueNumber: issue, body: "/asynccode fix task \(index)", author: "alice")
@@ -217,14 +215,5 @@ struct ExecutorOverheadBench: AsyncParsableCommand {
     static func number(after prefix: String, in text: String) -> Double? {
         guard let range = text.range(of: prefix + "[0-9]+", options: .regularExpression) else { return nil }
         return Double(text[range].dropFirst(prefix.count))
-    }
-
-    static func size(of path: String) -> Int64 {
-        let enumerator = FileManager.default.enumerator(atPath: path)
-        var total: Int64 = 0
-        while let file = enumerator?.nextObject() as? String {
-            total += (try? FileManager.default.attributesOfItem(atPath: path + "/" + file)[.size] as? Int64) ?? 0
-        }
-        return total
     }
 }
